@@ -1,0 +1,9 @@
+"""Deploy, roll back and look after zc.buildout sites on SSH hosts: ``fab --list``."""
+from invoke import Collection
+
+from . import deploy, releases, services
+
+ns = Collection()
+for module in (deploy, releases, services):
+    for name, task in Collection.from_module(module).tasks.items():
+        ns.add_task(task, name)

@@ -1,0 +1,121 @@
+"""A release, made locally: the buildout files, the host's buildout file, pins and dists.
+
+The bundle is a reproducible tarball (sorted entries, fixed times and owners), so the
+same inputs give the same bytes; its sha256 is the release id's hash, and deploying
+the same content again is a no-op.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import buildoutfiles, dists, eggs, supervisor
+from .hostconfig import HostConfig
+
+HOST_BUILDOUT_FILE = "deploy.cfg"
+MANIFEST = "manifest.json"
+CACHE = Path(__file__).resolve().parent.parent / ".cache"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    release_id: str
+    digest: str
+    archive: Path
+    dists: tuple[dists.Dist, ...]
+    eggs: dict[str, str]          # develop egg -> the version this release pins
+    tools: dict[str, str]         # what <root>/venv needs: name -> version
+
+
+def release_id(digest: str, now: datetime | None = None) -> str:
+    """``20261122T031500Z-3f2a9c1d``: the UTC time and the content hash."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{digest[:8]}"
+
+
+def digest_of(release: str) -> str:
+    """The content hash part of a release id."""
+    return release.rsplit("-", 1)[-1]
+
+
+def host_buildout(config: HostConfig, profile: str, pins: dict[str, str]) -> str:
+    """The buildout file the host runs: the profile, offline against ``<root>/dists``."""
+    escape = lambda value: value.replace("$", "$$")
+    lines = [
+        "# Written by the deploy: the production profile, built offline on this host.",
+        "[buildout]", f"extends = {profile}",
+        f"eggs-directory = {escape(config.path_on_host('eggs'))}",
+        f"index = {config.index or escape(config.path_on_host('dists'))}",
+        f"find-links = {escape(config.path_on_host('dists'))}",
+        "allow-picked-versions = false", "newest = false", "show-picked-versions = false", "",
+    ]
+    overrides: dict[str, list[str]] = {"versions": [f"{name} = {version}" for name, version in sorted(pins.items())]}
+    for section, option, value in config.overrides:
+        overrides.setdefault(section, []).append(f"{option} = {value}")
+    for section, options in overrides.items():
+        if options:
+            lines += [f"[{section}]", *options, ""]
+    return "\n".join(lines)
+
+
+def make(config: HostConfig, cache: Path = CACHE) -> Bundle:
+    """Build the develop eggs, fetch the pins, and write the bundle for ``config``."""
+    development = buildoutfiles.read_profile(config.buildout_dir / config.development_config)
+    production = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
+    if production.develop:
+        raise buildoutfiles.ProfileError(
+            f"{config.buildout_config}: a production profile has no 'develop =' ({' '.join(production.develop)})")
+    egg_wheels = [eggs.build_develop_egg(config.buildout_dir / d, cache / "eggs") for d in development.develop]
+    egg_pins = {eggs.egg_name(w): eggs.parse_version(w) for w in egg_wheels}
+    third_party = {n: v for n, v in production.versions.items() if _canonical(n) not in egg_pins}
+    tools = {n: third_party[n] for n in third_party if _canonical(n) in {_canonical(t) for t in dists.HOST_TOOLS}}
+    missing = sorted(set(map(_canonical, dists.HOST_TOOLS)) - set(map(_canonical, tools)))
+    if missing:
+        raise buildoutfiles.ProfileError(f"{config.buildout_config}: [versions] must pin {', '.join(missing)}")
+    tools[dists.SUPERVISOR_PIN[0]] = dists.SUPERVISOR_PIN[1]
+    fetched = dists.fetch({**third_party, dists.SUPERVISOR_PIN[0]: dists.SUPERVISOR_PIN[1]}, cache / "dists")
+    described = tuple(dists.describe([*egg_wheels, *fetched]))
+    members = {
+        path.relative_to(config.buildout_dir).as_posix(): path.read_bytes() for path in production.files
+    }
+    members[HOST_BUILDOUT_FILE] = host_buildout(config, config.buildout_config, egg_pins).encode()
+    if config.manager == "supervisor":
+        members[supervisor.CONFIG_IN_RELEASE] = supervisor.render_config(config).encode()
+    members[MANIFEST] = json.dumps({
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())},
+        "dists": {d.name: d.sha256 for d in described},
+        "eggs": egg_pins, "tools": tools,
+    }, indent=1, sort_keys=True).encode()
+    data = reproducible_tarball(members)
+    digest = hashlib.sha256(data).hexdigest()
+    archive = cache / "bundles" / f"{digest}.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    if not archive.exists():
+        archive.write_bytes(data)
+    return Bundle(release_id(digest), digest[:8], archive, described, egg_pins, tools)
+
+
+def reproducible_tarball(members: dict[str, bytes]) -> bytes:
+    """A .tar.gz of ``members`` that is the same bytes for the same input."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(members.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return packed.getvalue()
+
+
+def _canonical(name: str) -> str:
+    return dists.canonicalize_name(name)

@@ -1,0 +1,157 @@
+"""The deploy chain: bundle, push, build beside the serving release, switch, check, or go back."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+from fabric import task
+from invoke import Exit, UnexpectedExit
+
+from . import bundle as bundles
+from . import commands, lock, notify, output, releases, services
+from .bundle import Bundle
+from .dists import sha256
+from .site import Facts, Site, open_site, who
+
+BUILDOUT_ENV = {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def missing_dists(bundle: Bundle, facts: Facts):
+    """The distributions the host does not have yet (by name and size)."""
+    return [d for d in bundle.dists if facts.dists.get(d.name) != d.path.stat().st_size]
+
+
+def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
+    """Upload what the host lacks, check it, and unpack the bundle into ``releases/<id>``; bytes sent."""
+    incoming = site.path("dists", ".incoming")
+    site.run(commands.make_directories(incoming, site.path("releases"), site.path("eggs"), site.path("var")))
+    sent = 0
+    missing = missing_dists(bundle, facts)
+    for dist in missing:
+        site.put(dist.path, f"{incoming}/{dist.name}")
+        sent += dist.path.stat().st_size
+    if missing:
+        site.run(commands.verify_and_place(incoming, site.path("dists"), {d.name: d.sha256 for d in missing}))
+    archive = f"bundle-{bundle.digest}.tar.gz"
+    site.put(bundle.archive, f"{incoming}/{archive}")
+    sent += bundle.archive.stat().st_size
+    site.run(commands.and_then(
+        commands.verify_checksums(incoming, {archive: sha256(bundle.archive)}),
+        commands.unpack(f"{incoming}/{archive}", site.path("releases", release_id)),
+    ))
+    return sent
+
+
+def ensure_venv(site: Site, facts: Facts, tools: dict[str, str]) -> bool:
+    """``<root>/venv`` with exactly the pinned zc.buildout and supervisor; False when it already was."""
+    stamp = "".join(f"{name}=={version}\n" for name, version in sorted(tools.items()))
+    if facts.venv == stamp:
+        return False
+    venv = site.path("venv")
+    site.run(commands.and_then(
+        commands.remove(venv),
+        commands.join(site.config.python, "-m", "venv", venv),
+        commands.join(f"{venv}/bin/python", "-m", "pip", "install", "-q", "--no-index",
+                      "--find-links", site.path("dists"), *stamp.split()),
+        commands.write_file(f"{venv}/.requirements", stamp),
+    ))
+    return True
+
+
+def build(site: Site, release_id: str) -> None:
+    """Run buildout in the new release, offline, while the old release keeps serving."""
+    release_dir = site.path("releases", release_id)
+    pid_file = f"{release_dir}/.deploy/buildout.pid"
+    site.run(commands.and_then(
+        commands.link_shared(release_dir, site.path(), site.config.shared),
+        commands.make_directories(f"{release_dir}/.deploy"),
+    ))
+    started = time.monotonic()
+    buildout = commands.with_pid_file(pid_file, site.path("venv", "bin", "buildout"), "-c",
+                                      bundles.HOST_BUILDOUT_FILE, env=BUILDOUT_ENV)
+    try:
+        site.run(commands.in_directory(release_dir, buildout))
+    except UnexpectedExit as failure:
+        tail = "\n".join((failure.result.stdout + failure.result.stderr).strip().splitlines()[-25:])
+        raise Exit(f"buildout failed in {release_dir}; current is untouched:\n{site.config.redact(tail)}", 1)
+    except BaseException:
+        site.run(commands.kill_from_pid_file(pid_file), warn=True)
+        raise
+    built = json.dumps({"who": who(), "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "seconds": round(time.monotonic() - started, 1)})
+    site.run(commands.and_then(commands.remove(pid_file),
+                               commands.write_file(f"{release_dir}/.deploy/built.json", built)))
+
+
+def switch_and_check(site: Site, release_id: str, leaving: str | None) -> None:
+    """Stop, switch, start, check health; on any failure go back to ``leaving`` and mark this one bad."""
+    try:
+        failed = releases.activate(site, release_id)
+        problem = f"health check failed: {failed}" if failed else None
+    except (Exception, KeyboardInterrupt) as error:
+        problem = f"{type(error).__name__}: {error}".strip()
+    if problem is None:
+        return
+    with output.step(f"{release_id} failed; going back to {leaving or 'nothing'}"):
+        if leaving:
+            releases.activate(site, leaving)
+        else:
+            services.stop_programs(site)
+            site.run(commands.remove(site.path("current")))
+        releases.mark_bad(site, release_id, problem)
+    raise Exit(f"deploy of {release_id} failed ({problem}); {leaving or 'no release'} is current again", 1)
+
+
+@task(help={"force_unlock": "remove a stale lock left by an interrupted deploy first"})
+def deploy(c, force_unlock=False):
+    """Deploy the buildout: bundle, push, build, switch, check; roll back by itself on failure."""
+    site = open_site(c)
+    config = site.config
+    started = time.monotonic()
+    with output.step("read the host"):
+        facts = site.facts()
+    with lock.held(site, facts, "deploy", force_unlock):
+        with output.step("bundle"):
+            bundle = bundles.make(config)
+        existing = next((r for r in facts.releases if bundles.digest_of(r.id) == bundle.digest and r.built), None)
+        if facts.current and bundles.digest_of(facts.current) == bundle.digest:
+            output.say(f"nothing to deploy: {facts.current} already has this content")
+            return
+        if existing and existing.bad:
+            raise Exit(f"release {existing.id} has this content and is marked bad "
+                       f"({existing.bad.get('reason')}); change something first", 1)
+        release_id = existing.id if existing else bundle.release_id
+        missing = missing_dists(bundle, facts)
+        output.say(f"release {release_id}: {len(missing)} of {len(bundle.dists)} distributions to upload "
+                   f"({sum(d.path.stat().st_size for d in missing)} bytes)")
+        if site.dry:
+            output.say("dry run: the host is unchanged")
+            return
+        notify.send(site, "deploy-started", release_id, who())
+        try:
+            if not existing:
+                with output.step("push"):
+                    sent = push(site, facts, bundle, release_id)
+                with output.step("python for buildout"):
+                    ensure_venv(site, facts, bundle.tools)
+                with output.step("buildout"):
+                    build(site, release_id)
+            else:
+                sent = 0
+                output.say(f"{release_id} is built already: switching to it")
+            with output.step("switch and check"):
+                switch_and_check(site, release_id, facts.current)
+        except BaseException as error:
+            elapsed = time.monotonic() - started
+            message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted"
+            releases.log_event(site, "deploy-failed", release=release_id, current=facts.current, error=message)
+            notify.send(site, "deploy-failed", release_id, who(), elapsed, message)
+            raise
+        releases.log_event(site, "deploy", release=release_id, previous=facts.current, bytes=sent,
+                           seconds=round(time.monotonic() - started, 1))
+        with output.step("cleanup"):
+            releases.cleanup_releases(site, site.facts(), release_id)
+        notify.send(site, "deploy-succeeded", release_id, who(), time.monotonic() - started)
+    output.say(f"[bold green]deployed {release_id} to {config.name} in {time.monotonic() - started:.1f}s "
+               f"({sent} bytes sent, {site.commands_run} remote commands, 1 SSH connection)[/]")

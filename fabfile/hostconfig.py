@@ -1,0 +1,268 @@
+"""Host configs: ``hostconfigs/NAME.cfg`` read, layered, interpolated and checked.
+
+A config is INI read with configparser (``=`` is the only delimiter, so buildout
+style ``section:option`` keys work in ``[overrides]``). ``[hostconfig] extends``
+layers files like buildout's ``extends``: the bases first, later files win.
+Values may name ``${env:NAME}`` (from ``.env`` beside ``hostconfigs/`` or the
+environment; such values are secrets and get redacted wherever we print) and
+``${here}`` (the directory of the file the value comes from). ``$$`` is a ``$``.
+"""
+from __future__ import annotations
+
+import configparser
+import getpass
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from dotenv import dotenv_values
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "hostconfigs"
+
+MANAGERS = ("supervisor", "systemd")
+
+# section -> {key: kind}; kinds: str, int, bool, list, abspath (on the host), localpath
+SCHEMA: dict[str, dict[str, str]] = {
+    "hostconfig": {"extends": "list"},
+    "host": {
+        "address": "str", "port": "int", "user": "str", "app_user": "str",
+        "root_user": "str", "root": "abspath", "identity": "localpath",
+        "packages": "list", "harden": "bool",
+    },
+    "buildout": {
+        "directory": "localpath", "config": "str", "development": "str",
+        "python": "str", "shared": "list", "index": "str",
+    },
+    "services": {"manager": "str", "programs": "list"},
+    "program:*": {"command": "str", "health_url": "str"},
+    "deploy": {"keep_releases": "int", "health_timeout": "int", "allow_dirty": "bool"},
+    "backup": {"keep": "int", "keep_blob_days": "int", "before_deploy": "bool"},
+    "notify": {"webhook": "str", "syslog": "str"},
+    "overrides": {"*": "str"},
+}
+REQUIRED = {("host", "address"), ("host", "root"), ("buildout", "directory")}
+
+_REFERENCE = re.compile(r"\$(\$|\{(?:([\w.-]+):)?([\w.-]+)\})")
+
+
+class ConfigError(Exception):
+    """A host config that cannot be used; the message names file, section and key."""
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    command: str
+    health_url: str | None = None
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    name: str
+    path: Path
+    address: str
+    root: str
+    buildout_dir: Path
+    port: int = 22
+    user: str = field(default_factory=getpass.getuser)
+    app_user: str = ""
+    root_user: str = "root"
+    identity: Path | None = None
+    buildout_config: str = "production.cfg"
+    development_config: str = "development.cfg"
+    python: str = "python3"
+    shared: tuple[str, ...] = ("var",)
+    index: str | None = None
+    manager: str = "supervisor"
+    programs: tuple[Program, ...] = ()
+    keep_releases: int = 5
+    health_timeout: int = 60
+    allow_dirty: bool = True
+    backup_keep: int = 2
+    backup_keep_blob_days: int = 14
+    backup_before_deploy: bool = True
+    webhook: str | None = None
+    syslog: str | None = None
+    overrides: tuple[tuple[str, str, str], ...] = ()
+    secrets: frozenset[str] = frozenset()
+
+    def path_on_host(self, *parts: str) -> str:
+        """A path under the site's root on the host."""
+        return str(PurePosixPath(self.root, *parts))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret value replaced by ``***``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+def available(config_dir: Path = CONFIG_DIR) -> list[str]:
+    """Names of the host configs in ``config_dir``."""
+    return sorted(p.stem for p in config_dir.glob("*.cfg") if not p.stem.startswith("base"))
+
+
+def resolve(name: str, config_dir: Path = CONFIG_DIR, environ: dict | None = None) -> HostConfig:
+    """The config that ``fab -H NAME`` means: ``NAME.cfg``, else the one whose address is NAME."""
+    path = config_dir / f"{name}.cfg"
+    if path.is_file():
+        return load(path, environ)
+    for candidate in available(config_dir):
+        config = load(config_dir / f"{candidate}.cfg", environ)
+        if config.address == name:
+            return config
+    names = ", ".join(available(config_dir)) or "none"
+    raise ConfigError(f"no host config for {name!r} in {config_dir} (there are: {names})")
+
+
+def load(path: Path, environ: dict | None = None) -> HostConfig:
+    """Read ``path`` with its bases, check every key, and build the HostConfig."""
+    path = path.resolve()
+    if environ is None:
+        environ = {**dotenv_values(path.parent.parent / ".env"), **os.environ}
+        environ = {k: v for k, v in environ.items() if v is not None}
+    raw = _layered(path, ())
+    secrets: set[str] = set()
+    values: dict[str, dict[str, tuple[str, Path]]] = {}
+    for section, options in raw.items():
+        for key, (value, origin) in options.items():
+            where = f"{origin}: [{section}] {key}"
+            _check_known(section, key, where)
+            expanded = _interpolate(value, raw, origin, environ, secrets, where, ())
+            values.setdefault(section, {})[key] = (expanded, origin)
+    for section, key in sorted(REQUIRED):
+        if not values.get(section, {}).get(key, ("",))[0].strip():
+            raise ConfigError(f"{path}: [{section}] {key} is required")
+    return _build(path, values, frozenset(s for s in secrets if s))
+
+
+def _layered(path: Path, seen: tuple[Path, ...]) -> dict[str, dict[str, tuple[str, Path]]]:
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise ConfigError(f"{seen[-1]}: [hostconfig] extends loops: {chain}")
+    if not path.is_file():
+        where = f"{seen[-1]}: [hostconfig] extends" if seen else "host config"
+        raise ConfigError(f"{where}: no such file {path}")
+    parser = configparser.RawConfigParser(delimiters=("=",), comment_prefixes=("#", ";"),
+                                          inline_comment_prefixes=(";", " #"),
+                                          default_section="\0none")
+    parser.optionxform = str  # keys keep their case: program names, override sections
+    try:
+        parser.read(path)
+    except configparser.Error as error:
+        raise ConfigError(f"{path}: {error}") from None
+    merged: dict[str, dict[str, tuple[str, Path]]] = {}
+    if parser.has_option("hostconfig", "extends"):
+        for base in parser.get("hostconfig", "extends").split():
+            base_path = (path.parent / base).resolve()
+            for section, options in _layered(base_path, (*seen, path)).items():
+                merged.setdefault(section, {}).update(options)
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            merged.setdefault(section, {})[key] = (value.strip(), path)
+    merged.get("hostconfig", {}).pop("extends", None)
+    return merged
+
+
+def _check_known(section: str, key: str, where: str) -> None:
+    schema = SCHEMA.get(section) or (SCHEMA["program:*"] if section.startswith("program:") else None)
+    if schema is None:
+        raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+    if key not in schema and "*" not in schema:
+        raise ConfigError(f"{where}: unknown key (known in [{section}]: {', '.join(schema)})")
+    if section == "overrides" and ":" not in key:
+        raise ConfigError(f"{where}: an override is written 'section:option = value'")
+
+
+def _interpolate(value, raw, origin, environ, secrets, where, stack) -> str:
+    def replace(match: re.Match) -> str:
+        if match.group(1) == "$":
+            return "$"
+        section, key = match.group(2), match.group(3)
+        if section is None and key == "here":
+            return str(origin.parent)
+        if section == "env":
+            if key not in environ:
+                raise ConfigError(f"{where}: ${{env:{key}}} is not set in .env or the environment")
+            secrets.add(environ[key])
+            return environ[key]
+        if section is None or key not in raw.get(section, {}):
+            raise ConfigError(f"{where}: cannot resolve {match.group(0)}")
+        if (section, key) in stack:
+            raise ConfigError(f"{where}: {match.group(0)} refers to itself")
+        other, other_origin = raw[section][key]
+        return _interpolate(other, raw, other_origin, environ, secrets, where, (*stack, (section, key)))
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _typed(kind: str, value: str, where: str, origin: Path):
+    if kind == "int":
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a whole number") from None
+    if kind == "bool":
+        lowered = value.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise ConfigError(f"{where}: {value!r} is not true or false")
+    if kind == "list":
+        return tuple(value.split())
+    if kind == "abspath":
+        if not PurePosixPath(value).is_absolute():
+            raise ConfigError(f"{where}: {value!r} must be an absolute path on the host")
+        return str(PurePosixPath(value))
+    if kind == "localpath":
+        return (origin.parent / os.path.expanduser(value)).resolve()
+    return value
+
+
+def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
+    def get(section: str, key: str, default=None):
+        if key not in values.get(section, {}):
+            return default
+        value, origin = values[section][key]
+        schema = SCHEMA.get(section) or SCHEMA["program:*"]
+        return _typed(schema[key], value, f"{origin}: [{section}] {key}", origin)
+
+    manager = get("services", "manager", "supervisor")
+    if manager not in MANAGERS:
+        origin = values["services"]["manager"][1]
+        raise ConfigError(f"{origin}: [services] manager: {manager!r} is not one of {', '.join(MANAGERS)}")
+    names = get("services", "programs", ())
+    for section in values:
+        if section.startswith("program:") and section[8:] not in names:
+            origin = next(iter(values[section].values()))[1]
+            raise ConfigError(f"{origin}: [{section}] names a program missing from [services] programs")
+    programs = tuple(
+        Program(name, get(f"program:{name}", "command", f"bin/{name}"), get(f"program:{name}", "health_url"))
+        for name in names
+    )
+    user = get("host", "user", getpass.getuser())
+    overrides = tuple(
+        (*key.split(":", 1), value) for key, (value, _) in sorted(values.get("overrides", {}).items())
+    )
+    return HostConfig(
+        name=path.stem, path=path,
+        address=get("host", "address"), port=get("host", "port", 22), user=user,
+        app_user=get("host", "app_user", user), root_user=get("host", "root_user", "root"),
+        root=get("host", "root"), identity=get("host", "identity"),
+        buildout_dir=get("buildout", "directory"),
+        buildout_config=get("buildout", "config", "production.cfg"),
+        development_config=get("buildout", "development", "development.cfg"),
+        python=get("buildout", "python", "python3"), shared=get("buildout", "shared", ("var",)),
+        index=get("buildout", "index"),
+        manager=manager, programs=programs,
+        keep_releases=get("deploy", "keep_releases", 5),
+        health_timeout=get("deploy", "health_timeout", 60),
+        allow_dirty=get("deploy", "allow_dirty", True),
+        backup_keep=get("backup", "keep", 2),
+        backup_keep_blob_days=get("backup", "keep_blob_days", 14),
+        backup_before_deploy=get("backup", "before_deploy", True),
+        webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
+        overrides=overrides, secrets=secrets,
+    )

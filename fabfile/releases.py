@@ -1,0 +1,124 @@
+"""Releases on the host: switch ``current``, mark bad, roll back, list, clean up."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+from fabric import task
+from invoke import Exit
+
+from . import commands, lock, notify, output, services
+from .site import Facts, Release, Site, open_site, who
+
+
+def log_event(site: Site, event: str, **details) -> None:
+    """Append one JSON line to ``<root>/deploy.log``."""
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event,
+              "who": who(), **details}
+    site.run(commands.append_line(site.path("deploy.log"), site.config.redact(json.dumps(record, sort_keys=True))))
+
+
+def switch_current(site: Site, release_id: str) -> None:
+    """Point ``current`` at the release, atomically."""
+    site.run(commands.switch_link(site.path("current"), f"releases/{release_id}"))
+
+
+def mark_bad(site: Site, release_id: str, reason: str) -> None:
+    """Mark a release bad: rollback never chooses it again."""
+    record = json.dumps({"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "who": who(),
+                         "reason": site.config.redact(reason)})
+    site.run(commands.write_file(site.path("releases", release_id, ".deploy", "bad.json"), record))
+
+
+def previous_good(releases: tuple[Release, ...], current: str | None) -> Release | None:
+    """The newest good release older than ``current``."""
+    older = [r for r in releases if r.good and (current is None or r.id < current)]
+    return older[-1] if older else None
+
+
+def releases_to_remove(releases: tuple[Release, ...], current: str | None, keep: int,
+                       building: str | None = None) -> list[str]:
+    """Which releases cleanup removes: all but the newest ``keep``, current and the previous good."""
+    protected = {current, building}
+    previous = previous_good(releases, current)
+    if previous:
+        protected.add(previous.id)
+    newest_built = [r.id for r in releases if r.built][-keep:] if keep > 0 else []
+    return [r.id for r in releases if r.id not in protected and r.id not in newest_built]
+
+
+def cleanup_releases(site: Site, facts: Facts, current: str | None, building: str | None = None) -> list[str]:
+    """Remove old releases (and half-built ones) beyond ``keep_releases``."""
+    doomed = releases_to_remove(facts.releases, current, site.config.keep_releases, building)
+    if doomed:
+        site.run(commands.remove(*(site.path("releases", r) for r in doomed)))
+    return doomed
+
+
+def activate(site: Site, release_id: str) -> dict:
+    """Stop, switch to ``release_id``, start, check health; the failed URLs, if any."""
+    services.stop_programs(site)
+    switch_current(site, release_id)
+    services.start_programs(site)
+    return services.check_health(site)
+
+
+@task(help={"to": "the release id to go back to (default: the previous good release)",
+            "force_unlock": "remove a stale lock first"})
+def rollback(c, to=None, force_unlock=False):
+    """Go back to the previous good release (or --to ID) in seconds."""
+    site = open_site(c)
+    started = time.monotonic()
+    facts = site.facts()
+    if to:
+        target = facts.release(to)
+        if target is None or not target.built:
+            raise Exit(f"no built release {to} on {site.config.name} (see: fab -H {site.config.name} releases)", 1)
+        if target.bad:
+            raise Exit(f"release {to} is marked bad ({target.bad.get('reason')}); pick another", 1)
+    else:
+        target = previous_good(facts.releases, facts.current)
+        if target is None:
+            raise Exit(f"no good release before {facts.current} to roll back to", 1)
+    if target.id == facts.current:
+        output.say(f"{target.id} is already current: nothing to do")
+        return
+    with lock.held(site, facts, target.id, force_unlock):
+        leaving = facts.current
+        with output.step(f"rollback {leaving} -> {target.id}"):
+            failed = activate(site, target.id)
+        if failed and leaving:
+            with output.step(f"{target.id} is not healthy: back to {leaving}"):
+                activate(site, leaving)
+            log_event(site, "rollback-failed", release=target.id, current=leaving, error=str(failed))
+            raise Exit(f"rollback to {target.id} failed its health check ({failed}); {leaving} serves again", 1)
+        log_event(site, "rollback", release=target.id, previous=leaving)
+        notify.send(site, "rollback", target.id, who(), time.monotonic() - started)
+    output.say(f"rolled back to {target.id} in {time.monotonic() - started:.1f}s")
+
+
+@task
+def releases(c):
+    """Show the releases: id, date, who, current, bad."""
+    site = open_site(c)
+    facts = site.facts()
+    rows = []
+    for release in reversed(facts.releases):
+        built = release.built or {}
+        rows.append([
+            release.id, built.get("when", "(not built)"), built.get("who", ""),
+            "current" if release.id == facts.current else "",
+            f"bad: {release.bad.get('reason', '')}" if release.bad else "",
+        ])
+    output.table(f"releases on {site.config.name}", ["id", "built", "who", "current", "bad"], rows)
+
+
+@task
+def cleanup(c):
+    """Remove old releases, keeping keep_releases, current and the previous good one."""
+    site = open_site(c)
+    facts = site.facts()
+    with lock.held(site, facts, "cleanup", False):
+        removed = cleanup_releases(site, facts, facts.current)
+    output.say(f"removed {len(removed)} release(s): {' '.join(removed)}" if removed else "nothing to remove")

@@ -1,0 +1,97 @@
+"""Start, stop and check the site's programs through its process manager."""
+from __future__ import annotations
+
+import json
+
+from fabric import task
+from invoke import Exit
+
+from . import commands, onhost, output, supervisor
+from .site import Site, open_site
+
+
+def _manager(site: Site):
+    if site.config.manager != "supervisor":
+        raise Exit(f"{site.config.path}: [services] manager = {site.config.manager} is not supported yet", 2)
+    return supervisor
+
+
+def start_programs(site: Site) -> None:
+    """Start the programs in their order."""
+    site.run(_manager(site).start(site.config, [p.name for p in site.config.programs]))
+
+
+def stop_programs(site: Site) -> None:
+    """Stop the programs in reverse order, and the process manager with them."""
+    site.run(_manager(site).stop(site.config, [p.name for p in reversed(site.config.programs)]))
+
+
+def check_health(site: Site, programs=None) -> dict:
+    """Wait for the health URLs (bounded by ``health_timeout``); the failures, if any."""
+    urls = [p.health_url for p in (programs or site.config.programs) if p.health_url]
+    if not urls:
+        return {}
+    script = onhost.source("health")
+    result = site.run(commands.python(site.config.python, script, str(site.config.health_timeout), *urls),
+                      changes=False, warn=True)
+    return json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
+
+
+@task
+def start(c):
+    """Start the site's programs, in order."""
+    site = open_site(c)
+    with output.step("start"):
+        start_programs(site)
+        failed = check_health(site)
+    if failed:
+        raise Exit(f"started, but not healthy: {failed}", 1)
+
+
+@task
+def stop(c):
+    """Stop the site's programs, in reverse order."""
+    site = open_site(c)
+    with output.step("stop"):
+        stop_programs(site)
+
+
+@task
+def restart(c):
+    """Restart the site's programs one by one, each healthy before the next."""
+    site = open_site(c)
+    site.run(_manager(site).start(site.config, []))
+    for program in site.config.programs:
+        with output.step(f"restart {program.name}"):
+            site.run(_manager(site).restart(site.config, program.name))
+            failed = check_health(site, [program])
+        if failed:
+            raise Exit(f"{program.name} did not come back: {failed}", 1)
+
+
+@task
+def status(c):
+    """Show what runs, and whether each health URL answers."""
+    site = open_site(c)
+    facts = site.facts()
+    output.say(f"current release: {facts.current or 'none'}")
+    result = site.run(_manager(site).status(site.config), changes=False, warn=True)
+    output.say(result.stdout.rstrip() or "the process manager is not running")
+    urls = [p.health_url for p in site.config.programs if p.health_url]
+    script = onhost.source("health")
+    health = site.run(commands.python(site.config.python, script, "3", *urls), changes=False, warn=True)
+    data = json.loads(health.stdout or "{}")
+    rows = [[url, "ok" if url in data.get("answered", {}) else data.get("failed", {}).get(url, "?")] for url in urls]
+    output.table("health", ["url", "answer"], rows)
+    if result.exited or data.get("failed"):
+        raise Exit("the site is not fully up", 1)
+
+
+@task(help={"lines": "how many lines of each log"})
+def logs(c, lines=20):
+    """Show the last lines of each program's log."""
+    site = open_site(c)
+    for program in site.config.programs:
+        log = site.path("var", "log", f"{program.name}.log")
+        result = site.run(commands.join("tail", "-n", str(lines), log), changes=False, warn=True)
+        output.say(f"[bold]== {log}[/]\n{result.stdout.rstrip()}")

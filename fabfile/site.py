@@ -1,0 +1,104 @@
+"""The site on a host: its config, one SSH connection, and what we know of its root."""
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric import Connection
+from invoke import Exit
+
+from . import commands, hostconfig, onhost
+from .hostconfig import ConfigError, HostConfig
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    built: dict | None
+    bad: dict | None
+
+    @property
+    def good(self) -> bool:
+        return self.built is not None and self.bad is None
+
+
+@dataclass(frozen=True)
+class Facts:
+    root_exists: bool
+    current: str | None
+    releases: tuple[Release, ...]
+    lock: str | None
+    dists: dict[str, int]
+    venv: str | None
+    python: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Facts":
+        data = json.loads(text)
+        releases = tuple(Release(r["id"], r["built"], r["bad"]) for r in data["releases"])
+        return cls(data["root_exists"], data["current"], releases, data["lock"], data["dists"],
+                   data["venv"], data["python"])
+
+    def release(self, release_id: str) -> Release | None:
+        return next((r for r in self.releases if r.id == release_id), None)
+
+
+class Site:
+    """A host config and the connection to its host; every remote command goes through ``run``."""
+
+    def __init__(self, c, config: HostConfig):
+        self.config = config
+        self.dry = bool(c.config.run.dry)
+        kwargs = dict(c.connect_kwargs or {})
+        if config.identity:
+            kwargs.setdefault("key_filename", str(config.identity))
+        self.connection = Connection(config.address, user=config.user, port=config.port,
+                                     connect_kwargs=kwargs, config=c.config)
+        self.commands_run = 0
+
+    def path(self, *parts: str) -> str:
+        return self.config.path_on_host(*parts)
+
+    def run(self, command: str, *, changes: bool = True, warn: bool = False, hide: bool = True):
+        """Run ``command`` on the host; under ``--dry`` only commands that change nothing run."""
+        if self.dry and changes:
+            print(f"[dry] {self.config.redact(command)}")
+            return None
+        self.commands_run += 1
+        return self.connection.run(command, hide=hide, warn=warn, dry=False, in_stream=False)
+
+    def put(self, local: Path, remote: str) -> None:
+        """Upload a file over the same connection (SFTP)."""
+        if self.dry:
+            print(f"[dry] upload {local.name} -> {remote}")
+            return
+        self.connection.put(str(local), remote)
+
+    def facts(self) -> Facts:
+        """What the root holds now, in one read-only command."""
+        result = self.run(commands.python(self.config.python, onhost.source("facts"), self.config.root),
+                          changes=False)
+        return Facts.parse(result.stdout)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def open_site(c) -> Site:
+    """The Site that ``fab -H NAME`` names, or a clear error listing the configs there are."""
+    name = getattr(c, "host", None)
+    if not name:
+        raise Exit(f"name the host: fab -H NAME TASK (configs: {', '.join(hostconfig.available())})", 2)
+    try:
+        config = hostconfig.resolve(name)
+    except ConfigError as error:
+        raise Exit(str(error), 2)
+    return Site(c, config)
+
+
+def who() -> str:
+    """Who deploys: ``user@machine`` on this side."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"

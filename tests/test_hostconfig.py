@@ -1,0 +1,120 @@
+"""Unit tests: loading, layering and checking host configs."""
+from pathlib import Path
+
+import pytest
+
+from fabfile import hostconfig
+from fabfile.hostconfig import ConfigError
+
+GOOD = """
+[host]
+address = plone.example.org
+user = deploy
+app_user = plone
+root = /srv/mysite
+[buildout]
+directory = ../example
+[services]
+programs = zeoserver instance1
+[program:instance1]
+health_url = http://127.0.0.1:8081/
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_good_config_has_its_values_and_defaults(tmp_path):
+    config = hostconfig.load(write(tmp_path, "production.cfg", GOOD), environ={})
+    assert config.address == "plone.example.org"
+    assert config.port == 22
+    assert config.app_user == "plone"
+    assert config.root == "/srv/mysite"
+    assert config.buildout_dir == (tmp_path.parent / "example").resolve()
+    assert [p.name for p in config.programs] == ["zeoserver", "instance1"]
+    assert config.programs[0].command == "bin/zeoserver"
+    assert config.programs[1].health_url == "http://127.0.0.1:8081/"
+    assert config.keep_releases == 5
+    assert config.manager == "supervisor"
+
+
+def test_extends_layers_bases_and_later_files_win(tmp_path):
+    write(tmp_path, "base.cfg", GOOD)
+    staging = write(tmp_path, "staging.cfg", "[hostconfig]\nextends = base.cfg\n[host]\nport = 2200\n")
+    config = hostconfig.load(staging, environ={})
+    assert (config.address, config.port, config.name) == ("plone.example.org", 2200, "staging")
+
+
+def test_env_values_are_read_and_redacted(tmp_path):
+    path = write(tmp_path, "p.cfg", GOOD + "[notify]\nwebhook = https://hooks.example/${env:TOKEN}\n")
+    config = hostconfig.load(path, environ={"TOKEN": "s3cret"})
+    assert config.webhook == "https://hooks.example/s3cret"
+    assert config.redact("posting to " + config.webhook) == "posting to https://hooks.example/***"
+
+
+def test_dotenv_file_beside_hostconfigs_provides_secrets(tmp_path, monkeypatch):
+    monkeypatch.delenv("TOKEN", raising=False)
+    (tmp_path / "hostconfigs").mkdir()
+    (tmp_path / ".env").write_text("TOKEN=fromdotenv\n")
+    path = write(tmp_path / "hostconfigs", "p.cfg", GOOD + "[notify]\nwebhook = ${env:TOKEN}\n")
+    assert hostconfig.load(path).webhook == "fromdotenv"
+
+
+def test_dollar_and_space_in_root_survive(tmp_path):
+    text = GOOD.replace("root = /srv/mysite", "root = /srv/my site $$HOME")
+    config = hostconfig.load(write(tmp_path, "p.cfg", text), environ={})
+    assert config.root == "/srv/my site $HOME"
+
+
+def test_here_is_the_directory_of_the_file(tmp_path):
+    text = GOOD.replace("root = /srv/mysite", "root = ${here}/site")
+    assert hostconfig.load(write(tmp_path, "p.cfg", text), environ={}).root == f"{tmp_path}/site"
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[host]", "[host]\ncolour = blue"), r"\[host\] colour: unknown key"),
+    (("[buildout]", "[bogus]\nx = 1\n[buildout]"), r"\[bogus\] x: unknown section"),
+    (("address = plone.example.org", ""), r"\[host\] address is required"),
+    (("user = deploy", "user = deploy\nport = twenty-two"), r"\[host\] port: 'twenty-two' is not a whole number"),
+    (("root = /srv/mysite", "root = srv/mysite"), r"\[host\] root: 'srv/mysite' must be an absolute path"),
+    (("[services]", "[notify]\nwebhook = ${env:MISSING_TOKEN}\n[services]"),
+     r"\[notify\] webhook: \$\{env:MISSING_TOKEN\} is not set"),
+    (("programs = zeoserver instance1", "programs = zeoserver instance1\nmanager = runit"),
+     r"\[services\] manager: 'runit' is not one of"),
+    (("programs = zeoserver instance1", "programs = zeoserver"), r"\[program:instance1\] names a program missing"),
+    (("[services]", "[backup]\nbefore_deploy = maybe\n[services]"), r"\[backup\] before_deploy: 'maybe' is not true"),
+])
+def test_bad_configs_name_file_section_and_key(tmp_path, change, message):
+    path = write(tmp_path, "bad.cfg", GOOD.replace(*change))
+    with pytest.raises(ConfigError, match=message) as caught:
+        hostconfig.load(path, environ={})
+    assert str(path) in str(caught.value)
+
+
+def test_an_extends_loop_is_named(tmp_path):
+    write(tmp_path, "a.cfg", "[hostconfig]\nextends = b.cfg\n" + GOOD)
+    write(tmp_path, "b.cfg", "[hostconfig]\nextends = a.cfg\n")
+    with pytest.raises(ConfigError, match=r"\[hostconfig\] extends loops: .*a.cfg -> .*b.cfg -> .*a.cfg"):
+        hostconfig.load(tmp_path / "a.cfg", environ={})
+
+
+def test_resolve_finds_by_name_then_by_address_else_lists_configs(tmp_path):
+    write(tmp_path, "production.cfg", GOOD)
+    assert hostconfig.resolve("production", tmp_path, environ={}).name == "production"
+    assert hostconfig.resolve("plone.example.org", tmp_path, environ={}).name == "production"
+    with pytest.raises(ConfigError, match=r"no host config for 'nowhere'.*there are: production"):
+        hostconfig.resolve("nowhere", tmp_path, environ={})
+
+
+def test_overrides_are_section_option_pairs(tmp_path):
+    path = write(tmp_path, "p.cfg", GOOD + "[overrides]\nports:instance1 = 18081\n")
+    assert hostconfig.load(path, environ={}).overrides == (("ports", "instance1", "18081"),)
+
+
+def test_shipped_configs_load():
+    for name in hostconfig.available():
+        config = hostconfig.resolve(name, environ={"DEPLOY_WEBHOOK": "https://x.invalid/t"})
+        assert config.root.startswith("/")

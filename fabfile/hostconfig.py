@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 
 from dotenv import dotenv_values
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "hostconfigs"
+# DEPLOY_HOSTCONFIGS points elsewhere (tests, or one checkout serving several projects)
+CONFIG_DIR = Path(os.environ.get("DEPLOY_HOSTCONFIGS") or Path(__file__).resolve().parent.parent / "hostconfigs")
 
 MANAGERS = ("supervisor", "systemd")
 
@@ -215,7 +216,7 @@ def _typed(kind: str, value: str, where: str, origin: Path):
     if kind == "abspath":
         if not PurePosixPath(value).is_absolute():
             raise ConfigError(f"{where}: {value!r} must be an absolute path on the host")
-        return str(PurePosixPath(value))
+        return os.path.normpath(value)
     if kind == "localpath":
         return (origin.parent / os.path.expanduser(value)).resolve()
     return value

@@ -165,8 +165,9 @@ def start(state_dir: Path, port: int = DEFAULT_PORT) -> Sandbox:
     pid_file = state_dir / PID_FILE
     pid_file.unlink(missing_ok=True)
     log = state_dir / LOG_FILE
-    # sshd binds its port, then daemonizes and writes the pid file; the parent
-    # exits non-zero when the config is bad or the port is taken.
+    log_start = log.stat().st_size if log.exists() else 0
+    # The parent exits non-zero on a bad config. It daemonizes before binding,
+    # so a taken port shows only in the log, and the pid file comes after the bind.
     result = subprocess.run(
         [sshd, "-f", str(state_dir / CONFIG), "-E", str(log)],
         capture_output=True,
@@ -176,15 +177,21 @@ def start(state_dir: Path, port: int = DEFAULT_PORT) -> Sandbox:
     if result.returncode != 0:
         raise SandboxError(
             f"sshd exited with {result.returncode} on 127.0.0.1:{port}:\n"
-            f"{result.stderr.strip()}\n{_tail(log)}".rstrip()
+            f"{result.stderr.strip()}\n{_log_since(log, log_start)}".rstrip()
         )
-    if not _wait_until(lambda: running_pid(state_dir) is not None, START_TIMEOUT):
-        raise SandboxError(f"sshd started but never wrote a live pid to {pid_file}\n{_tail(log)}")
-    pid = running_pid(state_dir)
-    assert pid is not None
+    if not _wait_until(
+        lambda: running_pid(state_dir) is not None or _gave_up(_log_since(log, log_start)),
+        START_TIMEOUT,
+    ) or (pid := running_pid(state_dir)) is None:
+        raise SandboxError(
+            f"sshd did not stay up on 127.0.0.1:{port}:\n{_log_since(log, log_start)}".rstrip()
+        )
     if not _wait_until(lambda: _answers_ssh(port), START_TIMEOUT):
         _stop_pid(pid)
-        raise SandboxError(f"sshd (pid {pid}) does not answer on 127.0.0.1:{port}\n{_tail(log)}")
+        raise SandboxError(
+            f"sshd (pid {pid}) does not answer on 127.0.0.1:{port}:\n"
+            f"{_log_since(log, log_start)}".rstrip()
+        )
     return _sandbox(state_dir, port, pid)
 
 
@@ -370,11 +377,22 @@ def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
         time.sleep(0.05)
 
 
-def _tail(log: Path, lines: int = 15) -> str:
+def _log_since(log: Path, offset: int) -> str:
+    """Return what sshd logged after ``offset``: this start's messages only."""
     try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        with log.open("rb") as file:
+            file.seek(offset)
+            return file.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def _gave_up(log_text: str) -> bool:
+    """Tell whether a daemonized sshd logged that it is exiting."""
+    return any(
+        line.startswith("fatal:") or line.startswith("Cannot bind any address")
+        for line in log_text.splitlines()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             before = running_pid(state_dir)
             sandbox = start(state_dir, args.port)
             verb = "reusing" if sandbox.pid == before else "started"
-            print(f"{verb} sshd (pid {sandbox.pid}) on {sandbox.host}:{sandbox.port} in {state_dir}")
+            where = f"{sandbox.host}:{sandbox.port}"
+            print(f"{verb} sshd (pid {sandbox.pid}) on {where} in {state_dir}")
             print("log in with: " + shlex.join(_ssh_command(sandbox)))
         elif args.action == "stop":
             pid = running_pid(state_dir)

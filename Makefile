@@ -1,0 +1,37 @@
+# make demo / make test: set-up included, nothing else needed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv ensure-sshd sandbox sandbox-stop test demo demo-stop bench
+
+venv: $(VENV)/.stamp
+
+# Re-run only when requirements.txt changes. A venv without pip (made where
+# python3-venv was missing) is made again rather than half-used.
+$(VENV)/.stamp: requirements.txt
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $@
+
+ensure-sshd:
+	bash sandbox/ensure-sshd.sh
+
+sandbox: venv ensure-sshd
+	$(BIN)/python -m sandbox.sshd start
+
+sandbox-stop:
+	$(BIN)/python -m sandbox.sshd stop
+
+test: venv ensure-sshd
+	$(BIN)/pytest -q tests
+
+demo: venv ensure-sshd
+	$(BIN)/invoke demo
+
+demo-stop: venv
+	$(BIN)/invoke demo-stop
+
+bench: venv
+	$(BIN)/invoke bench

@@ -1,0 +1,91 @@
+"""Tasks on this machine: the demo, the sandbox host, tests and benchmarks (``invoke --list``)."""
+from __future__ import annotations
+
+import shutil
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+from sandbox import sshd
+
+HERE = Path(__file__).resolve().parent
+SANDBOX = HERE / ".sandbox"
+DEMO = SANDBOX / "demo"
+FAB = str(Path(sys.executable).parent / "fab")
+
+
+def demo_configs() -> Path:
+    """A hostconfig for the demo: the sandbox, with a copy of the example site to change."""
+    configs, site = DEMO / "hostconfigs", DEMO / "example"
+    configs.mkdir(parents=True, exist_ok=True)
+    if site.exists():
+        shutil.rmtree(site)
+    shutil.copytree(HERE / "example", site, ignore=shutil.ignore_patterns(
+        "bin", "parts", "eggs", "develop-eggs", "var", ".installed.cfg", "*.egg-info", "__pycache__", "build"))
+    (configs / "sandbox.cfg").write_text(
+        "# The demo: the sandbox host, deploying a copy of the example site.\n"
+        f"[hostconfig]\nextends = {HERE / 'hostconfigs' / 'sandbox.cfg'}\n\n"
+        "[buildout]\ndirectory = ../example\n")
+    return configs
+
+
+def show(url: str, form: dict | None = None) -> None:
+    """GET (or POST ``form`` to) a page of the demo site and print the answer."""
+    data = urllib.parse.urlencode(form).encode() if form else None
+    with urllib.request.urlopen(url, data=data, timeout=10) as response:
+        print(f"{url} -> {response.status}: {response.read().decode()[:300]}")
+
+
+@task
+def sandbox(c):
+    """Start the sandbox host: an sshd on 127.0.0.1 run as you."""
+    try:
+        host = sshd.start(SANDBOX)
+    except sshd.SandboxError as error:
+        raise Exit(str(error), 1)
+    print(f"sandbox sshd: {host.user}@{host.host}:{host.port} (pid {host.pid})")
+
+
+@task
+def demo(c):
+    """Deploy the example site to the sandbox, change it, roll back: each step shown."""
+    sandbox(c)
+    configs = demo_configs()
+    env = {"DEPLOY_HOSTCONFIGS": str(configs)}
+    fab = lambda *args, **kw: c.run(" ".join([FAB, "-H", "sandbox", *args]), env=env, pty=False, **kw)
+    page = "http://127.0.0.1:8081/"
+    print(f"\n== 1. deploy the example site (hostconfig: {configs / 'sandbox.cfg'})")
+    fab("deploy")
+    print(f"\n== the site answers on {page} and http://127.0.0.1:8082/")
+    show(f"{page}version")
+    show(f"{page}add", {"title": "demo-object", "data": "hello"})
+    fab("releases")
+    print("\n== 2. deploy again: same content, nothing happens")
+    fab("deploy")
+    print("\n== 3. change the app's code and deploy the change")
+    app = configs.parent / "example" / "src" / "demoapp" / "demoapp" / "__init__.py"
+    app.write_text(app.read_text() + "\n# changed by `invoke demo`\n")
+    fab("deploy")
+    show(f"{page}version")
+    print("\n== 4. roll back to the previous release: the old code, the same data")
+    fab("rollback")
+    show(f"{page}version")
+    show(f"{page}objects.json")
+    fab("releases")
+    fab("status")
+    print(f"\nThe demo site serves on {page}; `make demo-stop` stops it and the sandbox.")
+
+
+@task(name="demo-stop")
+def demo_stop(c):
+    """Stop the demo site's programs and the sandbox sshd."""
+    if sshd.running_pid(SANDBOX):
+        env = {"DEPLOY_HOSTCONFIGS": str(DEMO / "hostconfigs")} if (DEMO / "hostconfigs").exists() else {}
+        c.run(f"{FAB} -H sandbox stop", env=env, warn=True)
+    print("sandbox sshd stopped" if sshd.stop(SANDBOX) else "sandbox sshd was not running")
+
+
+ns = Collection(sandbox, demo, demo_stop)

@@ -46,13 +46,12 @@ def digest_of(release: str) -> str:
 
 def host_buildout(config: HostConfig, profile: str, pins: dict[str, str]) -> str:
     """The buildout file the host runs: the profile, offline against ``<root>/dists``."""
-    escape = lambda value: value.replace("$", "$$")
     lines = [
         "# Written by the deploy: the production profile, built offline on this host.",
         "[buildout]", f"extends = {profile}",
-        f"eggs-directory = {escape(config.path_on_host('eggs'))}",
-        f"index = {config.index or escape(config.path_on_host('dists'))}",
-        f"find-links = {escape(config.path_on_host('dists'))}",
+        f"eggs-directory = {config.path_on_host('eggs')}",
+        f"index = {config.index or config.path_on_host('dists')}",
+        f"find-links = {config.path_on_host('dists')}",
         "allow-picked-versions = false", "newest = false", "show-picked-versions = false", "",
     ]
     overrides: dict[str, list[str]] = {"versions": [f"{name} = {version}" for name, version in sorted(pins.items())]}

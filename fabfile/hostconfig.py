@@ -243,6 +243,11 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         Program(name, get(f"program:{name}", "command", f"bin/{name}"), get(f"program:{name}", "health_url"))
         for name in names
     )
+    root = get("host", "root")
+    if any(character.isspace() or character in "'\"\\" for character in root):
+        origin = values["host"]["root"][1]
+        raise ConfigError(f"{origin}: [host] root: {root!r} has a space or a quote; buildout writes the "
+                          f"root into '#!' lines and Python strings, which cannot hold them")
     user = get("host", "user", getpass.getuser())
     overrides = tuple(
         (*key.split(":", 1), value) for key, (value, _) in sorted(values.get("overrides", {}).items())
@@ -251,7 +256,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         name=path.stem, path=path,
         address=get("host", "address"), port=get("host", "port", 22), user=user,
         app_user=get("host", "app_user", user), root_user=get("host", "root_user", "root"),
-        root=get("host", "root"), identity=get("host", "identity"),
+        root=root, identity=get("host", "identity"),
         buildout_dir=get("buildout", "directory"),
         buildout_config=get("buildout", "config", "production.cfg"),
         development_config=get("buildout", "development", "development.cfg"),

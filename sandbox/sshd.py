@@ -179,10 +179,12 @@ def start(state_dir: Path, port: int = DEFAULT_PORT) -> Sandbox:
             f"sshd exited with {result.returncode} on 127.0.0.1:{port}:\n"
             f"{result.stderr.strip()}\n{_log_since(log, log_start)}".rstrip()
         )
-    if not _wait_until(
+    _wait_until(
         lambda: running_pid(state_dir) is not None or _gave_up(_log_since(log, log_start)),
         START_TIMEOUT,
-    ) or (pid := running_pid(state_dir)) is None:
+    )
+    pid = running_pid(state_dir)
+    if pid is None:
         raise SandboxError(
             f"sshd did not stay up on 127.0.0.1:{port}:\n{_log_since(log, log_start)}".rstrip()
         )

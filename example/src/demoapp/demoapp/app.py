@@ -68,7 +68,7 @@ def read_form(environ: WSGIEnvironment) -> dict[str, bytes]:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     if length > MAX_BODY:
         raise BadRequest(f"request body over {MAX_BODY} bytes")
-    body = environ["wsgi.input"].read(length)
+    body: bytes = environ["wsgi.input"].read(length)
     content_type = environ.get("CONTENT_TYPE", "")
     if content_type.startswith("multipart/form-data"):
         # The email parser reads MIME multipart bodies; the cgi module that
@@ -77,12 +77,15 @@ def read_form(environ: WSGIEnvironment) -> dict[str, bytes]:
         message = BytesParser(policy=HTTP).parsebytes(head + body)
         if not message.is_multipart():
             raise BadRequest("malformed multipart body")
-        return {
-            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-            for part in message.iter_parts()
-        }
-    fields = parse_qs(body, keep_blank_values=True)
-    return {name.decode(): values[0] for name, values in fields.items()}
+        fields: dict[str, bytes] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if isinstance(name, str) and isinstance(payload, bytes):
+                fields[name] = payload
+        return fields
+    query = parse_qs(body, keep_blank_values=True)
+    return {name.decode(): values[0] for name, values in query.items()}
 
 
 class DemoApp:
@@ -99,6 +102,7 @@ class DemoApp:
         }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Answer one request, as WSGI asks."""
         response = self.respond(environ)
         headers = [
             ("Content-Type", response.content_type),
@@ -120,7 +124,7 @@ class DemoApp:
         try:
             return handler(environ)
         except BadRequest as error:
-            return text("400 Bad Request", f"{error}")
+            return text("400 Bad Request", str(error))
         except ClientDisconnected:
             return text("503 Service Unavailable", "the ZEO server is not reachable")
 
@@ -146,7 +150,9 @@ class DemoApp:
         if not title:
             raise BadRequest("the title is missing")
         self.store.add(title, form.get("data", b""))
-        return Response("303 See Other", "text/plain; charset=utf-8", b"added", (("Location", "/"),))
+        return Response(
+            "303 See Other", "text/plain; charset=utf-8", b"added", (("Location", "/"),)
+        )
 
     def objects(self, environ: WSGIEnvironment) -> Response:
         """The items as a JSON list of {title, blob_sha256}."""

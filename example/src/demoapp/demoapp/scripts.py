@@ -61,13 +61,16 @@ def zeoserver(argv: Sequence[str] | None = None) -> int:
     # The data is for the user who runs the site only; FileStorage makes a
     # new blob directory itself (after emptying it) when Data.fs is new.
     os.umask(0o077)
-    args.filestorage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    args.blobstorage.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Resolved first, so that a var/ linked to a directory not made yet works.
+    filestorage = args.filestorage.resolve()
+    blobstorage = args.blobstorage.resolve()
+    filestorage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    blobstorage.mkdir(mode=0o700, parents=True, exist_ok=True)
     host, port = args.address
     config = ZEO_CONF.format(
         address=_zconfig_value(f"{host}:{port}"),
-        filestorage=_zconfig_value(args.filestorage.resolve()),
-        blobstorage=_zconfig_value(args.blobstorage.resolve()),
+        filestorage=_zconfig_value(filestorage),
+        blobstorage=_zconfig_value(blobstorage),
     )
     # runzeo reads its storages from a ZConfig file only (-f has no blob
     # directory); the options are read at realize(), so the file can go then.
@@ -87,7 +90,9 @@ def instance(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", required=True, type=int, help="port to listen on")
     parser.add_argument("--zeo-address", required=True, type=address, help="HOST:PORT of ZEO")
-    parser.add_argument("--blobstorage", required=True, type=Path, help="the ZEO server's blob directory")
+    parser.add_argument(
+        "--blobstorage", required=True, type=Path, help="the ZEO server's blob directory"
+    )
     parser.add_argument("--threads", default=4, type=int, help="waitress worker threads")
     args = parser.parse_args(argv)
 
@@ -98,7 +103,9 @@ def instance(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     store = Store(args.zeo_address, str(args.blobstorage.resolve()))
     try:
-        waitress.serve(DemoApp(store), host=args.host, port=args.port, threads=args.threads, ident="demoapp")
+        waitress.serve(
+            DemoApp(store), host=args.host, port=args.port, threads=args.threads, ident="demoapp"
+        )
     finally:
         store.close()
     return 0

@@ -88,4 +88,10 @@ def demo_stop(c):
     print("sandbox sshd stopped" if sshd.stop(SANDBOX) else "sandbox sshd was not running")
 
 
-ns = Collection(sandbox, demo, demo_stop)
+@task
+def bench(c):
+    """Measure deploys on a fresh sandbox host: times, downtime, bytes, SSH connections."""
+    c.run(f"{sys.executable} -m benchmarks.deploy", pty=False)
+
+
+ns = Collection(sandbox, demo, demo_stop, bench)

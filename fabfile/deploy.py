@@ -97,7 +97,7 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None) -> None:
         if leaving:
             releases.activate(site, leaving)
         else:
-            services.stop_programs(site)
+            services.stop_programs(site, shutdown=True)
             site.run(commands.remove(site.path("current")))
         releases.mark_bad(site, release_id, problem)
     raise Exit(f"deploy of {release_id} failed ({problem}); {leaving or 'no release'} is current again", 1)

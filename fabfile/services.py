@@ -21,20 +21,23 @@ def start_programs(site: Site) -> None:
     site.run(_manager(site).start(site.config, [p.name for p in site.config.programs]))
 
 
-def stop_programs(site: Site) -> None:
-    """Stop the programs in reverse order, and the process manager with them."""
-    site.run(_manager(site).stop(site.config, [p.name for p in reversed(site.config.programs)]))
+def stop_programs(site: Site, shutdown: bool = False) -> None:
+    """Stop the programs in reverse order (and the process manager with ``shutdown``)."""
+    site.run(_manager(site).stop(site.config, [p.name for p in reversed(site.config.programs)], shutdown))
 
 
 def check_health(site: Site, programs=None) -> dict:
-    """Wait for the health URLs (bounded by ``health_timeout``); the failures, if any."""
+    """Wait for the health URLs (bounded by ``health_timeout``), then check that every program
+    still runs; the failures, if any."""
     urls = [p.health_url for p in (programs or site.config.programs) if p.health_url]
-    if not urls:
-        return {}
     script = onhost.source("health")
     result = site.run(commands.python(site.config.python, script, str(site.config.health_timeout), *urls),
                       changes=False, warn=True)
-    return json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
+    failed = json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
+    running = site.run(_manager(site).status(site.config), changes=False, warn=True)
+    if running.exited:
+        failed["programs"] = " ".join(running.stdout.split())
+    return failed
 
 
 @task
@@ -53,7 +56,7 @@ def stop(c):
     """Stop the site's programs, in reverse order."""
     site = open_site(c)
     with output.step("stop"):
-        stop_programs(site)
+        stop_programs(site, shutdown=True)
 
 
 @task

@@ -47,7 +47,7 @@ def render_config(config: HostConfig) -> str:
             f"command = {escape(program_command(config, program))}",
             f"directory = {escape(config.path_on_host('current'))}",
             f"priority = {order * 10}",
-            "autostart = false", "autorestart = true", "startsecs = 2", "stopwaitsecs = 30",
+            "autostart = false", "autorestart = true", "startsecs = 0", "stopwaitsecs = 30",
             "stopasgroup = true", "killasgroup = true", "redirect_stderr = true",
             f"stdout_logfile = {var('log', program.name + '.log')}",
             "stdout_logfile_maxbytes = 10MB", "stdout_logfile_backups = 5", "",
@@ -61,32 +61,33 @@ def _ctl(config: HostConfig, *args: str) -> str:
 
 
 def start(config: HostConfig, names: list[str]) -> str:
-    """Start supervisord from ``current`` when it is not running, then ``names`` in order."""
-    pid_file = config.path_on_host("var", "run", "supervisord.pid")
+    """Start supervisord when it is not running, load the config ``current`` has, start ``names`` in order."""
     daemon = commands.join(config.path_on_host("venv", "bin", "supervisord"),
                            "-c", config.path_on_host("current", CONFIG_IN_RELEASE))
-    running = commands.join("sh", "-c", 'test -f "$1" && kill -0 "$(cat "$1")" 2>/dev/null', "sh", pid_file)
     steps = [
         commands.make_directories(config.path_on_host("var", "run"), config.path_on_host("var", "log")),
-        f"{{ {running} || {daemon}; }}",
+        f"{{ {_running(config)} || {daemon}; }}",
         _wait_for_socket(config),
+        # the switch may have changed the programs: load them (none starts by itself)
+        _ctl(config, "reread") + " >/dev/null", _ctl(config, "update"),
     ]
     if names:
         steps.append(_ctl(config, "start", *names))
     return commands.and_then(*steps)
 
 
-def stop(config: HostConfig, names: list[str]) -> str:
-    """Stop ``names`` (in the order given), then supervisord itself; nothing running is fine."""
+def stop(config: HostConfig, names: list[str], shutdown: bool = False) -> str:
+    """Stop ``names`` in the order given, and supervisord too with ``shutdown``; nothing running is fine."""
     pid_file = config.path_on_host("var", "run", "supervisord.pid")
     script = (
-        'pid_file=$1; shift; test -f "$pid_file" && pid=$(cat "$pid_file") && kill -0 "$pid" 2>/dev/null || exit 0; '
-        '"$@" >/dev/null || true; kill "$pid"; i=0; '
+        'pid_file=$1 shutdown=$2; shift 2; test -f "$pid_file" && pid=$(cat "$pid_file") '
+        '&& kill -0 "$pid" 2>/dev/null || exit 0; "$@" >/dev/null || exit 1; '
+        '[ "$shutdown" = yes ] || exit 0; kill "$pid"; i=0; '
         'while kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; '
         '! kill -0 "$pid" 2>/dev/null'
     )
     ctl = [config.path_on_host("venv", "bin", "supervisorctl"), "-s", f"unix://{socket_path(config)}", "stop", *names]
-    return commands.join("sh", "-c", script, "sh", pid_file, *ctl)
+    return commands.join("sh", "-c", script, "sh", pid_file, "yes" if shutdown else "no", *ctl)
 
 
 def restart(config: HostConfig, name: str) -> str:
@@ -97,6 +98,11 @@ def restart(config: HostConfig, name: str) -> str:
 def status(config: HostConfig) -> str:
     """What supervisord runs (non-zero exit when something is not running)."""
     return _ctl(config, "status")
+
+
+def _running(config: HostConfig) -> str:
+    pid_file = config.path_on_host("var", "run", "supervisord.pid")
+    return commands.join("sh", "-c", 'test -f "$1" && kill -0 "$(cat "$1")" 2>/dev/null', "sh", pid_file)
 
 
 def _wait_for_socket(config: HostConfig) -> str:

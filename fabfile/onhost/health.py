@@ -1,6 +1,6 @@
 """Wait until every URL answers 2xx or 3xx, or fail naming the ones that do not.
 
-Usage: python3 -c SOURCE TIMEOUT_SECONDS URL [URL ...].  Polls twice a second,
+Usage: python3 -c SOURCE TIMEOUT_SECONDS URL [URL ...].  Polls five times a second,
 at most TIMEOUT_SECONDS in all; prints one JSON document {url: seconds or error}.
 """
 import json
@@ -27,7 +27,7 @@ while len(answered) < len(urls) and time.monotonic() - started < timeout:
         except Exception as error:  # refused, reset, timeout: keep polling
             errors[url] = str(getattr(error, "reason", error))
     if len(answered) < len(urls):
-        time.sleep(0.5)
+        time.sleep(0.2)
 failed = {url: errors.get(url, "no answer") for url in urls if url not in answered}
 print(json.dumps({"answered": answered, "failed": failed}))
 sys.exit(1 if failed else 0)

@@ -14,7 +14,15 @@ from .bundle import Bundle
 from .dists import sha256
 from .site import Facts, Site, open_site, who
 
-BUILDOUT_ENV = {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+# pip, as buildout runs it: only <root>/dists, whatever pip config the host has; sdists
+# build with the venv's setuptools (PIP_NO_BUILD_ISOLATION=0 turns isolation off).
+PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null", "PIP_NO_BUILD_ISOLATION": "0",
+               "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def pip_offline(site: Site) -> dict[str, str]:
+    """The environment for pip on the host: no index, no config, ``<root>/dists`` only."""
+    return {**PIP_OFFLINE, "PIP_FIND_LINKS": site.path("dists")}
 
 
 def missing_dists(bundle: Bundle, facts: Facts):
@@ -49,11 +57,12 @@ def ensure_venv(site: Site, facts: Facts, tools: dict[str, str]) -> bool:
     if facts.venv == stamp:
         return False
     venv = site.path("venv")
+    install = commands.join("env", *(f"{k}={v}" for k, v in pip_offline(site).items()),
+                            f"{venv}/bin/python", "-m", "pip", "install", "-q", *stamp.split())
     site.run(commands.and_then(
         commands.remove(venv),
         commands.join(site.config.python, "-m", "venv", venv),
-        commands.join(f"{venv}/bin/python", "-m", "pip", "install", "-q", "--no-index",
-                      "--find-links", site.path("dists"), *stamp.split()),
+        install,
         commands.write_file(f"{venv}/.requirements", stamp),
     ))
     return True
@@ -69,7 +78,7 @@ def build(site: Site, release_id: str) -> None:
     ))
     started = time.monotonic()
     buildout = commands.with_pid_file(pid_file, site.path("venv", "bin", "buildout"), "-c",
-                                      bundles.HOST_BUILDOUT_FILE, env=BUILDOUT_ENV)
+                                      bundles.HOST_BUILDOUT_FILE, env=pip_offline(site))
     try:
         site.run(commands.in_directory(release_dir, buildout))
     except UnexpectedExit as failure:

@@ -33,7 +33,8 @@ def missing_dists(bundle: Bundle, facts: Facts):
 def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
     """Upload what the host lacks, check it, and unpack the bundle into ``releases/<id>``; bytes sent."""
     incoming = site.path("dists", ".incoming")
-    site.run(commands.make_directories(incoming, site.path("releases"), site.path("eggs"), site.path("var")))
+    site.run(commands.and_then(commands.make_directories(incoming, site.path("releases"), site.path("eggs")),
+                               commands.make_directories(site.path("var"), mode="0700")))
     sent = 0
     missing = missing_dists(bundle, facts)
     for dist in missing:

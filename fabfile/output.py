@@ -1,13 +1,15 @@
 """What a person sees: each step with how long it took, tables, and a one-line summary."""
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+# Piped or captured output has no terminal width: wide enough that release ids never fold.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 @contextmanager

@@ -9,6 +9,12 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+from fabfile import bundle as bundles
+from fabfile import hostconfig, pin as pins, platforms
+from fabfile.buildoutfiles import ProfileError
+from fabfile.dists import DistError
+from fabfile.eggs import EggBuildError
+from fabfile.site import CACHE
 from sandbox import sshd
 
 HERE = Path(__file__).resolve().parent
@@ -94,4 +100,57 @@ def bench(c):
     c.run(f"{sys.executable} -m benchmarks.deploy", pty=False)
 
 
-ns = Collection(sandbox, demo, demo_stop, bench)
+RELEASE_ERRORS = (hostconfig.ConfigError, ProfileError, EggBuildError, DistError, bundles.DirtyCheckout,
+                  pins.PinError)
+
+
+def _config(host: str) -> hostconfig.HostConfig:
+    try:
+        return hostconfig.resolve(host)
+    except hostconfig.ConfigError as error:
+        raise Exit(str(error), 2)
+
+
+@task(name="release-eggs", help={"host": "the hostconfig whose buildout to release (default: sandbox)",
+                                 "allow_dirty": "release eggs with uncommitted files"})
+def release_eggs(c, host="sandbox", allow_dirty=False):
+    """Build every develop egg whose source changed, with a new version."""
+    config = _config(host)
+    try:
+        wheels = bundles.release_eggs(config, allow_dirty=allow_dirty)
+    except RELEASE_ERRORS as error:
+        raise Exit(str(error), 1)
+    for wheel in wheels:
+        print(f"{wheel.name}  ({wheel.stat().st_size} bytes, {wheel.parent})")
+
+
+@task(help={"host": "the hostconfig whose buildout to pin (default: sandbox)",
+            "allow_dirty": "pin eggs with uncommitted files"})
+def pin(c, host="sandbox", allow_dirty=False):
+    """Write versions.cfg with every distribution the production profile uses."""
+    config = _config(host)
+    try:
+        wheels = bundles.release_eggs(config, allow_dirty=allow_dirty)
+        resolved = pins.resolve(config, wheels)
+    except RELEASE_ERRORS as error:
+        raise Exit(str(error), 1)
+    path = config.buildout_dir / "versions.cfg"
+    path.write_text(pins.render(resolved, config.buildout_config))
+    print(f"pinned {len(resolved)} distributions in {path}")
+
+
+@task(help={"host": "the hostconfig to bundle for (default: sandbox)",
+            "allow_dirty": "bundle eggs with uncommitted files"})
+def bundle(c, host="sandbox", allow_dirty=False):
+    """Make the release tarball for a host: buildout files, pins, distributions, manifest."""
+    config = _config(host)
+    target = platforms.remembered(config.name, CACHE) or platforms.this_machine()
+    try:
+        made = bundles.make(config, target, bundles.release_eggs(config, allow_dirty=allow_dirty))
+    except RELEASE_ERRORS as error:
+        raise Exit(str(error), 1)
+    print(f"release {made.release_id} for {target.key}: {made.archive} "
+          f"({made.archive.stat().st_size} bytes, {len(made.dists)} distributions)")
+
+
+ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle)

@@ -74,3 +74,31 @@ def _merge(into: dict[str, dict[str, str]], data: dict[str, dict[str, str]]) -> 
                 target[name] = "\n".join(v for v in target.get(name, "").split() if v not in removed)
             else:
                 target[key] = value
+
+
+# Never part of a release: data, build output, VCS, secrets.
+NOT_BUNDLED = {"var", "eggs", "parts", "bin", "develop-eggs", "downloads", ".git", ".hg", ".svn", ".venv"}
+NOT_BUNDLED_FILES = {".env", ".installed.cfg", ".mr.developer.cfg"}
+
+
+def bundled_files(profile: Profile, directory: Path) -> list[Path]:
+    """The profile's files and the files its options name inside ``directory`` (templates, say)."""
+    directory = directory.resolve()
+    found = set(profile.files)
+    for options in profile.sections.values():
+        for value in options.values():
+            for token in value.replace("${buildout:directory}", str(directory)).split():
+                token = token.strip("'\",[]()")
+                if not token or "${" in token:
+                    continue
+                path = (directory / token).resolve()
+                if path.is_file() and directory in path.parents:
+                    found.add(path)
+    keep = []
+    for path in sorted(found):
+        if not path.is_relative_to(directory):
+            raise ProfileError(f"{path}: the profile uses a file outside the buildout {directory}")
+        relative = path.relative_to(directory)
+        if NOT_BUNDLED.isdisjoint(relative.parts) and relative.name not in NOT_BUNDLED_FILES:
+            keep.append(path)
+    return keep

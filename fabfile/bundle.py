@@ -17,10 +17,11 @@ from pathlib import Path
 
 from . import buildoutfiles, dists, eggs, supervisor
 from .hostconfig import HostConfig
+from .platforms import Target
+from .site import CACHE
 
 HOST_BUILDOUT_FILE = "deploy.cfg"
 MANIFEST = "manifest.json"
-CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,46 @@ def host_buildout(config: HostConfig, profile: str, pins: dict[str, str]) -> str
     return "\n".join(lines)
 
 
-def make(config: HostConfig, cache: Path = CACHE) -> Bundle:
-    """Build the develop eggs, fetch the pins, and write the bundle for ``config``."""
-    development = buildoutfiles.read_profile(config.buildout_dir / config.development_config)
+class DirtyCheckout(Exception):
+    """A develop egg with uncommitted or untracked files."""
+
+
+def check_production(profile: buildoutfiles.Profile, name: str) -> None:
+    """Stop, naming the culprit, when the production profile could pick or develop anything."""
+    if profile.develop:
+        raise buildoutfiles.ProfileError(f"{name}: a production profile has no 'develop =' ({' '.join(profile.develop)})")
+    if profile.option("buildout", "allow-picked-versions", "true").strip().lower() in ("true", "yes", "on"):
+        raise buildoutfiles.ProfileError(f"{name}: a production profile needs 'allow-picked-versions = false'")
+    checkouts = profile.option("buildout", "auto-checkout").split()
+    if "mr.developer" in profile.option("buildout", "extensions") and checkouts:
+        raise buildoutfiles.ProfileError(f"{name}: mr.developer checks out {' '.join(checkouts)}; "
+                                         f"release them as eggs instead")
+
+
+def release_eggs(config: HostConfig, cache: Path = CACHE, known: tuple[str, ...] = (),
+                 allow_dirty: bool = False) -> list[Path]:
+    """Wheels of the development profile's develop eggs, new versions only for changed source."""
+    development_file = config.buildout_dir / config.development_config
+    if not development_file.is_file():
+        return []  # a buildout with no eggs of its own
+    development = buildoutfiles.read_profile(development_file)
     production = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
-    if production.develop:
-        raise buildoutfiles.ProfileError(
-            f"{config.buildout_config}: a production profile has no 'develop =' ({' '.join(production.develop)})")
-    egg_wheels = [eggs.build_develop_egg(config.buildout_dir / d, cache / "eggs") for d in development.develop]
+    known = (*known, *production.versions.values())
+    wheels = []
+    for directory in development.develop:
+        source = config.buildout_dir / directory
+        dirty = eggs.dirty_files(source)
+        if dirty and not allow_dirty:
+            raise DirtyCheckout(f"{source} has uncommitted files: {', '.join(dirty)} "
+                                f"(commit them, or deploy with --allow-dirty)")
+        wheels.append(eggs.build_develop_egg(source, cache / "eggs", known))
+    return wheels
+
+
+def make(config: HostConfig, target: Target, egg_wheels: list[Path], cache: Path = CACHE) -> Bundle:
+    """The bundle of the production profile with ``egg_wheels``, for a host of ``target``."""
+    production = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
+    check_production(production, config.buildout_config)
     egg_pins = {eggs.egg_name(w): eggs.parse_version(w) for w in egg_wheels}
     third_party = {n: v for n, v in production.versions.items() if _canonical(n) not in egg_pins}
     tools = {n: third_party[n] for n in third_party if _canonical(n) in {_canonical(t) for t in dists.HOST_TOOLS}}
@@ -78,10 +111,12 @@ def make(config: HostConfig, cache: Path = CACHE) -> Bundle:
     if missing:
         raise buildoutfiles.ProfileError(f"{config.buildout_config}: [versions] must pin {', '.join(missing)}")
     tools[dists.SUPERVISOR_PIN[0]] = dists.SUPERVISOR_PIN[1]
-    fetched = dists.fetch({**third_party, dists.SUPERVISOR_PIN[0]: dists.SUPERVISOR_PIN[1]}, cache / "dists")
+    fetched = dists.fetch({**third_party, dists.SUPERVISOR_PIN[0]: dists.SUPERVISOR_PIN[1]},
+                          cache / "dists", target)
     described = tuple(dists.describe([*egg_wheels, *fetched]))
     members = {
-        path.relative_to(config.buildout_dir).as_posix(): path.read_bytes() for path in production.files
+        path.relative_to(config.buildout_dir).as_posix(): path.read_bytes()
+        for path in buildoutfiles.bundled_files(production, config.buildout_dir)
     }
     members[HOST_BUILDOUT_FILE] = host_buildout(config, config.buildout_config, egg_pins).encode()
     if config.manager == "supervisor":
@@ -89,7 +124,7 @@ def make(config: HostConfig, cache: Path = CACHE) -> Bundle:
     members[MANIFEST] = json.dumps({
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())},
         "dists": {d.name: d.sha256 for d in described},
-        "eggs": egg_pins, "tools": tools,
+        "eggs": egg_pins, "tools": tools, "target": target.key,
     }, indent=1, sort_keys=True).encode()
     data = reproducible_tarball(members)
     digest = hashlib.sha256(data).hexdigest()

@@ -98,6 +98,11 @@ def append_line(path: str, line: str) -> str:
     return f"printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(path)}"
 
 
+def append_text(path: str, text: str) -> str:
+    """Append ``text`` as it is to the file at ``path``."""
+    return f"printf %s {shlex.quote(text)} >> {shlex.quote(path)}"
+
+
 def write_file(path: str, text: str) -> str:
     """Write ``text`` to ``path`` (replacing it atomically)."""
     return and_then(f"printf %s {shlex.quote(text)} > {shlex.quote(path + '.new')}", join("mv", "-f", path + ".new", path))

@@ -9,9 +9,11 @@ from fabric import task
 from invoke import Exit, UnexpectedExit
 
 from . import bundle as bundles
-from . import commands, lock, notify, output, releases, services
+from . import commands, dists, lock, notify, output, releases, services
+from .buildoutfiles import ProfileError
 from .bundle import Bundle
-from .dists import sha256
+from .dists import DistError, sha256
+from .eggs import EggBuildError
 from .site import Facts, Site, open_site, who
 
 # pip, as buildout runs it: only <root>/dists, whatever pip config the host has; sdists
@@ -26,8 +28,8 @@ def pip_offline(site: Site) -> dict[str, str]:
 
 
 def missing_dists(bundle: Bundle, facts: Facts):
-    """The distributions the host does not have yet (by name and size)."""
-    return [d for d in bundle.dists if facts.dists.get(d.name) != d.path.stat().st_size]
+    """The distributions whose sha256 the host does not have yet."""
+    return [d for d in bundle.dists if facts.dists.get(d.name) != d.sha256]
 
 
 def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
@@ -41,7 +43,12 @@ def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
         site.put(dist.path, f"{incoming}/{dist.name}")
         sent += dist.path.stat().st_size
     if missing:
-        site.run(commands.verify_and_place(incoming, site.path("dists"), {d.name: d.sha256 for d in missing}))
+        checksums = {d.name: d.sha256 for d in missing}
+        sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(checksums.items()))
+        site.run(commands.and_then(
+            commands.verify_and_place(incoming, site.path("dists"), checksums),
+            commands.append_text(site.path("dists", "SHA256SUMS"), sums),
+        ))
     archive = f"bundle-{bundle.digest}.tar.gz"
     site.put(bundle.archive, f"{incoming}/{archive}")
     sent += bundle.archive.stat().st_size
@@ -113,32 +120,66 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None) -> None:
     raise Exit(f"deploy of {release_id} failed ({problem}); {leaving or 'no release'} is current again", 1)
 
 
-@task(help={"force_unlock": "remove a stale lock left by an interrupted deploy first"})
-def deploy(c, force_unlock=False):
+def describe_plan(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> list[str]:
+    """What a deploy of ``bundle`` would do, in lines: release, eggs, uploads, no-op."""
+    missing = missing_dists(bundle, facts)
+    lines = [f"release {release_id} for {site.config.name} ({facts.target.key})"]
+    before = facts.current_eggs
+    for name, version in sorted(bundle.eggs.items()):
+        if before.get(name) != version:
+            lines.append(f"egg {name}: {before.get(name, 'none')} -> {version}")
+    lines.append(f"upload {len(missing)} of {len(bundle.dists)} distributions "
+                 f"({sum(d.path.stat().st_size for d in missing)} bytes)"
+                 + "".join(f"\n  {d.name}" for d in missing))
+    noop = facts.current is not None and bundles.digest_of(facts.current) == bundle.digest
+    lines.append("no-op: the host already runs this content" if noop else "not a no-op")
+    return lines
+
+
+def prepare(site: Site, facts: Facts, allow_dirty: bool) -> Bundle:
+    """release-eggs, pin and bundle, locally, for this host's platform."""
+    if allow_dirty and not site.config.allow_dirty:
+        raise Exit(f"{site.config.path}: [deploy] allow_dirty = false: {site.config.name} "
+                   f"takes committed code only", 2)
+    known = tuple(str(found[1]) for found in map(dists.identify, facts.dists) if found)
+    try:
+        with output.step("release-eggs"):
+            wheels = bundles.release_eggs(site.config, known=known, allow_dirty=allow_dirty)
+        with output.step("bundle"):
+            return bundles.make(site.config, facts.target, wheels)
+    except (bundles.DirtyCheckout, ProfileError, EggBuildError, DistError) as error:
+        raise Exit(str(error), 1)
+
+
+@task(help={"force_unlock": "remove a stale lock left by an interrupted deploy first",
+            "plan": "print what the deploy would do, and change nothing",
+            "allow_dirty": "deploy develop eggs with uncommitted files (a hostconfig may forbid it)"})
+def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
     """Deploy the buildout: bundle, push, build, switch, check; roll back by itself on failure."""
     site = open_site(c)
     config = site.config
     started = time.monotonic()
     with output.step("read the host"):
         facts = site.facts()
+    if plan or site.dry:
+        bundle = prepare(site, facts, allow_dirty)
+        existing = _existing(facts, bundle)
+        output.say("\n".join(describe_plan(site, facts, bundle, existing.id if existing else bundle.release_id)))
+        output.say("plan only: the host is unchanged")
+        return
     with lock.held(site, facts, "deploy", force_unlock):
-        with output.step("bundle"):
-            bundle = bundles.make(config)
-        existing = next((r for r in facts.releases if bundles.digest_of(r.id) == bundle.digest and r.built), None)
+        bundle = prepare(site, facts, allow_dirty)
         if facts.current and bundles.digest_of(facts.current) == bundle.digest:
             output.say(f"nothing to deploy: {facts.current} already has this content")
             return
+        existing = _existing(facts, bundle)
         if existing and existing.bad:
             raise Exit(f"release {existing.id} has this content and is marked bad "
                        f"({existing.bad.get('reason')}); change something first", 1)
         release_id = existing.id if existing else bundle.release_id
-        missing = missing_dists(bundle, facts)
-        output.say(f"release {release_id}: {len(missing)} of {len(bundle.dists)} distributions to upload "
-                   f"({sum(d.path.stat().st_size for d in missing)} bytes)")
-        if site.dry:
-            output.say("dry run: the host is unchanged")
-            return
+        output.say("\n".join(describe_plan(site, facts, bundle, release_id)[:-1]))
         notify.send(site, "deploy-started", release_id, who())
+        sent = 0
         try:
             if not existing:
                 with output.step("push"):
@@ -148,7 +189,6 @@ def deploy(c, force_unlock=False):
                 with output.step("buildout"):
                     build(site, release_id)
             else:
-                sent = 0
                 output.say(f"{release_id} is built already: switching to it")
             with output.step("switch and check"):
                 switch_and_check(site, release_id, facts.current)
@@ -159,9 +199,14 @@ def deploy(c, force_unlock=False):
             notify.send(site, "deploy-failed", release_id, who(), elapsed, message)
             raise
         releases.log_event(site, "deploy", release=release_id, previous=facts.current, bytes=sent,
-                           seconds=round(time.monotonic() - started, 1))
+                           eggs=bundle.eggs, seconds=round(time.monotonic() - started, 1))
         with output.step("cleanup"):
             releases.cleanup_releases(site, site.facts(), release_id)
         notify.send(site, "deploy-succeeded", release_id, who(), time.monotonic() - started)
     output.say(f"[bold green]deployed {release_id} to {config.name} in {time.monotonic() - started:.1f}s "
                f"({sent} bytes sent, {site.commands_run} remote commands, 1 SSH connection)[/]")
+
+
+def _existing(facts: Facts, bundle: Bundle):
+    """A built release on the host with this bundle's content."""
+    return next((r for r in facts.releases if bundles.digest_of(r.id) == bundle.digest and r.built), None)

@@ -15,6 +15,8 @@ from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonica
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from .platforms import Target
+
 # What runs buildout and the services on the host, next to the site's own pins.
 HOST_TOOLS = ("zc.buildout", "setuptools", "pip", "wheel")
 SUPERVISOR_PIN = ("supervisor", "4.3.0")
@@ -48,31 +50,51 @@ def identify(filename: str) -> tuple[str, Version] | None:
     return None
 
 
-def cached(cache: Path, name: str, version: str) -> Path | None:
-    """The cached file for ``name==version``, a wheel before an sdist."""
+def cached(cache: Path, name: str, version: str, target: Target) -> Path | None:
+    """The cached file for ``name==version`` that runs on ``target``: a wheel before an sdist."""
     wanted = (canonicalize_name(name), Version(version))
-    matches = [p for p in cache.glob("*") if identify(p.name) == wanted] if cache.is_dir() else []
+    matches = [p for p in cache.glob("*") if identify(p.name) == wanted and runs_on(p.name, target)]
     return sorted(matches, key=lambda p: (not p.name.endswith(".whl"), p.name))[0] if matches else None
 
 
-def fetch(pins: dict[str, str], cache: Path) -> list[Path]:
-    """The files for every pin, downloading the missing ones in one pip run."""
+def runs_on(filename: str, target: Target) -> bool:
+    """Whether a wheel's tags fit ``target`` (an sdist builds anywhere)."""
+    if not filename.endswith(".whl"):
+        return True
+    return not parse_wheel_filename(filename)[3].isdisjoint(target.tags)
+
+
+def fetch(pins: dict[str, str], cache: Path, target: Target) -> list[Path]:
+    """The files for every pin on ``target``: cached ones, then wheels for it, then sdists."""
     cache.mkdir(parents=True, exist_ok=True)
-    missing = [f"{name}=={version}" for name, version in sorted(pins.items()) if not cached(cache, name, version)]
-    if missing:
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), *missing],
-            capture_output=True, text=True,
-        )
-        if result.returncode:
-            raise DistError(f"cannot download {', '.join(missing)}:\n{result.stderr.strip()}")
+    missing = [f"{n}=={v}" for n, v in sorted(pins.items()) if not cached(cache, n, v, target)]
+    if missing and _download(missing, cache, target.pip_arguments()):
+        # one of them has no wheel for the target: find which, and take its sdist
+        for requirement in missing:
+            name, version = requirement.split("==")
+            if cached(cache, name, version, target):
+                continue
+            if _download([requirement], cache, target.pip_arguments()) and \
+                    _download([requirement], cache, ["--no-binary=:all:"]):
+                raise DistError(f"no distribution of {requirement} for the host's Python "
+                                f"{target.python} on {target.machine} (glibc {target.glibc}), "
+                                f"neither a wheel nor an sdist")
     files = []
     for name, version in sorted(pins.items()):
-        path = cached(cache, name, version)
+        path = cached(cache, name, version, target)
         if path is None:
-            raise DistError(f"no distribution for {name}=={version} after download")
+            raise DistError(f"no distribution of {name}=={version} for {target.key} after download")
         files.append(path)
     return files
+
+
+def _download(requirements: list[str], cache: Path, options: list[str]) -> str:
+    """Download into the cache; the error text, or '' when it worked."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), *options, *requirements],
+        capture_output=True, text=True,
+    )
+    return result.stderr.strip() if result.returncode else ""
 
 
 def sha256(path: Path) -> str:

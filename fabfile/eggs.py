@@ -1,8 +1,10 @@
-"""Develop eggs become wheels whose version carries the hash of their source.
+"""release-eggs: develop eggs become wheels with a version of their own source.
 
-The same source always gives the same version and the same bytes (the build is
-reproducible and cached), so a deploy of unchanged code changes nothing, and a
-changed egg gets a version the shared ``eggs`` directory on the host has never seen.
+An egg whose source changed gets ``<version>.post<UTC time>+src.<hash>``: it sorts
+after every earlier release of the egg, and the hash in it finds the release again,
+so the same source never gets two versions and an unchanged egg is never rebuilt.
+Builds are reproducible (``SOURCE_DATE_EPOCH``, sorted zip entries, fixed times) and
+run on a copy of the source, so the checkout stays clean.
 """
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -49,30 +54,60 @@ def source_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def hashed_version(version: str, source_digest: str) -> str:
-    """The version a release of this source gets: ``1.0`` -> ``1.0+src.3f2a9c1d``."""
-    return f"{version.split('+')[0]}+src.{source_digest[:8]}"
+def release_version(base: str, digest: str, known: Iterable[str], now: datetime | None = None) -> str:
+    """The version this source gets: the one it already has among ``known``, else a new one."""
+    label = f"+src.{digest[:8]}"
+    for version in known:
+        if version.endswith(label):
+            return version
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"{base.split('+')[0]}.post{now:%Y%m%d%H%M%S}{label}"
 
 
-def build_develop_egg(directory: Path, cache: Path) -> Path:
-    """The wheel of the develop egg in ``directory``, built once per source hash."""
+def dirty_files(directory: Path) -> list[str]:
+    """Uncommitted or untracked source files in the egg's checkout (git, hg, svn); none for a plain directory."""
+    probes = [
+        (["git", "-C", str(directory), "rev-parse", "--is-inside-work-tree"],
+         ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=all", "--", "."],
+         lambda line: line[3:]),
+        (["hg", "--cwd", str(directory), "root"], ["hg", "--cwd", str(directory), "status", "."],
+         lambda line: line[2:]),
+        (["svn", "info", str(directory)], ["svn", "status", str(directory)], lambda line: line[8:]),
+    ]
+    for probe, status, name in probes:
+        if shutil.which(probe[0]) is None:
+            continue
+        if subprocess.run(probe, capture_output=True).returncode:
+            continue
+        result = subprocess.run(status, capture_output=True, text=True, check=True)
+        return sorted(name(line).strip() for line in result.stdout.splitlines() if line.strip())
+    return []
+
+
+def build_develop_egg(directory: Path, cache: Path, known: Iterable[str] = ()) -> Path:
+    """The wheel of the develop egg in ``directory``: from the cache when this source was released."""
     digest = source_hash(directory)
     cached = sorted(cache.glob(f"*+src.{digest[:8]}-*.whl"))
     if cached:
         return cached[0]
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        copy, out = Path(scratch) / "src", Path(scratch) / "out"
+        for path in source_files(directory):
+            target = copy / path.relative_to(directory)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
         env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
         result = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-             "--no-index", "-q", "-w", out, str(directory)],
+             "--no-index", "-q", "-w", str(out), str(copy)],
             capture_output=True, text=True, env=env,
         )
-        wheels = list(Path(out).glob("*.whl"))
+        wheels = list(out.glob("*.whl"))
         if result.returncode or len(wheels) != 1:
-            raise EggBuildError(f"develop egg {directory} does not build:\n{result.stderr.strip()}")
+            raise EggBuildError(f"develop egg {directory} does not build:\n{result.stderr.strip()[-2000:]}")
         _, version, _, _ = parse_wheel_filename(wheels[0].name)
-        return reversion_wheel(wheels[0], hashed_version(str(version), digest), cache)
+        return reversion_wheel(wheels[0], release_version(str(version), digest, known), cache)
 
 
 def reversion_wheel(wheel: Path, new_version: str, outdir: Path) -> Path:

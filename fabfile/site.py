@@ -10,8 +10,11 @@ from pathlib import Path
 from fabric import Connection
 from invoke import Exit
 
-from . import commands, hostconfig, onhost
+from . import commands, hostconfig, onhost, platforms
 from .hostconfig import ConfigError, HostConfig
+from .platforms import Target
+
+CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
 
 @dataclass(frozen=True)
@@ -31,16 +34,22 @@ class Facts:
     current: str | None
     releases: tuple[Release, ...]
     lock: str | None
-    dists: dict[str, int]
+    dists: dict[str, str]           # name -> sha256, as pushed and checked
+    manifest: dict | None           # the current release's manifest.json
     venv: str | None
-    python: str
+    target: Target
 
     @classmethod
     def parse(cls, text: str) -> "Facts":
         data = json.loads(text)
         releases = tuple(Release(r["id"], r["built"], r["bad"]) for r in data["releases"])
         return cls(data["root_exists"], data["current"], releases, data["lock"], data["dists"],
-                   data["venv"], data["python"])
+                   data["manifest"], data["venv"], platforms.from_facts(data))
+
+    @property
+    def current_eggs(self) -> dict[str, str]:
+        """The develop eggs' versions in the current release."""
+        return (self.manifest or {}).get("eggs", {})
 
     def release(self, release_id: str) -> Release | None:
         return next((r for r in self.releases if r.id == release_id), None)
@@ -81,7 +90,9 @@ class Site:
         """What the root holds now, in one read-only command."""
         result = self.run(commands.python(self.config.python, onhost.source("facts"), self.config.root),
                           changes=False)
-        return Facts.parse(result.stdout)
+        facts = Facts.parse(result.stdout)
+        platforms.remember(self.config.name, facts.target, CACHE)
+        return facts
 
     def close(self) -> None:
         self.connection.close()

@@ -102,7 +102,8 @@ class TestSite:
 
 def make_site(workdir: Path, sandbox, extra: str = "", source: Path = REPO / "example",
               programs: tuple[str, ...] = ("zeoserver", "instance1", "instance2"),
-              health: tuple[str, ...] = ("instance1", "instance2")) -> TestSite:
+              health: tuple[str, ...] = ("instance1", "instance2"), health_path: str = "health",
+              commands: dict[str, str] | None = None, profile: str = "production.cfg") -> TestSite:
     """A copy of ``source`` and a hostconfig ``test`` deploying it to the sandbox under a root
     whose path has a ``$`` in it."""
     buildout = workdir / "buildout"
@@ -112,7 +113,10 @@ def make_site(workdir: Path, sandbox, extra: str = "", source: Path = REPO / "ex
     configs = workdir / "hostconfigs"
     configs.mkdir()
     program_sections = "".join(
-        f"[program:{name}]\nhealth_url = http://127.0.0.1:{ports[name]}/health\n" for name in health)
+        f"[program:{name}]\n"
+        + (f"health_url = http://127.0.0.1:{ports[name]}/{health_path}\n" if name in health else "")
+        + (f"command = {commands[name]}\n" if name in (commands or {}) else "")
+        for name in programs if name in health or name in (commands or {}))
     overrides = "".join(f"ports:{name} = {port}\n" for name, port in ports.items() if name != "zeoserver")
     (configs / "test.cfg").write_text(f"""
 [host]
@@ -122,6 +126,7 @@ identity = {sandbox.key_file}
 root = {str(root).replace('$', '$$')}
 [buildout]
 directory = {buildout}
+config = {profile}
 [services]
 programs = {' '.join(programs)}
 {program_sections}

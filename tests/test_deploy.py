@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import signal
 import threading
 import time
@@ -54,7 +55,7 @@ def test_first_deploy_serves_both_instances(site, webhook):
     result = site.fab("deploy")
     release = site.current()
     assert (site.root / "releases" / release / "bin" / "instance1").exists()
-    assert site.get("version").startswith("1.0+src.")
+    assert re.fullmatch(r"1\.0\.post\d{14}\+src\.[0-9a-f]{8}", site.get("version"))
     assert site.get("version", "instance2") == site.get("version")
     site.add("first", "blob bytes")
     assert [o["title"] for o in site.objects("instance2")] == ["first"]
@@ -82,13 +83,28 @@ def test_dry_run_changes_nothing_on_the_host(site):
     site.change_code("# a change for the dry run")
     before = (site.current(), site.release_ids(), len(site.deploy_log()), sorted(p.name for p in (site.root / "dists").iterdir()))
     result = site.fab("--dry", "deploy")
-    assert "dry run" in result.stdout
+    assert "plan only: the host is unchanged" in result.stdout
     after = (site.current(), site.release_ids(), len(site.deploy_log()), sorted(p.name for p in (site.root / "dists").iterdir()))
     assert after == before
     assert not (site.root / ".lock").exists()
 
 
+def test_the_plan_says_what_the_deploy_then_does(site):
+    old_version = site.get("version")
+    planned = site.fab("deploy", "--plan").stdout
+    egg = re.search(r"egg demoapp: (\S+) -> (\S+)", planned)
+    upload = re.search(r"upload (\d+) of (\d+) distributions \((\d+) bytes\)", planned)
+    release = re.search(r"release (\S+) for test", planned)
+    assert egg and egg.group(1) == old_version and upload.group(1) == "1", planned
+    done = site.fab("deploy").stdout
+    assert site.get("version") == egg.group(2)
+    assert site.current().split("-")[1] == release.group(1).split("-")[1]
+    assert f"upload 1 of {upload.group(2)} distributions ({upload.group(3)} bytes)" in done
+    assert site.deploy_log()[-1]["eggs"] == {"demoapp": egg.group(2)}
+
+
 def test_a_code_change_gives_a_new_release_and_the_data_stays(site):
+    site.change_code("# a second change")
     old_release, old_version = site.current(), site.get("version")
     site.fab("deploy")
     assert site.current() != old_release

@@ -34,20 +34,31 @@ names = sorted(
     n for n in (os.listdir(releases_dir) if os.path.isdir(releases_dir) else [])
     if os.path.isdir(os.path.join(releases_dir, n)) and not n.startswith(".")
 )
-dists_dir = os.path.join(root, "dists")
-dists = {
-    entry.name: entry.stat().st_size
-    for entry in (os.scandir(dists_dir) if os.path.isdir(dists_dir) else [])
-    if entry.is_file()
-}
+def checked_dists():
+    """The distributions in dists/ whose sha256 the push recorded: {name: sha256}."""
+    sums = read(os.path.join(root, "dists", "SHA256SUMS")) or ""
+    recorded = dict(reversed(line.split(None, 1)) for line in sums.splitlines() if line.strip())
+    return {name: digest for name, digest in recorded.items()
+            if os.path.isfile(os.path.join(root, "dists", name))}
+
+
+def current_manifest():
+    text = read(os.path.join(root, "current", "manifest.json"))
+    return json.loads(text) if text else None
+
+
+libc, libc_version = platform.libc_ver()
 current = os.readlink(os.path.join(root, "current")) if os.path.islink(os.path.join(root, "current")) else None
 print(json.dumps({
     "root_exists": os.path.isdir(root),
     "current": os.path.basename(current) if current else None,
     "releases": [release(n) for n in names],
     "lock": read(os.path.join(root, ".lock", "holder")),
-    "dists": dists,
+    "dists": checked_dists(),
+    "manifest": current_manifest(),
     "venv": read(os.path.join(root, "venv", ".requirements")),
     "python": platform.python_version(),
+    "machine": platform.machine(),
+    "glibc": libc_version if libc == "glibc" else None,
     "user": os.environ.get("USER") or str(os.getuid()),
 }))

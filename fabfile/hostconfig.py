@@ -244,10 +244,11 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         for name in names
     )
     root = get("host", "root")
-    if any(character.isspace() or character in "'\"\\" for character in root):
+    if any(character.isspace() or character in "'\"\\$" for character in root):
         origin = values["host"]["root"][1]
-        raise ConfigError(f"{origin}: [host] root: {root!r} has a space or a quote; buildout writes the "
-                          f"root into '#!' lines and Python strings, which cannot hold them")
+        raise ConfigError(f"{origin}: [host] root: {root!r} has a space, a quote or a $; buildout and "
+                          f"Zope write the root into '#!' lines, Python strings and ZConfig files, "
+                          f"which cannot hold them")
     user = get("host", "user", getpass.getuser())
     overrides = tuple(
         (*key.split(":", 1), value) for key, (value, _) in sorted(values.get("overrides", {}).items())

@@ -31,6 +31,7 @@ class TestSite:
     buildout: Path
     ports: dict[str, int]
     env: dict[str, str] = field(default_factory=dict)
+    main: str = "instance1"  # the program url(), get() and objects() talk to by default
 
     def fab(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run ``fab -H test ARGS`` from the repository, as a user would."""
@@ -44,10 +45,10 @@ class TestSite:
         return subprocess.Popen([FAB, "-H", "test", *args], cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env})
 
-    def url(self, path: str = "", instance: str = "instance1") -> str:
-        return f"http://127.0.0.1:{self.ports[instance]}/{path}"
+    def url(self, path: str = "", instance: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.ports[instance or self.main]}/{path}"
 
-    def get(self, path: str = "", instance: str = "instance1") -> str:
+    def get(self, path: str = "", instance: str | None = None) -> str:
         with urllib.request.urlopen(self.url(path, instance), timeout=10) as response:
             return response.read().decode()
 
@@ -55,10 +56,10 @@ class TestSite:
         body = urllib.parse.urlencode({"title": title, "data": data}).encode()
         urllib.request.urlopen(self.url("add"), data=body, timeout=10).close()
 
-    def objects(self, instance: str = "instance1") -> list[dict]:
+    def objects(self, instance: str | None = None) -> list[dict]:
         return json.loads(self.get("objects.json", instance))
 
-    def answers(self, instance: str = "instance1") -> bool:
+    def answers(self, instance: str | None = None) -> bool:
         try:
             self.get("health", instance)
             return True
@@ -104,11 +105,10 @@ def make_site(workdir: Path, sandbox, extra: str = "", source: Path = REPO / "ex
               programs: tuple[str, ...] = ("zeoserver", "instance1", "instance2"),
               health: tuple[str, ...] = ("instance1", "instance2"), health_path: str = "health",
               commands: dict[str, str] | None = None, profile: str = "production.cfg") -> TestSite:
-    """A copy of ``source`` and a hostconfig ``test`` deploying it to the sandbox under a root
-    whose path has a ``$`` in it."""
+    """A copy of ``source`` and a hostconfig ``test`` deploying it to the sandbox."""
     buildout = workdir / "buildout"
     shutil.copytree(source, buildout, ignore=BUILD_JUNK)
-    root = workdir / "site$x"
+    root = workdir / "site"
     ports = {name: free_port() for name in ("zeo", *programs)}
     configs = workdir / "hostconfigs"
     configs.mkdir()
@@ -123,7 +123,7 @@ def make_site(workdir: Path, sandbox, extra: str = "", source: Path = REPO / "ex
 address = 127.0.0.1
 port = {sandbox.port}
 identity = {sandbox.key_file}
-root = {str(root).replace('$', '$$')}
+root = {root}
 [buildout]
 directory = {buildout}
 config = {profile}
@@ -136,4 +136,4 @@ health_timeout = 30
 {overrides}
 {extra}
 """)
-    return TestSite(workdir, root, buildout, ports, {"DEPLOY_HOSTCONFIGS": str(configs)})
+    return TestSite(workdir, root, buildout, ports, {"DEPLOY_HOSTCONFIGS": str(configs)}, health[0])

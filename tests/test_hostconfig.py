@@ -63,10 +63,10 @@ def test_dotenv_file_beside_hostconfigs_provides_secrets(tmp_path, monkeypatch):
     assert hostconfig.load(path).webhook == "fromdotenv"
 
 
-def test_a_dollar_in_root_survives(tmp_path):
-    text = GOOD.replace("root = /srv/mysite", "root = /srv/my$$HOME")
+def test_a_doubled_dollar_is_a_dollar(tmp_path):
+    text = GOOD + "[notify]\nwebhook = https://x.invalid/$$HOME\n"
     config = hostconfig.load(write(tmp_path, "p.cfg", text), environ={})
-    assert config.root == "/srv/my$HOME"
+    assert config.webhook == "https://x.invalid/$HOME"
 
 
 def test_here_is_the_directory_of_the_file(tmp_path):
@@ -81,7 +81,8 @@ def test_here_is_the_directory_of_the_file(tmp_path):
     (("user = deploy", "user = deploy\nport = twenty-two"), r"\[host\] port: 'twenty-two' is not a whole number"),
     (("root = /srv/mysite", "root = srv/mysite"), r"\[host\] root: 'srv/mysite' must be an absolute path"),
     (("root = /srv/mysite", "root = /srv/my site"), r"\[host\] root: '/srv/my site' has a space"),
-    (("root = /srv/mysite", "root = /srv/it's"), r"\[host\] root: .* has a space or a quote"),
+    (("root = /srv/mysite", "root = /srv/it's"), r"\[host\] root: .* has a space, a quote or a \$"),
+    (("root = /srv/mysite", "root = /srv/$$HOME"), r"\[host\] root: .* has a space, a quote or a \$"),
     (("[services]", "[notify]\nwebhook = ${env:MISSING_TOKEN}\n[services]"),
      r"\[notify\] webhook: \$\{env:MISSING_TOKEN\} is not set"),
     (("programs = zeoserver instance1", "programs = zeoserver instance1\nmanager = runit"),

@@ -1,0 +1,428 @@
+"""Fresh Debian hosts for the bootstrap tests: a debootstrap root filesystem, one per test.
+
+The root filesystem (Debian 12, ``--variant=minbase`` plus what a VPS image has:
+sshd, python3, sudo, systemd) is built once and kept under ``.cache/rootfs``; it is
+built again when missing or when the package list below changes. Every host gets
+an overlay on it, so each test starts from a fresh VPS, and its own network
+namespace joined to this machine by a veth pair with a /30 of its own: the host
+sees this machine and nothing else. apt on the host reaches the Debian mirror
+through a small caching proxy on this machine's end of the pair, as a provider's
+mirror would be.
+
+Two kinds:
+
+- ``chroot``: sshd runs chrooted in the overlay, in the namespace, in a pid
+  namespace of its own (killing its first process ends everything the tests started
+  there). Quick; no systemd.
+- ``booted``: ``systemd-nspawn --boot --register=no --keep-unit`` on the overlay, in
+  the namespace: systemd runs, units can be enabled, and the host can be rebooted.
+
+Root logs in with a password (``root_password``), as on a VPS just handed over.
+Everything here needs root; ``problems()`` says what is missing.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import http.server
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROOTFS_CACHE = REPO / ".cache" / "rootfs"
+APT_CACHE = REPO / ".cache" / "apt-archives"
+SUITE = "bookworm"
+# What a freshly handed-over VPS image has; not what bootstrap-host installs (rsync, python3-dev, ...).
+PACKAGES = ("openssh-server", "python3", "python3-venv", "sudo", "ca-certificates", "iproute2", "procps",
+            "less", "netbase", "iputils-ping", "systemd", "systemd-sysv", "dbus", "libpam-systemd")
+DEBOOTSTRAP_TIMEOUT = 900
+BOOT_TIMEOUT = 60
+STOP_TIMEOUT = 20
+SSH_TIMEOUT = 30
+PROXY_PORT = 3142
+# 10.231.N.0/30 per host: N from this range, skipping any /30 this machine already uses.
+SUBNET = "10.231"
+TOOLS = ("debootstrap", "ip", "unshare", "chroot", "mount", "umount", "nsenter")
+
+
+class HostError(RuntimeError):
+    """A test host could not be built, started or removed."""
+
+
+def problems(booted: bool = False) -> list[str]:
+    """Why test hosts cannot be made here (empty when they can)."""
+    found = []
+    if os.geteuid() != 0:
+        found.append("test hosts need root (debootstrap, network namespaces, mounts)")
+    for tool in (*TOOLS, *(("systemd-nspawn",) if booted else ())):
+        if not shutil.which(tool):
+            package = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
+                       "ip": "iproute2"}.get(tool, "util-linux")
+            found.append(f"{tool} not found: apt-get install {package}")
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        found.append("the kernel has no overlay filesystem")
+    return found
+
+
+def mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb.debian.org when none is named)."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        found = re.search(r"^URIs:\s*(http\S*/debian)\s*$", text, re.M) or \
+            re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(http\S*/debian)\s+" + SUITE, text, re.M)
+        if found:
+            return found.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def rootfs() -> Path:
+    """The cached root filesystem, built with debootstrap when missing (about a minute)."""
+    key = hashlib.sha256(" ".join((SUITE, *PACKAGES, _PREPARE)).encode()).hexdigest()[:12]
+    target = ROOTFS_CACHE / f"{SUITE}-{key}"
+    ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(ROOTFS_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions never build it at once
+        if (target / ".complete").exists():
+            return target
+        building = ROOTFS_CACHE / f".building-{key}"
+        shutil.rmtree(building, ignore_errors=True)
+        command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+                   str(building), mirror()]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT)
+        if result.returncode:
+            raise HostError(f"debootstrap failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        subprocess.run(["chroot", str(building), "sh", "-c", _PREPARE], check=True, capture_output=True,
+                       timeout=120)
+        (building / ".complete").write_text(" ".join(command) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        building.rename(target)
+        return target
+
+
+# Make the image look like a VPS just handed over: root logs in with a password, no
+# host keys yet (each host makes its own on first start), apt's caches empty.
+_PREPARE = r"""
+set -e
+printf '%s\n' 'PermitRootLogin yes' 'PasswordAuthentication yes' 'UseDNS no' > /etc/ssh/sshd_config.d/vps.conf
+# pam_loginuid cannot write the audit login uid inside a container; providers' images do the same
+sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' /etc/pam.d/sshd
+rm -f /etc/ssh/ssh_host_*
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+echo vps > /etc/hostname
+"""
+
+
+@dataclass
+class TestHost:
+    """One fresh host: where its files are, how to reach it, and its processes."""
+
+    __test__ = False
+    name: str
+    booted: bool
+    workdir: Path
+    index: int
+    root_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    leader: int | None = None          # the first process: unshare (chroot) or systemd-nspawn
+    proxy: "AptProxy | None" = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def netns(self) -> str:
+        return self.name
+
+    @property
+    def address(self) -> str:
+        """The host's address, reachable from this machine only."""
+        return f"{SUBNET}.{self.index}.2"
+
+    @property
+    def gateway(self) -> str:
+        """This machine's end of the veth pair."""
+        return f"{SUBNET}.{self.index}.1"
+
+    @property
+    def merged(self) -> Path:
+        return self.workdir / "merged"
+
+    def path(self, path: str) -> Path:
+        """A path on the host, seen from this machine."""
+        return self.merged / path.lstrip("/")
+
+    def run(self, *command: str, user: str | None = None, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run ``command`` on the host (as ``user``), in its namespaces."""
+        if user:
+            command = ("runuser", "-u", user, "--", *command)
+        if self.booted:
+            inner = self._init_pid()
+            argv = ["nsenter", "-t", str(inner), "-m", "-u", "-i", "-n", "-p", "-r", "-w", *command]
+        else:
+            argv = ["nsenter", "-t", str(self._init_pid()), "-m", "-n", "-p", "-r", "-w", *command]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode:
+            raise HostError(f"{' '.join(command)} exited {result.returncode} on {self.name}:\n"
+                            f"{result.stdout}{result.stderr}")
+        return result
+
+    def http_get(self, url: str, timeout: float = 10) -> str:
+        """GET ``url`` from inside the host (the site listens on its 127.0.0.1)."""
+        script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+        return self.run("python3", "-c", script, url, timeout=timeout + 5).stdout.rstrip("\n")
+
+    def _init_pid(self) -> int:
+        """The host's pid 1 (as this machine numbers it): systemd, or the chroot's shell."""
+        if self.leader is None:
+            raise HostError(f"{self.name} is not running")
+        children = _children(self.leader)
+        if not children:
+            raise HostError(f"{self.name}: its first process {self.leader} has no child")
+        return children[0]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(each) for each in text.split()]
+
+
+def _free_index() -> int:
+    """A /30 in 10.231.0.0/16 that no interface and no namespace of ours uses."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
+    start = os.getpid() % 200 + 20
+    for offset in range(200):
+        index = (start + offset) % 230 + 20
+        subnet = f"{SUBNET}.{index}."
+        if subnet not in used and subnet not in routes and not Path(f"/run/netns/fabhost{index}").exists():
+            return index
+    raise HostError(f"no free /30 left in {SUBNET}.0.0/16")
+
+
+def _sh(*command: str, timeout: float = 30) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if result.returncode:
+        raise HostError(f"{' '.join(command)} exited {result.returncode}: {result.stderr.strip()}")
+
+
+def create(workdir: Path, booted: bool = False) -> TestHost:
+    """A fresh host, running and answering SSH on its address; ``destroy`` removes it."""
+    lower = rootfs()
+    index = _free_index()
+    host = TestHost(f"fabhost{index}", booted, workdir, index)
+    for each in ("upper", "work", "merged"):
+        (workdir / each).mkdir(parents=True, exist_ok=True)
+    try:
+        _sh("mount", "-t", "overlay", "overlay", "-o",
+            f"lowerdir={lower},upperdir={workdir / 'upper'},workdir={workdir / 'work'}", str(host.merged))
+        _network(host)
+        _configure(host)
+        host.proxy = AptProxy(host.gateway, PROXY_PORT)
+        start(host)
+    except BaseException:
+        destroy(host)
+        raise
+    return host
+
+
+def _network(host: TestHost) -> None:
+    outside, inside = f"fh{host.index}o", f"fh{host.index}i"
+    _sh("ip", "netns", "add", host.netns)
+    _sh("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+    _sh("ip", "link", "set", inside, "netns", host.netns)
+    _sh("ip", "addr", "add", f"{host.gateway}/30", "dev", outside)
+    _sh("ip", "link", "set", outside, "up")
+    inns = ("ip", "netns", "exec", host.netns)
+    _sh(*inns, "ip", "link", "set", "lo", "up")
+    _sh(*inns, "ip", "link", "set", inside, "name", "eth0")
+    _sh(*inns, "ip", "addr", "add", f"{host.address}/30", "dev", "eth0")
+    _sh(*inns, "ip", "link", "set", "eth0", "up")
+
+
+def _configure(host: TestHost) -> None:
+    """What the provider sets up: root's password, host keys of its own, the apt proxy, a name."""
+    _sh("chroot", str(host.merged), "sh", "-c", 'printf "root:%s\\n" "$1" | chpasswd && ssh-keygen -A >/dev/null',
+        "sh", host.root_password)
+    host.path("/etc/apt/apt.conf.d/00provider-proxy").write_text(
+        f'Acquire::http::Proxy "http://{host.gateway}:{PROXY_PORT}/";\n')
+    host.path("/etc/hostname").write_text(host.name + "\n")
+    host.path("/etc/hosts").write_text(f"127.0.0.1 localhost\n{host.address} {host.name}\n")
+
+
+# In the chroot: its own pid and mount namespaces, so its processes end with its first one
+# and its /proc, /dev and /run mounts vanish with them.
+_CHROOT_INIT = r"""
+set -e
+root=$1
+hostname "$(cat "$root/etc/hostname")"
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=755 tmpfs "$root/dev"
+for node in null zero full random urandom tty; do touch "$root/dev/$node"; mount --bind "/dev/$node" "$root/dev/$node"; done
+mkdir -p "$root/dev/pts" "$root/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts"
+ln -sf pts/ptmx "$root/dev/ptmx"
+mount -t tmpfs -o mode=755 tmpfs "$root/run"
+mkdir -p "$root/run/sshd" "$root/run/lock"
+exec chroot "$root" /bin/sh -c '/usr/sbin/sshd -E /var/log/sshd.log && exec sleep infinity'
+"""
+
+
+def start(host: TestHost) -> None:
+    """Start the host: sshd in the chroot, or boot it; wait until SSH answers."""
+    log = open(host.workdir / "console.log", "ab")
+    if host.booted:
+        argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--console=pipe",
+                f"--network-namespace-path=/run/netns/{host.netns}", f"--machine={host.name}",
+                "-D", str(host.merged)]
+    else:
+        argv = ["ip", "netns", "exec", host.netns, "unshare", "--pid", "--fork", "--mount", "--uts",
+                "--propagation", "private", "--kill-child", "sh", "-c", _CHROOT_INIT, "sh", str(host.merged)]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    host.leader, host.process = process.pid, process
+    deadline = time.monotonic() + (BOOT_TIMEOUT if host.booted else SSH_TIMEOUT)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise HostError(f"{host.name} exited {process.returncode}:\n{_tail(host.workdir / 'console.log')}")
+        if _answers_ssh(host.address):
+            return
+        time.sleep(0.2)
+    raise HostError(f"{host.name} did not answer SSH on {host.address}:22 within the time:\n"
+                    f"{_tail(host.workdir / 'console.log')}")
+
+
+def stop(host: TestHost) -> None:
+    """Stop the host's processes (booted: a clean poweroff first), by pid, bounded."""
+    process = host.process
+    if process is None or process.poll() is not None:
+        host.leader = None
+        return
+    # systemd-nspawn turns SIGTERM into a poweroff of the container; unshare ignores SIGTERM
+    # while it waits, and when killed takes its child (--kill-child), the pid namespace's
+    # first process, and with it every process there
+    os.kill(process.pid, signal.SIGTERM if host.booted else signal.SIGKILL)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT)
+    host.leader = None
+
+
+def reboot(host: TestHost) -> None:
+    """Power the host off and boot it again on the same disk and address."""
+    stop(host)
+    start(host)
+
+
+def destroy(host: TestHost) -> None:
+    """Remove everything ``create`` made: processes, mounts, namespace, veth, files."""
+    problems_seen = []
+    try:
+        stop(host)
+    except Exception as error:  # keep removing the rest
+        problems_seen.append(str(error))
+    if host.proxy:
+        host.proxy.close()
+    if os.path.ismount(host.merged):
+        for _ in range(50):
+            if subprocess.run(["umount", str(host.merged)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["umount", "--lazy", str(host.merged)], capture_output=True)
+            problems_seen.append(f"{host.merged} was busy: unmounted lazily")
+    subprocess.run(["ip", "link", "del", f"fh{host.index}o"], capture_output=True)
+    subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
+    shutil.rmtree(host.workdir, ignore_errors=True)
+    if problems_seen:
+        raise HostError("; ".join(problems_seen))
+
+
+def _answers_ssh(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=1) as sock:
+            sock.settimeout(2)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class AptProxy:
+    """An HTTP proxy for apt on one address: Debian's mirrors only; packages cached on disk."""
+
+    ALLOWED = re.compile(r"^http://(deb\.debian\.org|security\.debian\.org)/")
+
+    def __init__(self, address: str, port: int):
+        handler = type("Handler", (_ProxyHandler,), {"allowed": self.ALLOWED})
+        self.server = http.server.ThreadingHTTPServer((address, port), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    allowed: re.Pattern
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        url = self.path
+        if not self.allowed.match(url):
+            self._answer(403, b"only Debian's mirrors\n")
+            return
+        cached = APT_CACHE / url.split("://", 1)[1] if "/pool/" in url else None
+        if cached and cached.is_file():
+            self._answer(200, cached.read_bytes())
+            return
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            self._answer(error.code, b"")
+            return
+        except OSError as error:
+            self._answer(502, str(error).encode())
+            return
+        if cached:  # packages never change under their name: keep them
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(cached.name + f".{threading.get_ident()}")
+            partial.write_bytes(body)
+            partial.rename(cached)
+        self._answer(200, body)
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass

@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from fabfile import bundle as bundles  # noqa: E402
+from fabfile import hostconfig, platforms  # noqa: E402
 from sandbox import sshd  # noqa: E402
 from sites import make_site  # noqa: E402
 from support import free_port  # noqa: E402
@@ -88,10 +90,24 @@ def main() -> None:
                          str(connections), str(sessions)])
             return elapsed
 
+        def local_step(label: str, work) -> float:
+            started = time.monotonic()
+            work()
+            elapsed = time.monotonic() - started
+            rows.append([label, f"{elapsed:.2f}", "", "", "0", "0"])
+            return elapsed
+
         try:
             first = measure("first deploy (empty host)", "deploy")
             noop = measure("no-op deploy", "deploy")
+            config = hostconfig.resolve("test", Path(site.env["DEPLOY_HOSTCONFIGS"]), environ={})
+            target = platforms.this_machine()
+            local_step("bundle step alone (nothing changed)",
+                       lambda: bundles.make(config, target, bundles.release_eggs(config)))
             site.change_code("# one line changed")
+            local_step("release-eggs + bundle after a one-line change",
+                       lambda: bundles.make(config, target, bundles.release_eggs(config)))
+            site.change_code("# another line changed")
             change = measure("one-line-change deploy", "deploy", poll=True)
             rollback = measure("rollback", "rollback", poll=True)
         finally:
@@ -104,8 +120,10 @@ def main() -> None:
         table.add_row(*row)
     console = Console(width=130)
     console.print(table)
+    bytes_first, bytes_change = (int(rows[i][3].replace(",", "")) for i in (0, 4))
     console.print(f"no-op / first: {noop / first:.3f} (aim < 0.1); rollback / first: {rollback / first:.3f} "
-                  f"(aim < 0.05); change / first: {change / first:.3f}")
+                  f"(aim < 0.05); change / first: {change / first:.3f}; "
+                  f"bytes change / first: {bytes_change / bytes_first:.4f}")
 
 
 if __name__ == "__main__":

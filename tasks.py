@@ -9,10 +9,13 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+from fabfile import backup as backups
 from fabfile import bundle as bundles
+from fabfile import restore as restores
 from fabfile import hostconfig, pin as pins, platforms
 from fabfile.buildoutfiles import ProfileError
 from fabfile.dists import DistError
+from fabfile.repozo import BackupError
 from fabfile.eggs import EggBuildError
 from fabfile.site import CACHE
 from sandbox import sshd
@@ -153,4 +156,34 @@ def bundle(c, host="sandbox", allow_dirty=False):
           f"({made.archive.stat().st_size} bytes, {len(made.dists)} distributions)")
 
 
-ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle)
+BACKUP_HELP = {"directory": "a buildout directory, or a site's root on its host (default: example/)",
+               "keep": "full backups to keep (0: all)"}
+
+
+@task(help={**BACKUP_HELP, "full": "a full backup, not an incremental one",
+            "snapshot": "a full backup kept apart from the regular ones",
+            "quiet": "print nothing unless something fails (for cron)"})
+def backup(c, directory=str(HERE / "example"), full=False, snapshot=False, quiet=False, keep=2):
+    """Back up the data of a buildout on this machine: repozo and blobs, verified."""
+    try:
+        settings = backups.local_settings(Path(directory), dry=bool(c.config.run.dry), keep=int(keep))
+        backups.make_backup(c, settings, backups.local_hooks(c, settings, quiet), full=full, snapshot=snapshot)
+    except BackupError as error:
+        raise Exit(str(error), 1)
+
+
+@task(positional=["date"],
+      help={**BACKUP_HELP, "date": "the UTC time to restore, yyyy-mm-dd[-hh[-mm[-ss]]], or latest",
+            "snapshot": "restore from the snapshots", "no_prompt": "do not ask for yes first"})
+def restore(c, date=None, directory=str(HERE / "example"), snapshot=False, no_prompt=False, keep=2):
+    """Restore a backup of a buildout's data on this machine (stop its processes first)."""
+    try:
+        settings = backups.local_settings(Path(directory), dry=bool(c.config.run.dry), keep=int(keep))
+        hooks = backups.local_hooks(c, settings)
+        hooks.confirm = (lambda text: True) if no_prompt else restores.ask
+        restores.restore_backup(c, settings, hooks, date=date, snapshot=snapshot)
+    except BackupError as error:
+        raise Exit(str(error), 1)
+
+
+ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle, backup, restore)

@@ -38,10 +38,15 @@ SCHEMA: dict[str, dict[str, str]] = {
     "services": {"manager": "str", "programs": "list"},
     "program:*": {"command": "str", "health_url": "str"},
     "deploy": {"keep_releases": "int", "health_timeout": "int", "allow_dirty": "bool"},
-    "backup": {"keep": "int", "keep_blob_days": "int", "before_deploy": "bool"},
+    "backup": {"keep": "int", "keep_blob_days": "int", "before_deploy": "bool",
+               "filestorage": "str", "blobstorage": "str", "additional_filestorages": "list",
+               "location": "str", "blob_location": "str", "snapshot_location": "str",
+               "blob_snapshot_location": "str", "pre_command": "str", "post_command": "str",
+               "quick": "bool", "gzip": "bool", "verify": "str"},
     "notify": {"webhook": "str", "syslog": "str"},
     "overrides": {"*": "str"},
 }
+BACKUP_LOCATIONS = ("location", "blob_location", "snapshot_location", "blob_snapshot_location")
 REQUIRED = {("host", "address"), ("host", "root"), ("buildout", "directory")}
 
 _REFERENCE = re.compile(r"\$(\$|\{(?:([\w.-]+):)?([\w.-]+)\})")
@@ -70,6 +75,8 @@ class HostConfig:
     app_user: str = ""
     root_user: str = "root"
     identity: Path | None = None
+    packages: tuple[str, ...] = ()
+    harden: bool = False
     buildout_config: str = "production.cfg"
     development_config: str = "development.cfg"
     python: str = "python3"
@@ -83,6 +90,15 @@ class HostConfig:
     backup_keep: int = 2
     backup_keep_blob_days: int = 14
     backup_before_deploy: bool = True
+    backup_filestorage: str = "filestorage/Data.fs"     # relative to <root>/var
+    backup_blobstorage: str = "blobstorage"             # empty: the site has no blobs
+    backup_additional_filestorages: tuple[str, ...] = ()
+    backup_locations: tuple[tuple[str, str], ...] = ()  # location keys given, relative to <root>/backups
+    backup_pre_command: str | None = None
+    backup_post_command: str | None = None
+    backup_quick: bool = True
+    backup_gzip: bool = True
+    backup_verify: str = "full"
     webhook: str | None = None
     syslog: str | None = None
     overrides: tuple[tuple[str, str, str], ...] = ()
@@ -91,6 +107,15 @@ class HostConfig:
     def path_on_host(self, *parts: str) -> str:
         """A path under the site's root on the host."""
         return str(PurePosixPath(self.root, *parts))
+
+    @property
+    def backup_options(self) -> dict:
+        """The ``[backup]`` settings as ``repozo.layout`` takes them."""
+        return dict(filestorage=self.backup_filestorage, blobstorage=self.backup_blobstorage or None,
+                    additional=self.backup_additional_filestorages, **dict(self.backup_locations),
+                    keep=self.backup_keep, keep_blob_days=self.backup_keep_blob_days, quick=self.backup_quick,
+                    gzip=self.backup_gzip, verify=self.backup_verify, pre_command=self.backup_pre_command,
+                    post_command=self.backup_post_command)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""
@@ -258,6 +283,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         address=get("host", "address"), port=get("host", "port", 22), user=user,
         app_user=get("host", "app_user", user), root_user=get("host", "root_user", "root"),
         root=root, identity=get("host", "identity"),
+        packages=get("host", "packages", ()), harden=get("host", "harden", False),
         buildout_dir=get("buildout", "directory"),
         buildout_config=get("buildout", "config", "production.cfg"),
         development_config=get("buildout", "development", "development.cfg"),
@@ -270,6 +296,14 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         backup_keep=get("backup", "keep", 2),
         backup_keep_blob_days=get("backup", "keep_blob_days", 14),
         backup_before_deploy=get("backup", "before_deploy", True),
+        backup_filestorage=get("backup", "filestorage", "filestorage/Data.fs"),
+        backup_blobstorage=get("backup", "blobstorage", "blobstorage"),
+        backup_additional_filestorages=get("backup", "additional_filestorages", ()),
+        backup_locations=tuple((key, get("backup", key)) for key in BACKUP_LOCATIONS
+                               if get("backup", key) is not None),
+        backup_pre_command=get("backup", "pre_command"), backup_post_command=get("backup", "post_command"),
+        backup_quick=get("backup", "quick", True), backup_gzip=get("backup", "gzip", True),
+        backup_verify=get("backup", "verify", "full"),
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
         overrides=overrides, secrets=secrets,
     )

@@ -6,14 +6,12 @@ import json
 from fabric import task
 from invoke import Exit
 
-from . import commands, onhost, output, supervisor
+from . import commands, onhost, output, supervisor, systemd
 from .site import Site, open_site
 
 
 def _manager(site: Site):
-    if site.config.manager != "supervisor":
-        raise Exit(f"{site.config.path}: [services] manager = {site.config.manager} is not supported yet", 2)
-    return supervisor
+    return {"supervisor": supervisor, "systemd": systemd}[site.config.manager]
 
 
 def start_programs(site: Site) -> None:

@@ -426,3 +426,70 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+@dataclass
+class HostSite:
+    """The example site, configured for a test host, driven with the real ``fab`` command line."""
+
+    __test__ = False
+    host: TestHost
+    workdir: Path
+    configs: Path
+    key: Path
+    root: str = "/srv/site"
+
+    def fab(self, *args: str, password: str | None = None, check: bool = True,
+            timeout: float = 900) -> subprocess.CompletedProcess:
+        """``fab -H test ARGS``; with ``password``, typed at fab's login password prompt."""
+        prompt = ("--prompt-for-login-password",) if password is not None else ()
+        # a new session has no terminal, so getpass reads the password from stdin
+        result = subprocess.run([FAB, *prompt, "-H", "test", *args], cwd=REPO, capture_output=True, text=True,
+                                input=f"{password}\n" if password is not None else "", timeout=timeout,
+                                env={**os.environ, "DEPLOY_HOSTCONFIGS": str(self.configs)},
+                                start_new_session=True)
+        if check and result.returncode:
+            raise AssertionError(f"fab {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def get(self, port: int, path: str = "health") -> str:
+        return self.host.http_get(f"http://127.0.0.1:{port}/{path}")
+
+
+FAB = str(Path(os.environ.get("VIRTUAL_ENV") or Path(__import__("sys").executable).parent.parent) / "bin" / "fab")
+BUILD_JUNK = shutil.ignore_patterns("bin", "parts", "eggs", "develop-eggs", "var", ".installed.cfg",
+                                    "*.egg-info", "__pycache__", "build")
+
+
+def host_site(host: TestHost, workdir: Path, manager: str = "supervisor", app_user: str | None = None,
+              extra: str = "") -> HostSite:
+    """A hostconfig ``test`` for the example site on ``host``, deployed as ``deploy`` with a key of its own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    buildout = workdir / "buildout"
+    shutil.copytree(REPO / "example", buildout, ignore=BUILD_JUNK)
+    key = workdir / "deploy_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test deployer", "-f", str(key)],
+                   check=True)
+    configs = workdir / "hostconfigs"
+    configs.mkdir()
+    app = f"app_user = {app_user}\n" if app_user else ""
+    (configs / "test.cfg").write_text(f"""
+[host]
+address = {host.address}
+user = deploy
+{app}identity = {key}
+root = /srv/site
+[buildout]
+directory = {buildout}
+[services]
+manager = {manager}
+programs = zeoserver instance1 instance2
+[program:instance1]
+health_url = http://127.0.0.1:8081/health
+[program:instance2]
+health_url = http://127.0.0.1:8082/health
+[deploy]
+health_timeout = 60
+{extra}
+""")
+    return HostSite(host, workdir, configs, key)

@@ -1,0 +1,142 @@
+"""Print what the backups of a site are and what they need, as one JSON document.
+
+Usage: python3 -c SOURCE SETTINGS_JSON.  Read-only: it changes nothing.
+
+SETTINGS_JSON names the live filestorages and blobstorage, the repozo
+repositories, the blob backup locations, the records directory and repozo. The
+answer lists every file of each repository with its size, every blob copy with
+its size and the bytes it alone holds (hard links to an older copy cost nothing),
+the records, and what a backup checks first: the live data exist, the locations
+are writable, rsync is there, how much space is free, whether a filestorage is
+locked by a running process.
+"""
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+
+settings = json.loads(sys.argv[1])
+
+
+def entries(directory):
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return sorted(names)
+
+
+def writable(directory):
+    """Whether a backup can write there: the directory, or the nearest parent that exists."""
+    path = directory
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def repository(directory):
+    names = entries(directory)
+    files = {}
+    for name in names or ():
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            files[name] = os.path.getsize(path)
+    return {"exists": names is not None, "writable": writable(directory), "files": files}
+
+
+def copies(directory):
+    """Blob copies, oldest first, each with its apparent size and the bytes no older copy shares
+    (counted only when asked for: walking every copy costs time)."""
+    seen = set()
+    found = {}
+    for name in entries(directory) or ():
+        path = os.path.join(directory, name)
+        if not os.path.isdir(path):
+            continue
+        if not settings.get("sizes"):
+            found[name] = {}
+            continue
+        apparent = new = count = 0
+        for folder, _, files in os.walk(path):
+            for file in files:
+                stat = os.lstat(os.path.join(folder, file))
+                apparent += stat.st_size
+                count += 1
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    new += stat.st_size
+        found[name] = {"bytes": apparent, "new_bytes": new, "files": count}
+    return {"exists": os.path.isdir(directory), "writable": writable(directory), "copies": found}
+
+
+def locked(path):
+    """Whether a running process (a ZEO server, an instance) holds the filestorage's lock."""
+    try:
+        handle = open(path + ".lock", "rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def records(directory):
+    found = {}
+    for name in entries(directory) or ():
+        if name.endswith(".json"):
+            try:
+                with open(os.path.join(directory, name)) as handle:
+                    found[name[:-5]] = json.load(handle)
+            except (OSError, ValueError):
+                found[name[:-5]] = {"verified": False, "error": "unreadable record"}
+    return found
+
+
+def interpreter(script):
+    """The Python a console script (bin/repozo) runs with: its '#!' line."""
+    try:
+        with open(script, "rb") as handle:
+            first = handle.readline().decode(errors="replace").strip()
+    except OSError:
+        return None
+    return first[2:].strip() if first.startswith("#!") else None
+
+
+def free_bytes(directory):
+    path = directory
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    usage = os.statvfs(path)
+    return usage.f_bavail * usage.f_frsize
+
+
+storages = {}
+for storage in settings["storages"]:
+    live = storage["live"]
+    storages[storage["name"]] = {
+        "live": {"exists": os.path.isfile(live), "size": os.path.getsize(live) if os.path.isfile(live) else 0,
+                 "locked": locked(live)},
+        "repository": repository(storage["repository"]),
+        "snapshots": repository(storage["snapshots"]),
+    }
+blobstorage = settings["blobstorage"]
+print(json.dumps({
+    "now": time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime()),
+    "storages": storages,
+    "blobstorage": {"exists": bool(blobstorage) and os.path.isdir(blobstorage)},
+    "blob_backups": copies(settings["blob_backups"]),
+    "blob_snapshots": copies(settings["blob_snapshots"]),
+    "records": records(settings["records"]),
+    "repozo": {"exists": os.access(settings["repozo"], os.X_OK), "python": interpreter(settings["repozo"])},
+    "rsync": shutil.which("rsync") is not None,
+    "free": free_bytes(settings["blob_backups"]),
+}))

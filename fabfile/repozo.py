@@ -1,0 +1,233 @@
+"""What a backup needs to know, and the commands it runs: repozo, rsync, the swap of a restore.
+
+Everything here is pure: ``Settings`` says where the data and the backups are (the
+same object locally, for a buildout directory, and on a host, for ``<root>``), and
+each function returns a command string built from quoted tokens, so a table of
+tests can check it without a filestorage.
+
+repozo names every file after the UTC second it was made
+(``2026-11-22-03-15-00.fsz``); a blob copy and a backup record take the name of
+the repozo backup they belong to, so that a date picks all three at once.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import commands
+
+STAMP = re.compile(r"\d{4}(?:-\d\d){5}")
+DATA_FILE = re.compile(r"(\d{4}(?:-\d\d){5})\.(deltafs|fs)(z?)$")  # repozo's own is_data_file
+DATE = re.compile(r"\d{4}-\d\d-\d\d(?:-\d\d(?:-\d\d(?:-\d\d)?)?)?")
+VERIFY_SCHEDULES = ("full", "always", "repozo")
+
+
+class BackupError(Exception):
+    """An operator mistake or a backup that cannot be counted; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """One filestorage: the live file and its two repozo repositories."""
+
+    name: str
+    live: str
+    repository: str
+    snapshots: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data and the backups are, and how to back up; the same locally and on a host."""
+
+    storages: tuple[Storage, ...]          # the additional filestorages first, the main one last
+    blobstorage: str | None
+    blob_backups: str
+    blob_snapshots: str
+    records: str                           # one JSON file per backup: kind, release, verification
+    work: str                              # scratch space for recovered copies, beside the backups
+    repozo: str
+    python: str                            # runs the stdlib scripts in fabfile/onhost
+    keep: int = 2
+    keep_blob_days: int = 14
+    quick: bool = True
+    gzip: bool = True
+    verify: str = "full"                   # full: recover and open full backups; always; repozo: -V only
+    pre_command: str | None = None
+    post_command: str | None = None
+    release: str | None = None             # the tag: the release whose data this is
+    log: str | None = None                 # deploy.log, when the data belongs to a deployed site
+    dry: bool = False
+
+    @property
+    def main(self) -> Storage:
+        return self.storages[-1]
+
+    def repository(self, storage: Storage, snapshot: bool) -> str:
+        return storage.snapshots if snapshot else storage.repository
+
+    def blob_location(self, snapshot: bool) -> str:
+        return self.blob_snapshots if snapshot else self.blob_backups
+
+
+def layout(data_dir: str, backups_dir: str, repozo: str, python: str, *,
+           filestorage: str = "filestorage/Data.fs", blobstorage: str | None = "blobstorage",
+           additional: tuple[str, ...] = (), location: str | None = None, blob_location: str | None = None,
+           snapshot_location: str | None = None, blob_snapshot_location: str | None = None,
+           **options) -> Settings:
+    """Settings for data under ``data_dir`` and backups under ``backups_dir``.
+
+    ``additional`` names more filestorages: ``catalog`` is ``filestorage/catalog.fs``,
+    ``catalog:path/to/catalog.fs`` says where it is (relative to ``data_dir``). Each
+    gets its own repositories, ``<location>-<name>``. Locations may be relative
+    to ``backups_dir``."""
+    under = lambda base, path: posixpath.normpath(posixpath.join(base, path))
+    location = under(backups_dir, location or "filestorage")
+    snapshot_location = under(backups_dir, snapshot_location or "snapshots/filestorage")
+    storages = []
+    for entry in additional:
+        name, _, path = entry.partition(":")
+        if not re.fullmatch(r"[\w.-]+", name):
+            raise BackupError(f"additional_filestorages: {entry!r} is not NAME or NAME:PATH")
+        storages.append(Storage(name, under(data_dir, path or f"filestorage/{name}.fs"),
+                                f"{location}-{name}", f"{snapshot_location}-{name}"))
+    storages.append(Storage("main", under(data_dir, filestorage), location, snapshot_location))
+    settings = Settings(
+        storages=tuple(storages),
+        blobstorage=under(data_dir, blobstorage) if blobstorage else None,
+        blob_backups=under(backups_dir, blob_location or "blobstorage"),
+        blob_snapshots=under(backups_dir, blob_snapshot_location or "snapshots/blobstorage"),
+        records=under(backups_dir, "records"), work=under(backups_dir, ".work"),
+        repozo=repozo, python=python, **options)
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    """Stop on settings that would lose data: two places that are one, backups inside the blobs."""
+    if settings.verify not in VERIFY_SCHEDULES:
+        raise BackupError(f"verify = {settings.verify!r}: use one of {', '.join(VERIFY_SCHEDULES)}")
+    if settings.keep < 0 or settings.keep_blob_days < 0:
+        raise BackupError("keep and keep_blob_days are 0 (keep all) or more")
+    places: dict[str, str] = {}
+    named = [(f"{s.name} filestorage", s.live) for s in settings.storages]
+    named += [(f"{s.name} backups", s.repository) for s in settings.storages]
+    named += [(f"{s.name} snapshots", s.snapshots) for s in settings.storages]
+    named += [("blob backups", settings.blob_backups), ("blob snapshots", settings.blob_snapshots),
+              ("backup records", settings.records)]
+    if settings.blobstorage:
+        named.append(("blobstorage", settings.blobstorage))
+    for what, path in named:
+        path = posixpath.normpath(path)
+        if path in places:
+            raise BackupError(f"{places[path]} and {what} are the same directory ({path}): "
+                              f"give each its own location")
+        places[path] = what
+    if settings.blobstorage:
+        blobs = posixpath.normpath(settings.blobstorage) + "/"
+        for what, path in named[:-1]:
+            if posixpath.normpath(path).startswith(blobs):
+                raise BackupError(f"{what} ({path}) is inside the blobstorage {settings.blobstorage}")
+
+
+# -- names and dates -------------------------------------------------------
+
+def parse_date(text: str) -> str:
+    """A restore date as repozo reads it, ``yyyy-mm-dd[-hh[-mm[-ss]]]`` in UTC, checked."""
+    if not DATE.fullmatch(text or ""):
+        raise BackupError(f"date {text!r} is not yyyy-mm-dd[-hh[-mm[-ss]]] (UTC), e.g. 2026-11-20-03-15")
+    parts = [int(p) for p in text.split("-")]
+    try:
+        datetime(*parts, *[0] * (6 - len(parts)))
+    except ValueError as error:
+        raise BackupError(f"date {text!r} is not a real time: {error}") from None
+    return text
+
+
+def stamp_of(name: str) -> str | None:
+    """The repozo time stamp a file or copy is named after, if it is."""
+    match = STAMP.match(name)
+    return match.group(0) if match else None
+
+
+def data_files(names) -> dict[str, str]:
+    """repozo's data files among ``names``: {stamp: "full" or "incremental"}."""
+    found = {}
+    for name in names:
+        match = DATA_FILE.fullmatch(name)
+        if match:
+            found[match.group(1)] = "full" if match.group(2) == "fs" else "incremental"
+    return found
+
+
+def pick(stamps, date: str | None) -> str | None:
+    """The newest stamp at or before ``date``, compared as repozo compares (as text)."""
+    eligible = sorted(s for s in stamps if date is None or s <= date)
+    return eligible[-1] if eligible else None
+
+
+def readable(stamp: str) -> str:
+    """``2026-11-22-03-15-00`` as ``2026-11-22 03:15:00``."""
+    return f"{stamp[:10]} {stamp[11:].replace('-', ':')}"
+
+
+# -- commands --------------------------------------------------------------
+
+def backup_command(settings: Settings, storage: Storage, *, full: bool, snapshot: bool) -> str:
+    """repozo -B for one filestorage: incremental when it can be, --quick and gzip by default."""
+    flags = ["-F"] if full or snapshot else []
+    flags += ["-Q"] if settings.quick else []
+    flags += ["-z"] if settings.gzip else []
+    return commands.join(settings.repozo, "-B", "-f", storage.live, "-r", settings.repository(storage, snapshot),
+                         *flags)
+
+
+def verify_command(settings: Settings, repository: str) -> str:
+    """repozo -V: the sizes and checksums of every file in the latest chain."""
+    return commands.join(settings.repozo, "-V", "-r", repository)
+
+
+def recover_command(settings: Settings, repository: str, output: str, date: str | None) -> str:
+    """repozo -R with on-the-fly verification, into ``output`` (and its .index)."""
+    return commands.join(settings.repozo, "-R", "-w", "-r", repository, "-o", output,
+                         *(("-D", date) if date else ()))
+
+
+def blob_copy_command(source: str, target: str, previous: str | None, rsync: bool) -> str:
+    """Copy the blobstorage into ``target``: hard links to ``previous`` for unchanged blobs.
+
+    The copy is made under ``target.partial`` and renamed when complete, so a copy cut
+    short never looks like a backup."""
+    partial = f"{target}.partial"
+    if rsync:
+        link = [f"--link-dest={previous}"] if previous else []
+        copy = commands.join("rsync", "-a", "--delete", *link, f"{source}/", f"{partial}/")
+    else:
+        copy = commands.and_then(commands.remove(partial), commands.join("cp", "-a", source, partial))
+    return commands.and_then(copy, commands.join("mv", "-T", partial, target))
+
+
+def blob_restore_command(copy: str, target: str, rsync: bool) -> str:
+    """A plain copy of a blob backup into ``target`` (never linked: live blobs are the site's own)."""
+    if rsync:
+        return commands.join("rsync", "-a", "--delete", f"{copy}/", f"{target}/")
+    return commands.and_then(commands.remove(target), commands.join("cp", "-a", copy, target))
+
+
+def swap_command(pairs: list[tuple[str, str]], suffix: str) -> str:
+    """Move each live path aside to ``path + suffix`` (when it exists), then the new one in place.
+
+    Nothing is deleted: the old data stays beside the new until someone removes it."""
+    script = ('suffix=$1; shift; for path in "$@"; do if [ -e "$path$suffix" ]; then '
+              'echo "$path$suffix exists already: nothing moved" >&2; exit 1; fi; done; '
+              'while [ $# -gt 0 ]; do new=$1 live=$2; shift 2; '
+              'if [ -e "$live" ]; then mv -T "$live" "$live$suffix" || exit 1; fi; '
+              'if [ -e "$new" ]; then mv -T "$new" "$live" || exit 1; fi; done')
+    return commands.join("sh", "-c", script, "sh", suffix, *(p for pair in pairs for p in pair))
+
+
+def truncate_command(path: str, size: int) -> str:
+    """Cut ``path`` back to ``size`` bytes (a repozo .dat file after a failed incremental)."""
+    return commands.join("truncate", "-s", str(size), path)

@@ -1,0 +1,149 @@
+"""Unit tests: what bootstrap-host would change, from the facts of a host; the units and the sudo rule."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from invoke import Exit
+
+from fabfile import bootstrap, systemd
+from fabfile.hostconfig import load
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests deployer@laptop"
+
+
+def config(tmp_path: Path, host: str = "", services: str = "manager = systemd"):
+    path = tmp_path / "test.cfg"
+    path.write_text(f"[host]\naddress = vps.example.org\nuser = deploy\napp_user = plone\nroot = /srv/site\n{host}"
+                    f"[buildout]\ndirectory = .\n[services]\n{services}\nprograms = zeoserver instance1\n"
+                    "[program:instance1]\ncommand = bin/instance1 console\n")
+    return load(path, environ={})
+
+
+def fresh_host(**changes) -> dict:
+    """The facts of a VPS just handed over: Debian 12, systemd, nothing of ours."""
+    facts = {
+        "os": {"id": "debian", "version": "12", "name": "Debian GNU/Linux 12 (bookworm)"},
+        "apt": True, "systemd": True, "python": "3.11.2", "machine": "x86_64", "glibc": "2.36",
+        "users": {"deploy": None, "plone": None},
+        "packages": {name: name in ("python3", "sudo") for name in bootstrap.SYSTEM_PACKAGES},
+        "files": {}, "paths": {},
+        "root_space": {"path": "/srv", "free": 10 * 2**30, "writable": True},
+        "apt_space": {"path": "/var/cache/apt", "free": 10 * 2**30, "writable": True},
+    }
+    facts.update(changes)
+    return facts
+
+
+def bootstrapped_host(cfg) -> dict:
+    """The facts of the same host after bootstrap-host ran."""
+    facts = fresh_host()
+    facts["packages"] = {name: True for name in facts["packages"]}
+    facts["users"] = {"deploy": {"home": "/home/deploy", "uid": 1000, "group": "deploy", "groups": [],
+                                 "locked": False},
+                      "plone": {"home": "/home/plone", "uid": 1001, "group": "plone", "groups": ["deploy"],
+                                "locked": False}}
+    facts["files"] = {"/home/deploy/.ssh/authorized_keys": KEY + "\n",
+                      "/srv/site/host.json": bootstrap.host_record(cfg, facts),
+                      systemd.sudoers_path(cfg): systemd.render_sudoers(cfg, systemd.unit_names(cfg)),
+                      **{f"/etc/systemd/system/{name}": text
+                         for name, text in systemd.render_units(cfg, "plone").items()}}
+    facts["paths"] = {d.path: {"owner": d.owner, "group": d.group, "mode": d.mode, "kind": "dir"}
+                      for d in bootstrap.layout(cfg)}
+    facts["paths"].update({f"/etc/systemd/system/multi-user.target.wants/{unit}": {"kind": "link"}
+                           for unit in systemd.unit_names(cfg)})
+    return facts
+
+
+def test_a_fresh_host_gets_packages_users_key_layout_record_units_and_sudo_rule(tmp_path):
+    plan = bootstrap.make_plan(config(tmp_path), fresh_host(), KEY)
+    whats = [change.what for change in plan.changes]
+    assert whats[0] == "install python3-venv python3-dev build-essential rsync"
+    assert "create user deploy" in whats and "create user plone" in whats and "add plone to group deploy" in whats
+    assert "make /srv/site/var plone:plone 0700" in whats
+    assert "make /srv/site/releases deploy:deploy 0750" in whats
+    assert "write unit srv-site-instance1.service" in whats
+    assert whats[-1] == "let deploy start, stop and restart the units (/etc/sudoers.d/srv-site)"
+
+
+def test_a_bootstrapped_host_needs_no_change(tmp_path):
+    cfg = config(tmp_path)
+    plan = bootstrap.make_plan(cfg, bootstrapped_host(cfg), KEY)
+    assert plan.changes == []
+    assert "/srv/site/var plone:plone 0700" in plan.checked
+
+
+def test_a_data_directory_with_the_wrong_mode_is_put_right(tmp_path):
+    cfg = config(tmp_path)
+    facts = bootstrapped_host(cfg)
+    facts["paths"]["/srv/site/var"]["mode"] = "0755"
+    plan = bootstrap.make_plan(cfg, facts, KEY)
+    assert [c.command for c in plan.changes] == [
+        "mkdir -p /srv/site/var && chown plone:plone /srv/site/var && chmod 0700 /srv/site/var"]
+
+
+@pytest.mark.parametrize("facts, message", [
+    (fresh_host(apt=False), "has no apt-get"),
+    (fresh_host(systemd=False), "systemd does not run"),
+    (fresh_host(root_space={"path": "/", "free": 2**40, "writable": False}), "is not writable"),
+    (fresh_host(apt_space={"path": "/var", "free": 2**20, "writable": True}), "only 1 MiB free"),
+    (fresh_host(users={"deploy": {"home": "/var/lib/deploy", "uid": 5, "group": "deploy", "groups": [],
+                                  "locked": True}, "plone": None}), "exists with another home"),
+])
+def test_a_host_that_cannot_take_the_site_stops_before_any_change(tmp_path, facts, message):
+    with pytest.raises(Exit) as stopped:
+        bootstrap.make_plan(config(tmp_path), facts, KEY)
+    assert message in str(stopped.value.message)
+
+
+def test_the_unit_runs_the_program_from_current_as_the_app_user(tmp_path):
+    unit = systemd.render_units(config(tmp_path), "plone")["srv-site-instance1.service"]
+    assert "ExecStart=/srv/site/current/bin/instance1 console" in unit
+    assert "User=plone" in unit and "After=network.target srv-site-zeoserver.service" in unit
+    assert "ConditionPathExists=/srv/site/current" in unit and "Restart=on-failure" in unit
+
+
+def test_dollar_and_percent_in_the_root_are_escaped_for_systemd(tmp_path):
+    special = replace(config(tmp_path), root="/srv/50%$off")
+    unit = systemd.render_unit(special, special.programs[0], None, "plone")
+    assert "WorkingDirectory=/srv/50%%$$off/current" in unit
+    assert systemd.unit_name(special, "zeoserver") == "srv-50__off-zeoserver.service"
+
+
+@pytest.mark.parametrize("function, args, expected", [
+    (systemd.start, (["zeoserver", "instance1"],),
+     "sudo -n /usr/bin/systemctl start srv-site-zeoserver.service && "
+     "sudo -n /usr/bin/systemctl start srv-site-instance1.service"),
+    (systemd.stop, (["instance1"], True), "sudo -n /usr/bin/systemctl stop srv-site-instance1.service"),
+    (systemd.restart, ("instance1",), "sudo -n /usr/bin/systemctl restart srv-site-instance1.service"),
+    (systemd.start, ([],), "true"),
+])
+def test_systemd_commands_go_through_the_sudo_rule(tmp_path, function, args, expected):
+    assert function(config(tmp_path), *args) == expected
+
+
+def test_the_sudo_rule_names_exactly_the_sites_units(tmp_path):
+    cfg = config(tmp_path)
+    rule = systemd.render_sudoers(cfg, systemd.unit_names(cfg))
+    assert rule.splitlines()[1] == (
+        "deploy ALL=(root) NOPASSWD: /usr/bin/systemctl start srv-site-zeoserver.service, "
+        "/usr/bin/systemctl stop srv-site-zeoserver.service, /usr/bin/systemctl restart srv-site-zeoserver.service, "
+        "/usr/bin/systemctl start srv-site-instance1.service, /usr/bin/systemctl stop srv-site-instance1.service, "
+        "/usr/bin/systemctl restart srv-site-instance1.service")
+
+
+def test_host_json_has_the_platform_tags_the_release_step_needs(tmp_path):
+    record = json.loads(bootstrap.host_record(config(tmp_path), fresh_host()))
+    assert record["abi"] == "cp311" and record["platforms"][0] == "manylinux_2_36_x86_64"
+    assert record["distribution"] == "debian" and record["manager"] == "systemd"
+
+
+def test_supervisor_with_an_app_user_gets_a_sudo_rule_to_run_supervisor_as_that_user(tmp_path):
+    cfg = config(tmp_path, services="manager = supervisor")
+    plan = bootstrap.make_plan(cfg, fresh_host(systemd=False), KEY)
+    rule = next(c for c in plan.changes if c.what.startswith("let deploy run supervisor as plone"))
+    assert "deploy ALL=(plone) NOPASSWD: /srv/site/venv/bin/supervisord, /srv/site/venv/bin/supervisorctl" \
+        in rule.command
+    assert "visudo -q -c -f /etc/sudoers.d/srv-site-supervisor.check" in rule.command

@@ -1,0 +1,97 @@
+"""Integration: a fresh Debian host booted with systemd becomes a serving site, and stays one.
+
+root's password once: ``bootstrap-host`` with ``[services] manager = systemd`` and a
+separate ``app_user``; then ``deploy``. The programs run as systemd units, survive a
+reboot, and the deploy user may drive exactly those units. The tests run in order.
+"""
+from __future__ import annotations
+
+import pytest
+
+import hosts
+from support import require
+
+UNITS = ["srv-site-zeoserver.service", "srv-site-instance1.service", "srv-site-instance2.service"]
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """A fresh host booted with systemd-nspawn, removed afterwards."""
+    require(not hosts.problems(booted=True), "; ".join(hosts.problems(booted=True)))
+    host = hosts.create(tmp_path_factory.mktemp("booted-host"), booted=True)
+    yield host
+    hosts.destroy(host)
+
+
+@pytest.fixture(scope="module")
+def site(host, tmp_path_factory):
+    return hosts.host_site(host, tmp_path_factory.mktemp("booted-site"), manager="systemd", app_user="plone")
+
+
+def test_bootstrap_writes_one_enabled_unit_per_program_and_the_sudo_rule(site, host):
+    site.fab("bootstrap-host", password=host.root_password)
+    for unit in UNITS:
+        assert host.run("systemctl", "is-enabled", unit).stdout.strip() == "enabled"
+    unit = host.path("/etc/systemd/system/srv-site-instance1.service").read_text()
+    assert "User=plone" in unit and "WorkingDirectory=/srv/site/current" in unit and "Restart=on-failure" in unit
+    assert host.run("id", "-nG", "plone").stdout.split() == ["plone", "deploy"]
+
+
+def test_deploy_serves_both_instances_from_units(site, host):
+    site.fab("deploy")
+    assert site.get(8081, "version") == site.get(8082, "version")
+    for unit in UNITS:
+        assert host.run("systemctl", "is-active", unit).stdout.strip() == "active"
+    owners = set(host.run("sh", "-c", "ps -eo user=,args= | grep '[/]srv/site' | cut -d' ' -f1").stdout.split())
+    assert owners == {"plone"}
+
+
+def test_the_deploy_user_restarts_its_units_and_nothing_else(site, host):
+    result = site.fab("restart")
+    assert result.returncode == 0
+    assert site.get(8081)
+    refused = host.run("sudo", "-n", "/usr/bin/systemctl", "restart", "ssh.service", user="deploy", check=False)
+    assert refused.returncode != 0
+
+
+def test_the_deploy_user_cannot_read_the_data(site, host):
+    assert host.run("ls", "/srv/site/var", user="deploy", check=False).returncode != 0
+    assert host.run("ls", "/srv/site/var", user="plone").stdout.split()
+
+
+def test_the_app_user_cannot_write_to_the_releases(site, host):
+    release = host.run("readlink", "/srv/site/current").stdout.strip()
+    for path in ("/srv/site/releases", f"/srv/site/{release}", f"/srv/site/{release}/bin"):
+        assert host.run("touch", f"{path}/intruder", user="plone", check=False).returncode != 0, path
+
+
+def test_a_second_bootstrap_changes_nothing(site, host):
+    result = site.fab("bootstrap-host", password=host.root_password)
+    assert "nothing to change" in result.stdout, result.stdout
+    assert "ok unit srv-site-instance1.service is as wanted" in result.stdout
+
+
+def test_the_units_start_the_site_again_after_a_reboot(site, host):
+    before = site.get(8081, "version")
+    hosts.reboot(host)
+    answer = host.run("python3", "-c", WAIT_FOR_SITE, timeout=90)
+    assert answer.returncode == 0
+    assert site.get(8081, "version") == before == site.get(8082, "version")
+
+
+def test_a_changed_host_key_is_refused(site, host):
+    host.run("sh", "-c", "rm /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh")
+    result = site.fab("bootstrap-host", password=host.root_password, check=False)
+    assert result.returncode == 1
+    assert "host key of" in result.stderr and "has changed" in result.stderr
+
+
+WAIT_FOR_SITE = """
+import time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:8082/health", timeout=2).close()
+        break
+    except Exception:
+        time.sleep(0.2)
+"""

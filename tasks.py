@@ -1,6 +1,7 @@
 """Tasks on this machine: the demo, the sandbox host, tests and benchmarks (``invoke --list``)."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import urllib.parse
@@ -99,8 +100,12 @@ def demo_stop(c):
 
 @task
 def bench(c):
-    """Measure deploys on a fresh sandbox host: times, downtime, bytes, SSH connections."""
+    """Measure deploys, bootstraps and backups: times, downtime, bytes, disk, SSH connections."""
     c.run(f"{sys.executable} -m benchmarks.deploy", pty=False)
+    if os.geteuid() == 0:
+        c.run(f"{sys.executable} -m benchmarks.bootstrap", pty=False)
+    else:
+        print("benchmarks.bootstrap needs root (debootstrap, network namespaces): skipped")
 
 
 RELEASE_ERRORS = (hostconfig.ConfigError, ProfileError, EggBuildError, DistError, bundles.DirtyCheckout,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fabric import task
 from invoke import Exit
+from rich.markup import escape
 
 from . import commands, onhost, output, releases, retention
 from .repozo import (BackupError, Settings, backup_command, blob_copy_command, data_files, layout, readable,
@@ -44,7 +45,7 @@ class Hooks:
 
     def say(self, message: str) -> None:
         if not self.quiet:
-            output.say(message)
+            output.say(escape(message))  # paths and "[dry]" are text, not rich markup
 
     def step(self, name: str):
         return nullcontext() if self.quiet else output.step(name)

@@ -7,7 +7,6 @@ the changes to make. A second run finds nothing to change and says what it check
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from invoke import Exit, UnexpectedExit
 from . import commands, hostconfig, hostkeys, onhost, output, systemd
 from .hostconfig import ConfigError, HostConfig
 from .platforms import Target
+from .site import connect
 
 SYSTEM_PACKAGES = ("python3", "python3-venv", "python3-dev", "build-essential", "rsync", "sudo")
 MIN_FREE_BYTES = 512 * 1024 * 1024
@@ -289,24 +289,7 @@ def deploy_public_key(config: HostConfig, dry: bool) -> str:
 
 
 def connect_as_root(c, config: HostConfig) -> Connection:
-    kwargs = dict(c.connect_kwargs or {})
-    if config.identity and config.identity.is_file():
-        kwargs.setdefault("key_filename", str(config.identity))
-    kwargs.setdefault("timeout", 20)
-    connection = Connection(config.address, user=config.root_user, port=config.port, connect_kwargs=kwargs,
-                            config=c.config)
-    hostkeys.check_host_keys(connection, output.say)
-    where = f"{config.root_user}@{config.address}:{config.port}"
-    try:
-        connection.open()
-    except paramiko.BadHostKeyException as error:
-        raise Exit(hostkeys.changed_key_message(error), 1)
-    except paramiko.AuthenticationException:
-        raise Exit(f"{where} refused the login: wrong password or key "
-                   f"(fab --prompt-for-login-password -H {config.name} bootstrap-host)", 1)
-    except (socket.error, paramiko.SSHException) as error:
-        raise Exit(f"cannot reach {where}: {error}", 1)
-    return connection
+    return connect(c, config, config.root_user, f"(fab --prompt-for-login-password -H {config.name} bootstrap-host)")
 
 
 def read_facts(connection: Connection, config: HostConfig) -> dict:

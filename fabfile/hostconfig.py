@@ -28,7 +28,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "hostconfig": {"extends": "list"},
     "host": {
         "address": "str", "port": "int", "user": "str", "app_user": "str",
-        "root_user": "str", "root": "abspath", "identity": "localpath",
+        "root_user": "str", "root": "abspath", "identity": "localpath", "known_hosts": "localpath",
         "packages": "list", "harden": "bool",
     },
     "buildout": {
@@ -75,6 +75,7 @@ class HostConfig:
     app_user: str = ""
     root_user: str = "root"
     identity: Path | None = None
+    known_hosts: Path | None = None   # default: known_hosts beside the config file
     packages: tuple[str, ...] = ()
     harden: bool = False
     buildout_config: str = "production.cfg"
@@ -283,6 +284,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         address=get("host", "address"), port=get("host", "port", 22), user=user,
         app_user=get("host", "app_user", user), root_user=get("host", "root_user", "root"),
         root=root, identity=get("host", "identity"),
+        known_hosts=get("host", "known_hosts", path.parent / "known_hosts"),
         packages=get("host", "packages", ()), harden=get("host", "harden", False),
         buildout_dir=get("buildout", "directory"),
         buildout_config=get("buildout", "config", "production.cfg"),

@@ -7,10 +7,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import paramiko
 from fabric import Connection
 from invoke import Exit
 
-from . import commands, hostconfig, onhost, platforms
+from . import commands, hostconfig, hostkeys, onhost, output, platforms
 from .hostconfig import ConfigError, HostConfig
 from .platforms import Target
 
@@ -61,11 +62,7 @@ class Site:
     def __init__(self, c, config: HostConfig):
         self.config = config
         self.dry = bool(c.config.run.dry)
-        kwargs = dict(c.connect_kwargs or {})
-        if config.identity:
-            kwargs.setdefault("key_filename", str(config.identity))
-        self.connection = Connection(config.address, user=config.user, port=config.port,
-                                     connect_kwargs=kwargs, config=c.config)
+        self.connection = connect(c, config, config.user, "(a key for it in [host] identity?)")
         self.commands_run = 0
 
     def path(self, *parts: str) -> str:
@@ -96,6 +93,26 @@ class Site:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def connect(c, config: HostConfig, user: str, login_hint: str) -> Connection:
+    """An open connection to the host as ``user``, its host key checked against the known hosts."""
+    kwargs = dict(c.connect_kwargs or {})
+    if config.identity and config.identity.is_file():
+        kwargs.setdefault("key_filename", str(config.identity))
+    kwargs.setdefault("timeout", 20)
+    connection = Connection(config.address, user=user, port=config.port, connect_kwargs=kwargs, config=c.config)
+    hostkeys.check_host_keys(connection, config.known_hosts, output.say)
+    where = f"{user}@{config.address}:{config.port}"
+    try:
+        connection.open()
+    except paramiko.BadHostKeyException as error:
+        raise Exit(hostkeys.changed_key_message(error, config.known_hosts), 1)
+    except paramiko.AuthenticationException:
+        raise Exit(f"{where} refused the login: wrong password or key {login_hint}", 1)
+    except (OSError, paramiko.SSHException) as error:
+        raise Exit(f"cannot reach {where}: {error}", 1)
+    return connection
 
 
 def open_site(c) -> Site:

@@ -55,22 +55,38 @@ def render_config(config: HostConfig) -> str:
     return "\n".join(lines)
 
 
+def _as_app_user(config: HostConfig, *tokens: str) -> str:
+    """``tokens`` run as ``app_user`` (through the sudo rule bootstrap-host writes) when it is not us."""
+    prefix = ("sudo", "-n", "-u", config.app_user) if config.app_user != config.user else ()
+    return commands.join(*prefix, *tokens)
+
+
 def _ctl(config: HostConfig, *args: str) -> str:
-    return commands.join(config.path_on_host("venv", "bin", "supervisorctl"),
-                         "-c", config.path_on_host("current", CONFIG_IN_RELEASE), *args)
+    return _as_app_user(config, config.path_on_host("venv", "bin", "supervisorctl"),
+                        "-c", config.path_on_host("current", CONFIG_IN_RELEASE), *args)
+
+
+def _running(config: HostConfig) -> str:
+    return f"{_ctl(config, 'pid')} >/dev/null 2>&1"
+
+
+def _wait(condition: str, tenths: int = 600) -> str:
+    """Wait for ``condition``, at most ``tenths`` tenths of a second; fails if it never holds."""
+    return f"{{ i=0; until {condition} || [ $i -ge {tenths} ]; do sleep 0.1; i=$((i+1)); done; {condition}; }}"
 
 
 def start(config: HostConfig, names: list[str]) -> str:
     """Start supervisord when it is not running, load the config ``current`` has, start ``names`` in order."""
-    daemon = commands.join(config.path_on_host("venv", "bin", "supervisord"),
-                           "-c", config.path_on_host("current", CONFIG_IN_RELEASE))
+    daemon = _as_app_user(config, config.path_on_host("venv", "bin", "supervisord"),
+                          "-c", config.path_on_host("current", CONFIG_IN_RELEASE))
     steps = [
-        commands.make_directories(config.path_on_host("var", "run"), config.path_on_host("var", "log")),
         f"{{ {_running(config)} || {daemon}; }}",
-        _wait_for_socket(config),
+        _wait(_running(config)),
         # the switch may have changed the programs: load them (none starts by itself)
         _ctl(config, "reread") + " >/dev/null", _ctl(config, "update"),
     ]
+    if config.app_user == config.user:  # supervisord writes its log and socket there
+        steps.insert(0, commands.make_directories(config.path_on_host("var", "run"), config.path_on_host("var", "log")))
     if names:
         steps.append(_ctl(config, "start", *names))
     return commands.and_then(*steps)
@@ -78,16 +94,10 @@ def start(config: HostConfig, names: list[str]) -> str:
 
 def stop(config: HostConfig, names: list[str], shutdown: bool = False) -> str:
     """Stop ``names`` in the order given, and supervisord too with ``shutdown``; nothing running is fine."""
-    pid_file = config.path_on_host("var", "run", "supervisord.pid")
-    script = (
-        'pid_file=$1 shutdown=$2; shift 2; test -f "$pid_file" && pid=$(cat "$pid_file") '
-        '&& kill -0 "$pid" 2>/dev/null || exit 0; "$@" >/dev/null || exit 1; '
-        '[ "$shutdown" = yes ] || exit 0; kill "$pid"; i=0; '
-        'while kill -0 "$pid" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; '
-        '! kill -0 "$pid" 2>/dev/null'
-    )
-    ctl = [config.path_on_host("venv", "bin", "supervisorctl"), "-s", f"unix://{socket_path(config)}", "stop", *names]
-    return commands.join("sh", "-c", script, "sh", pid_file, "yes" if shutdown else "no", *ctl)
+    steps = [f"{{ {_ctl(config, 'stop', *names)} >/dev/null || true; }}"]
+    if shutdown:
+        steps += [_ctl(config, "shutdown") + " >/dev/null", _wait(f"! {_running(config)}")]
+    return f"if {_running(config)}; then {commands.and_then(*steps)}; fi"
 
 
 def restart(config: HostConfig, name: str) -> str:
@@ -98,15 +108,3 @@ def restart(config: HostConfig, name: str) -> str:
 def status(config: HostConfig) -> str:
     """What supervisord runs (non-zero exit when something is not running)."""
     return _ctl(config, "status")
-
-
-def _running(config: HostConfig) -> str:
-    pid_file = config.path_on_host("var", "run", "supervisord.pid")
-    return commands.join("sh", "-c", 'test -f "$1" && kill -0 "$(cat "$1")" 2>/dev/null', "sh", pid_file)
-
-
-def _wait_for_socket(config: HostConfig) -> str:
-    return commands.join(
-        "sh", "-c", 'i=0; while [ ! -S "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; test -S "$1"',
-        "sh", socket_path(config),
-    )

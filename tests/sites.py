@@ -123,6 +123,7 @@ def make_site(workdir: Path, sandbox, extra: str = "", source: Path = REPO / "ex
 address = 127.0.0.1
 port = {sandbox.port}
 identity = {sandbox.key_file}
+known_hosts = {sandbox.known_hosts}
 root = {root}
 [buildout]
 directory = {buildout}

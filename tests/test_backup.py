@@ -8,7 +8,6 @@ a few run the ``invoke`` command line itself, to see what an operator sees.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -27,7 +27,8 @@ from fabric import task
 from invoke import Exit
 from rich.markup import escape
 
-from . import commands, onhost, output, releases, retention
+from . import commands, onhost, output, retention
+from .events import log_event
 from .repozo import (BackupError, Settings, backup_command, blob_copy_command, data_files, layout, readable,
                      recover_command, stamp_of, verify_command)
 from .site import Site, open_site, who
@@ -356,7 +357,7 @@ def site_settings(site: Site, release: str | None) -> Settings:
 
 
 def site_hooks(site: Site, quiet: bool = False) -> Hooks:
-    return Hooks(quiet=quiet, log=lambda event, record: releases.log_event(site, event, **record))
+    return Hooks(quiet=quiet, log=lambda event, record: log_event(site, event, **record))
 
 
 def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | None:

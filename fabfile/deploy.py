@@ -9,11 +9,13 @@ from fabric import task
 from invoke import Exit, UnexpectedExit
 
 from . import bundle as bundles
+from . import backup as backups
 from . import commands, dists, lock, notify, output, releases, services
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
 from .dists import DistError, sha256
 from .eggs import EggBuildError
+from .events import log_event
 from .site import Facts, Site, open_site, who
 
 # pip, as buildout runs it: only <root>/dists, whatever pip config the host has; sdists
@@ -190,16 +192,18 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
                     build(site, release_id)
             else:
                 output.say(f"{release_id} is built already: switching to it")
+            backup = backups.backup_before_switch(site, facts.current)
             with output.step("switch and check"):
                 switch_and_check(site, release_id, facts.current)
         except BaseException as error:
             elapsed = time.monotonic() - started
             message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted"
-            releases.log_event(site, "deploy-failed", release=release_id, current=facts.current, error=message)
+            log_event(site, "deploy-failed", release=release_id, current=facts.current, error=message)
             notify.send(site, "deploy-failed", release_id, who(), elapsed, message)
             raise
-        releases.log_event(site, "deploy", release=release_id, previous=facts.current, bytes=sent,
-                           eggs=bundle.eggs, seconds=round(time.monotonic() - started, 1))
+        log_event(site, "deploy", release=release_id, previous=facts.current, bytes=sent,
+                           eggs=bundle.eggs, backup=backup and backup.get("stamp"),
+                           seconds=round(time.monotonic() - started, 1))
         with output.step("cleanup"):
             releases.cleanup_releases(site, site.facts(), release_id)
         notify.send(site, "deploy-succeeded", release_id, who(), time.monotonic() - started)

@@ -8,15 +8,9 @@ from datetime import datetime, timezone
 from fabric import task
 from invoke import Exit
 
-from . import commands, lock, notify, output, services
+from . import backup, commands, lock, notify, output, restore, services
+from .events import log_event
 from .site import Facts, Release, Site, open_site, who
-
-
-def log_event(site: Site, event: str, **details) -> None:
-    """Append one JSON line to ``<root>/deploy.log``."""
-    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event,
-              "who": who(), **details}
-    site.run(commands.append_line(site.path("deploy.log"), site.config.redact(json.dumps(record, sort_keys=True))))
 
 
 def switch_current(site: Site, release_id: str) -> None:
@@ -65,8 +59,9 @@ def activate(site: Site, release_id: str) -> dict:
 
 
 @task(help={"to": "the release id to go back to (default: the previous good release)",
+            "with_data": "also restore the data backed up when that release was left",
             "force_unlock": "remove a stale lock first"})
-def rollback(c, to=None, force_unlock=False):
+def rollback(c, to=None, with_data=False, force_unlock=False):
     """Go back to the previous good release (or --to ID) in seconds."""
     site = open_site(c)
     started = time.monotonic()
@@ -86,6 +81,9 @@ def rollback(c, to=None, force_unlock=False):
         return
     with lock.held(site, facts, target.id, force_unlock):
         leaving = facts.current
+        restored = None
+        if with_data:
+            restored = restore.restore_for_rollback(site, target.id)
         with output.step(f"rollback {leaving} -> {target.id}"):
             failed = activate(site, target.id)
         if failed and leaving:
@@ -93,25 +91,30 @@ def rollback(c, to=None, force_unlock=False):
                 activate(site, leaving)
             log_event(site, "rollback-failed", release=target.id, current=leaving, error=str(failed))
             raise Exit(f"rollback to {target.id} failed its health check ({failed}); {leaving} serves again", 1)
-        log_event(site, "rollback", release=target.id, previous=leaving)
+        log_event(site, "rollback", release=target.id, previous=leaving,
+                  data=restored and restored.get("stamp"))
         notify.send(site, "rollback", target.id, who(), time.monotonic() - started)
     output.say(f"rolled back to {target.id} in {time.monotonic() - started:.1f}s")
 
 
 @task
 def releases(c):
-    """Show the releases: id, date, who, current, bad."""
+    """Show the releases: id, date, who, current, bad, its backup."""
     site = open_site(c)
     facts = site.facts()
+    records = backup.inventory(site.connection, backup.site_settings(site, None)).records
+    taken = {}  # release -> the newest backup taken while it was current (a deploy's: as it left)
+    for stamp, record in sorted(records.items()):
+        taken[record.get("release")] = stamp
     rows = []
     for release in reversed(facts.releases):
         built = release.built or {}
         rows.append([
             release.id, built.get("when", "(not built)"), built.get("who", ""),
             "current" if release.id == facts.current else "",
-            f"bad: {release.bad.get('reason', '')}" if release.bad else "",
+            f"bad: {release.bad.get('reason', '')}" if release.bad else "", taken.get(release.id, ""),
         ])
-    output.table(f"releases on {site.config.name}", ["id", "built", "who", "current", "bad"], rows)
+    output.table(f"releases on {site.config.name}", ["id", "built", "who", "current", "bad", "its backup"], rows)
 
 
 @task

@@ -101,3 +101,21 @@ def test_the_deploy_chain_backup_is_tagged_with_the_leaving_release_and_rollback
     assert site.objects() == then
     assert json.loads((site.root / "backups" / "records" / f"{record['stamp']}.json").read_text())["release"] == leaving
     remote.close()
+
+
+def test_rollback_with_data_returns_code_and_data_to_the_earlier_release(site):
+    first_release, first_version = site.current(), site.get("version")
+    site.add("before the deploy", "kept")
+    before_deploy = site.objects()
+    site.change_code("# a change to deploy and roll back")
+    result = site.fab("deploy")
+    assert "backup (tagged " + first_release in result.stdout
+    backup_stamp = site.deploy_log()[-1]["backup"]
+    assert backup_stamp and site.current() != first_release
+    site.add("after the deploy", "lost by the rollback")
+    assert backup_stamp in site.fab("releases").stdout
+    site.fab("rollback", "--with-data")
+    assert site.current() == first_release and site.get("version") == first_version
+    assert site.objects() == before_deploy == site.objects("instance2")
+    assert site.deploy_log()[-1]["event"] == "rollback" and site.deploy_log()[-1]["data"] == backup_stamp
+    assert any(p.name.startswith("Data.fs.before-restore-") for p in (site.root / "var" / "filestorage").iterdir())

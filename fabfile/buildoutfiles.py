@@ -25,8 +25,16 @@ class Profile:
 
     @property
     def develop(self) -> tuple[str, ...]:
-        """The develop eggs' directories, relative to the buildout."""
-        return tuple(self.option("buildout", "develop").split())
+        """The develop eggs' directories, relative to the buildout: ``develop =`` and the
+        packages mr.developer checks out (``auto-checkout``, from ``[sources]`` into ``src``)."""
+        found = self.option("buildout", "develop").split()
+        if "mr.developer" in self.option("buildout", "extensions"):
+            sources = self.sections.get(self.option("buildout", "sources", "sources"), {})
+            checkouts = self.option("buildout", "auto-checkout").split()
+            names = sorted(sources) if "*" in checkouts else checkouts
+            directory = self.option("buildout", "sources-dir", "src").replace("${buildout:directory}/", "")
+            found += [f"{directory}/{name}" for name in names if f"{directory}/{name}" not in found]
+        return tuple(found)
 
     @property
     def versions(self) -> dict[str, str]:

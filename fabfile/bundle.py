@@ -70,14 +70,14 @@ class DirtyCheckout(Exception):
 
 def check_production(profile: buildoutfiles.Profile, name: str) -> None:
     """Stop, naming the culprit, when the production profile could pick or develop anything."""
-    if profile.develop:
-        raise buildoutfiles.ProfileError(f"{name}: a production profile has no 'develop =' ({' '.join(profile.develop)})")
-    if profile.option("buildout", "allow-picked-versions", "true").strip().lower() in ("true", "yes", "on"):
-        raise buildoutfiles.ProfileError(f"{name}: a production profile needs 'allow-picked-versions = false'")
     checkouts = profile.option("buildout", "auto-checkout").split()
     if "mr.developer" in profile.option("buildout", "extensions") and checkouts:
         raise buildoutfiles.ProfileError(f"{name}: mr.developer checks out {' '.join(checkouts)}; "
                                          f"release them as eggs instead")
+    if profile.develop:
+        raise buildoutfiles.ProfileError(f"{name}: a production profile has no 'develop =' ({' '.join(profile.develop)})")
+    if profile.option("buildout", "allow-picked-versions", "true").strip().lower() in ("true", "yes", "on"):
+        raise buildoutfiles.ProfileError(f"{name}: a production profile needs 'allow-picked-versions = false'")
 
 
 def release_eggs(config: HostConfig, cache: Path = CACHE, known: tuple[str, ...] = (),

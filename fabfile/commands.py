@@ -77,10 +77,6 @@ def verify_checksums(directory: str, checksums: Mapping[str, str]) -> str:
     return and_then(join("cd", directory), f"printf %s {shlex.quote(lines)} | sha256sum --quiet --check --strict -")
 
 
-def verify_and_place(incoming: str, target: str, checksums: Mapping[str, str]) -> str:
-    """Check uploaded files' sha256, then move them into ``target``."""
-    return and_then(verify_checksums(incoming, checksums), join("mv", "-f", "--", *sorted(checksums), target))
-
 
 def with_pid_file(pid_file: str, *command: str, env: Mapping[str, str] | None = None) -> str:
     """Run ``command`` writing its pid to ``pid_file`` first, so it can be stopped."""

@@ -25,13 +25,21 @@ PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null", "PIP_NO_BUIL
 
 
 def pip_offline(site: Site) -> dict[str, str]:
-    """The environment for pip on the host: no index, no config, ``<root>/dists`` only."""
-    return {**PIP_OFFLINE, "PIP_FIND_LINKS": site.path("dists")}
+    """The environment for pip on the host: no config, ``<root>/dists``, and no index but
+    the one the hostconfig names."""
+    env = {**PIP_OFFLINE, "PIP_FIND_LINKS": site.path("dists")}
+    if site.config.index:
+        del env["PIP_NO_INDEX"]
+        env["PIP_INDEX_URL"] = site.config.index
+    return env
 
 
-def missing_dists(bundle: Bundle, facts: Facts):
-    """The distributions whose sha256 the host does not have yet."""
-    return [d for d in bundle.dists if facts.dists.get(d.name) != d.sha256]
+def missing_dists(bundle: Bundle, facts: Facts, index: str | None = None):
+    """The distributions whose sha256 the host does not have yet; with a package ``index``
+    the host downloads the rest itself, so only our eggs and the venv's tools."""
+    ours = {dists.canonicalize_name(name) for name in (*bundle.eggs, *bundle.tools)}
+    return [d for d in bundle.dists if facts.dists.get(d.name) != d.sha256
+            and (index is None or dists.identify(d.name)[0] in ours)]
 
 
 def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
@@ -40,24 +48,25 @@ def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
     site.run(commands.and_then(commands.make_directories(incoming, site.path("releases"), site.path("eggs")),
                                commands.make_directories(site.path("var"), mode="0700")))
     sent = 0
-    missing = missing_dists(bundle, facts)
+    missing = missing_dists(bundle, facts, site.config.index)
     for dist in missing:
         site.put(dist.path, f"{incoming}/{dist.name}")
         sent += dist.path.stat().st_size
-    if missing:
-        checksums = {d.name: d.sha256 for d in missing}
-        sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(checksums.items()))
-        site.run(commands.and_then(
-            commands.verify_and_place(incoming, site.path("dists"), checksums),
-            commands.append_text(site.path("dists", "SHA256SUMS"), sums),
-        ))
     archive = f"bundle-{bundle.digest}.tar.gz"
     site.put(bundle.archive, f"{incoming}/{archive}")
     sent += bundle.archive.stat().st_size
-    site.run(commands.and_then(
-        commands.verify_checksums(incoming, {archive: sha256(bundle.archive)}),
-        commands.unpack(f"{incoming}/{archive}", site.path("releases", release_id)),
-    ))
+    checksums = {d.name: d.sha256 for d in missing}
+    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(checksums.items()))
+    try:
+        site.run(commands.verify_checksums(incoming, {**checksums, archive: sha256(bundle.archive)}))
+    except UnexpectedExit as failure:
+        raise Exit(f"uploads did not arrive intact, nothing was changed: {failure.result.stdout.strip()}", 1)
+    steps = [commands.unpack(f"{incoming}/{archive}", site.path("releases", release_id))]
+    if missing:
+        steps[:0] = [commands.join("mv", "-f", "--", *(f"{incoming}/{name}" for name in sorted(checksums)),
+                                   site.path("dists")),
+                     commands.append_text(site.path("dists", "SHA256SUMS"), sums)]
+    site.run(commands.and_then(*steps))
     return sent
 
 
@@ -124,7 +133,7 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None) -> None:
 
 def describe_plan(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> list[str]:
     """What a deploy of ``bundle`` would do, in lines: release, eggs, uploads, no-op."""
-    missing = missing_dists(bundle, facts)
+    missing = missing_dists(bundle, facts, site.config.index)
     lines = [f"release {release_id} for {site.config.name} ({facts.target.key})"]
     before = facts.current_eggs
     for name, version in sorted(bundle.eggs.items()):

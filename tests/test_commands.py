@@ -44,15 +44,13 @@ def test_commands_work_in_a_directory_with_space_and_dollar(tmp_path):
     assert (root / ".lock/holder").read_text() == "me\n"
 
 
-def test_verify_and_place_refuses_a_corrupt_upload(tmp_path):
-    incoming, target = tmp_path / "in", tmp_path / "dists"
-    incoming.mkdir(), target.mkdir()
-    (incoming / "a.whl").write_bytes(b"good")
+def test_verify_checksums_names_a_corrupt_upload(tmp_path):
     import hashlib
+    (tmp_path / "a.whl").write_bytes(b"good")
+    (tmp_path / "b.whl").write_bytes(b"bad")
     good = hashlib.sha256(b"good").hexdigest()
-    ok = subprocess.run(["sh", "-c", commands.verify_and_place(str(incoming), str(target), {"a.whl": good})])
-    assert ok.returncode == 0 and (target / "a.whl").read_bytes() == b"good"
-    (incoming / "b.whl").write_bytes(b"bad")
-    bad = subprocess.run(["sh", "-c", commands.verify_and_place(str(incoming), str(target), {"b.whl": good})],
+    ok = subprocess.run(["sh", "-c", commands.verify_checksums(str(tmp_path), {"a.whl": good})])
+    assert ok.returncode == 0
+    bad = subprocess.run(["sh", "-c", commands.verify_checksums(str(tmp_path), {"a.whl": good, "b.whl": good})],
                          capture_output=True, text=True)
-    assert bad.returncode != 0 and not (target / "b.whl").exists()
+    assert bad.returncode != 0 and "b.whl: FAILED" in bad.stdout

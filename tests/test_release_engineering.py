@@ -93,3 +93,10 @@ def test_a_host_target_accepts_its_wheels_and_refuses_others():
     assert dists.runs_on("x-1.0.tar.gz", host)
     assert "manylinux2014_x86_64" in host.platforms and host.platforms[-1] == "linux_x86_64"
     assert host.key == "cp311-x86_64-glibc2.36"
+
+
+def test_mr_developer_checkouts_are_develop_eggs(tmp_path):
+    (tmp_path / "development.cfg").write_text(
+        "[buildout]\nextensions = mr.developer\nauto-checkout = my.app\ndevelop = src/other\n"
+        "[sources]\nmy.app = git https://example.org/my.app.git\nnot.checked = git https://x/y.git\n")
+    assert buildoutfiles.read_profile(tmp_path / "development.cfg").develop == ("src/other", "src/my.app")

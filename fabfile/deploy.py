@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from fabric import task
 from invoke import Exit, UnexpectedExit
 
-from . import bundle as bundles
 from . import backup as backups
+from . import bundle as bundles
 from . import commands, dists, lock, notify, output, releases, services
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
@@ -211,13 +211,13 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
             notify.send(site, "deploy-failed", release_id, who(), elapsed, message)
             raise
         log_event(site, "deploy", release=release_id, previous=facts.current, bytes=sent,
-                           eggs=bundle.eggs, backup=backup and backup.get("stamp"),
-                           seconds=round(time.monotonic() - started, 1))
+                  eggs=bundle.eggs, backup=backup and backup.get("stamp"),
+                  seconds=round(time.monotonic() - started, 1))
         with output.step("cleanup"):
             releases.cleanup_releases(site, site.facts(), release_id)
         notify.send(site, "deploy-succeeded", release_id, who(), time.monotonic() - started)
     output.say(f"[bold green]deployed {release_id} to {config.name} in {time.monotonic() - started:.1f}s "
-               f"({sent} bytes sent, {site.commands_run} remote commands, 1 SSH connection)[/]")
+               f"({sent} bytes sent, {site.commands_run} remote commands)[/]")
 
 
 def _existing(facts: Facts, bundle: Bundle):

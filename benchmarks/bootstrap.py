@@ -44,7 +44,7 @@ def main() -> None:
         host = measure("make and start the host", lambda: hosts.create(Path(tmp) / "host", booted=booted))
         try:
             site = hosts.host_site(host, Path(tmp) / "site", manager="systemd" if booted else "supervisor",
-                                   app_user="plone" if booted else None)
+                                   app_user="plone")
             bootstrap = measure("bootstrap-host", lambda: site.fab("bootstrap-host", password=host.root_password))
             deploy = measure("first deploy", lambda: site.fab("deploy"))
             site.get(8081)

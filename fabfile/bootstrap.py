@@ -3,6 +3,23 @@
 One read-only look at the host (``onhost/hostfacts.py``) gives the facts; each part
 below compares what the config wants with them and returns what it checked and
 the changes to make. A second run finds nothing to change and says what it checked.
+
+``[host] harden = true`` turns off password logins and root's login in sshd, last,
+and only after a second connection, as ``user`` with the deploy key alone, got in:
+a drop-in ``/etc/ssh/sshd_config.d/00-bootstrap-host-harden.conf`` where the host's
+sshd_config includes that directory (named to sort first: sshd keeps the first value
+it reads, and providers' images set ``PasswordAuthentication yes`` in their own
+drop-ins), else a marked block at the top of ``sshd_config``, checked with
+``sshd -t`` and ``sshd -T`` before it takes effect. sshd is reloaded (systemd's
+``try-reload-or-restart``, or SIGHUP to the pid in its PidFile where systemd does not
+run); a third connection with the key must get in again, or the change is undone
+over the root connection, which a reload leaves open.
+
+Root cannot log in afterwards, so a later ``bootstrap-host`` cannot either. It does
+not try to go round that (the deploy user has no sudo beyond its units, on purpose):
+when root is refused, it logs in as ``user`` with the key, finds the hardening, and stops with exit code 1 and what to do: remove the
+drop-in from the provider's console, run bootstrap-host again (it hardens again at
+the end). The host is not touched.
 """
 from __future__ import annotations
 
@@ -27,10 +44,19 @@ PROJECT_KEY = hostconfig.CONFIG_DIR.parent / ".deploy-keys" / "id_ed25519"
 APT_ENV = ("env", "DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none")
 
 
+HARDEN_DROPIN = "/etc/ssh/sshd_config.d/00-bootstrap-host-harden.conf"
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+HARDEN_MARK = "# bootstrap-host: harden"
+HARDEN_SETTINGS = (("PasswordAuthentication", "no"), ("KbdInteractiveAuthentication", "no"),
+                   ("PermitRootLogin", "no"))
+JOURNAL_GROUP = "systemd-journal"
+
+
 @dataclass(frozen=True)
 class Change:
     what: str
     command: str
+    needs_key_login: bool = False  # run only once a connection as user with the deploy key got in
 
 
 @dataclass
@@ -64,7 +90,10 @@ def layout(config: HostConfig) -> list[Directory]:
     code = lambda *parts: Directory(config.path_on_host(*parts), config.user, shared_group(config), "0750")
     data = lambda *parts: Directory(config.path_on_host(*parts), config.app_user, config.app_user, "0700")
     # <root>/venv is the deploy's: it makes it again whenever the pinned tools change
-    return [code(), code("releases"), code("dists"), code("eggs"), data("var"), data("backups")]
+    # supervisord, run as app_user, writes its socket, pid and logs there; the deploy user
+    # cannot make them inside the 0700 var
+    return [code(), code("releases"), code("dists"), code("eggs"), data("var"), data("var", "run"),
+            data("var", "log"), data("backups")]
 
 
 def wanted_packages(config: HostConfig) -> list[str]:
@@ -136,6 +165,12 @@ def plan_users(config: HostConfig, facts: dict, plan: Plan) -> None:
     # a locked account ('!') may not log in even with a key where sshd does not use PAM
     plan.check(user is not None and not user["locked"], f"{config.user} may log in with a key",
                f"unlock {config.user} for key logins (no password)", commands.join("usermod", "-p", "*", config.user))
+    if config.manager == "systemd" and facts["systemd"]:
+        # fab logs reads the units' lines with journalctl; the group reads the whole journal, no more
+        plan.check(user is not None and JOURNAL_GROUP in user["groups"],
+                   f"{config.user} is in group {JOURNAL_GROUP} (fab logs)",
+                   f"add {config.user} to group {JOURNAL_GROUP} (fab logs reads the journal)",
+                   commands.join("usermod", "-aG", JOURNAL_GROUP, config.user))
     if config.app_user == config.user:
         return
     app = facts["users"].get(config.app_user)
@@ -254,6 +289,71 @@ def supervisord_unit_text(config: HostConfig, group: str) -> str:
     ])
 
 
+def hardening_text() -> str:
+    return "\n".join([HARDEN_MARK + " (run bootstrap-host again rather than editing this)",
+                      *(f"{key} {value}" for key, value in HARDEN_SETTINGS), ""])
+
+
+def hardened(facts: dict) -> bool:
+    """Whether the running sshd config already refuses passwords and root."""
+    sshd = facts.get("sshd") or {}
+    return all(sshd.get(key.lower()) == value for key, value in HARDEN_SETTINGS)
+
+
+def _effective_check(sshd: str, *options: str) -> str:
+    """Fails unless ``sshd -T`` (with ``options``) shows every hardening setting."""
+    wanted = "|".join(f"{key.lower()} {value}" for key, value in HARDEN_SETTINGS)
+    return (f"test \"$({commands.join(sshd, '-T', *options)} | grep -cxE {commands.join(wanted)})\" "
+            f"= {len(HARDEN_SETTINGS)}")
+
+
+def reload_sshd(facts: dict) -> str:
+    """Make the listening sshd read its config again; sessions already open stay."""
+    if facts["systemd"]:
+        return commands.join("systemctl", "try-reload-or-restart", "ssh.service")
+    pidfile = (facts.get("sshd") or {}).get("pidfile") or "/run/sshd.pid"
+    return commands.join("sh", "-c", 'kill -HUP "$(cat "$1")"', "sh", pidfile)
+
+
+def undo_hardening(facts: dict) -> str:
+    """Take the hardening out again: the drop-in, or sshd_config as it was before."""
+    if (facts.get("sshd") or {}).get("includes_d"):
+        return commands.and_then(commands.join("rm", "-f", HARDEN_DROPIN), reload_sshd(facts))
+    return commands.and_then(commands.join("mv", "-f", SSHD_CONFIG + ".before-harden", SSHD_CONFIG),
+                             reload_sshd(facts))
+
+
+def plan_hardening(config: HostConfig, facts: dict, plan: Plan) -> None:
+    """With ``harden``: no passwords and no root over SSH, checked by sshd before it takes effect."""
+    if not config.harden:
+        return
+    sshd = facts.get("sshd")
+    if not sshd or not sshd["valid"]:
+        raise Exit(f"{config.address}: cannot read sshd's config (sshd -T: {(sshd or {}).get('error') or 'no sshd'}); "
+                   f"fix it, or set harden = false in {config.path} [host]", 1)
+    if hardened(facts):
+        plan.checked.append("sshd refuses passwords and root's login")
+        return
+    binary, text = sshd["binary"], hardening_text()
+    if sshd["includes_d"]:
+        failed = commands.and_then(commands.join("rm", "-f", HARDEN_DROPIN),
+                                   "echo 'sshd rejects the hardening (or an earlier setting wins): left as it was' >&2",
+                                   "false")
+        command = commands.and_then(
+            commands.write_file(HARDEN_DROPIN, text), commands.join("chmod", "0644", HARDEN_DROPIN),
+            f"{{ {commands.and_then(commands.join(binary, '-t'), _effective_check(binary))} || {{ {failed}; }}; }}")
+    else:  # an old or hand-made sshd_config: the block goes first, where its values win
+        candidate = SSHD_CONFIG + ".bootstrap-host"
+        command = commands.and_then(
+            f"{{ printf %s {commands.join(text)}; cat {commands.join(SSHD_CONFIG)}; }} > {commands.join(candidate)}",
+            commands.join(binary, "-t", "-f", candidate), _effective_check(binary, "-f", candidate),
+            commands.join("cp", "-p", SSHD_CONFIG, SSHD_CONFIG + ".before-harden"),
+            commands.join("chmod", "0644", candidate), commands.join("mv", "-f", candidate, SSHD_CONFIG))
+    where = HARDEN_DROPIN if sshd["includes_d"] else SSHD_CONFIG
+    plan.changes.append(Change(f"turn off password and root logins in sshd ({where})",
+                               commands.and_then(command, reload_sshd(facts)), needs_key_login=True))
+
+
 def make_plan(config: HostConfig, facts: dict, public_key: str) -> Plan:
     """Everything bootstrap-host would change on a host with these facts, and what it checked."""
     check_host(config, facts)
@@ -264,18 +364,24 @@ def make_plan(config: HostConfig, facts: dict, public_key: str) -> Plan:
     plan_layout(config, facts, plan)
     plan_host_record(config, facts, plan)
     plan_services(config, facts, plan)
+    plan_hardening(config, facts, plan)  # last: every change before it needs root
     return plan
 
 
 # --- this machine's side ---------------------------------------------------------------
 
-def deploy_public_key(config: HostConfig, dry: bool) -> str:
-    """The deployer's public key: the config's identity, ~/.ssh/id_ed25519, or one made for this project."""
+def deploy_key_file(config: HostConfig) -> Path | None:
+    """The deployer's public key file: the config's identity, ~/.ssh/id_ed25519, or this project's."""
     candidates = [Path(f"{config.identity}.pub")] if config.identity else []
     candidates += [Path.home() / ".ssh" / "id_ed25519.pub", Path(f"{PROJECT_KEY}.pub")]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.read_text().strip()
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def deploy_public_key(config: HostConfig, dry: bool) -> str:
+    """The deployer's public key: the config's identity, ~/.ssh/id_ed25519, or one made for this project."""
+    found = deploy_key_file(config)
+    if found:
+        return found.read_text().strip()
     if config.identity:
         raise Exit(f"{config.path}: [host] identity = {config.identity}: no public key {config.identity}.pub", 2)
     if dry:
@@ -289,7 +395,79 @@ def deploy_public_key(config: HostConfig, dry: bool) -> str:
 
 
 def connect_as_root(c, config: HostConfig) -> Connection:
-    return connect(c, config, config.root_user, f"(fab --prompt-for-login-password -H {config.name} bootstrap-host)")
+    try:
+        return connect(c, config, config.root_user,
+                       f"(fab --prompt-for-login-password -H {config.name} bootstrap-host)")
+    except Exit as refused:
+        if "refused the login" not in str(refused.message):
+            raise
+        how = hardened_by_us(c, config)
+        if not how:
+            raise
+        raise Exit(f"{config.root_user} may not log in to {config.address}: bootstrap-host turned off root and "
+                   f"password logins there ({how}); deploys go on as {config.user} with its "
+                   f"key. To run bootstrap-host again, from the provider's console: "
+                   f"{HARDEN_UNDO_HINT.get(how, '')}, then run it again (it hardens again at the end). "
+                   f"Nothing was changed.", 1) from None
+
+
+HARDEN_UNDO_HINT = {
+    HARDEN_DROPIN: f"rm {HARDEN_DROPIN} && systemctl reload ssh (without systemd: kill -HUP $(cat /run/sshd.pid))",
+    SSHD_CONFIG: f"cp -p {SSHD_CONFIG}.before-harden {SSHD_CONFIG} && systemctl reload ssh",
+}
+
+
+def key_login(c, config: HostConfig, attempts: int = 1) -> Connection:
+    """A new connection as ``user`` with the deploy key and nothing else (no password, no root);
+    up to ``attempts`` tries while sshd does not answer (a refused key is final)."""
+    public = deploy_key_file(config)
+    kwargs = {key: value for key, value in (c.connect_kwargs or {}).items() if key != "password"}
+    if public:
+        kwargs["key_filename"] = str(public.with_suffix(""))
+    kwargs.update(look_for_keys=False, timeout=20)
+    attempt = 1
+    while True:
+        connection = Connection(config.address, user=config.user, port=config.port, connect_kwargs=kwargs,
+                                config=c.config)
+        hostkeys.check_host_keys(connection, config.known_hosts, output.say)
+        try:
+            connection.open()
+            return connection
+        except (paramiko.SSHException, OSError) as error:
+            connection.close()
+            if isinstance(error, paramiko.AuthenticationException) or attempt >= attempts:
+                raise
+        attempt += 1
+        time.sleep(0.5)  # sshd re-reading its config closes its listener for a moment
+
+
+def check_key_login(c, config: HostConfig, attempts: int = 1) -> str | None:
+    """None when ``user`` gets in with the deploy key alone, else why not."""
+    try:
+        connection = key_login(c, config, attempts)
+    except (paramiko.SSHException, OSError) as error:
+        return f"{type(error).__name__}: {error}"
+    try:
+        result = connection.run("true", hide=True, warn=True, dry=False, in_stream=False)
+        return None if result.ok else f"'true' exited {result.exited}"
+    finally:
+        connection.close()
+
+
+def hardened_by_us(c, config: HostConfig) -> str | None:
+    """Where bootstrap-host hardened sshd on the host, seen as ``user`` with the key; None if not."""
+    try:
+        connection = key_login(c, config)
+    except (paramiko.SSHException, OSError):
+        return None
+    try:
+        script = (f"if test -e {commands.join(HARDEN_DROPIN)}; then echo {commands.join(HARDEN_DROPIN)}; "
+                  f"elif grep -qs {commands.join('^' + HARDEN_MARK)} {commands.join(SSHD_CONFIG)}; "
+                  f"then echo {commands.join(SSHD_CONFIG)}; fi")
+        found = connection.run(script, hide=True, warn=True, dry=False, in_stream=False).stdout.strip()
+        return found or None
+    finally:
+        connection.close()
 
 
 def read_facts(connection: Connection, config: HostConfig) -> dict:
@@ -330,6 +508,12 @@ def bootstrap_host(c):
             if dry:
                 output.say(f"[dry] {change.what}: {config.redact(change.command)}")
                 continue
+            if change.needs_key_login:
+                with output.step(f"check that {config.user} logs in with the deploy key alone"):
+                    why = check_key_login(c, config)
+                if why:
+                    raise Exit(f"{config.user}@{config.address} cannot log in with the deploy key ({why}); "
+                               f"sshd was left as it was: {change.what} needs that first", 1)
             with output.step(change.what):
                 try:
                     connection.run(change.command, hide=True, dry=False, in_stream=False)
@@ -337,6 +521,13 @@ def bootstrap_host(c):
                     tail = (failure.result.stdout + failure.result.stderr).strip().splitlines()[-15:]
                     raise Exit(f"{change.what} failed on {config.address}; fix it and run bootstrap-host "
                                f"again:\n" + config.redact("\n".join(tail)), 1)
+            if change.needs_key_login:
+                with output.step(f"check that {config.user} still logs in with the key"):
+                    why = check_key_login(c, config, attempts=20)
+                if why:  # the root session survives the reload: put sshd back as it was
+                    connection.run(undo_hardening(facts), hide=True, warn=True, dry=False, in_stream=False)
+                    raise Exit(f"after hardening, {config.user}@{config.address} could not log in ({why}); "
+                               f"the hardening was undone", 1)
     finally:
         connection.close()
     if not dry:

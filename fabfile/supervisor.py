@@ -1,7 +1,9 @@
 """Supervisor as the site's process manager: its config, and the commands that drive it.
 
-supervisord runs from ``<root>/venv`` as the deploy login, with its socket, pid and
-logs under ``<root>/var``. Its config is part of each release
+supervisord runs from ``<root>/venv`` as ``app_user`` (through ``sudo -n -u app_user``
+and the rule bootstrap-host writes when that is not the deploy login), with its
+socket, pid and logs under ``<root>/var/run`` and ``<root>/var/log``, which
+bootstrap-host makes for ``app_user``. Its config is part of each release
 (``etc/supervisord.conf``), so a rollback brings back the programs it had.
 """
 from __future__ import annotations
@@ -103,6 +105,11 @@ def stop(config: HostConfig, names: list[str], shutdown: bool = False) -> str:
 def restart(config: HostConfig, name: str) -> str:
     """Restart one program."""
     return _ctl(config, "restart", name)
+
+
+def tail(config: HostConfig, name: str, lines: int) -> str:
+    """The last ``lines`` lines of a program's log, read by supervisord (as ``app_user``, who may read var/)."""
+    return f"{_ctl(config, 'tail', f'-{lines * 400}', name)} | {commands.join('tail', '-n', str(lines))}"
 
 
 def status(config: HostConfig) -> str:

@@ -39,6 +39,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paramiko
+
 REPO = Path(__file__).resolve().parent.parent
 ROOTFS_CACHE = REPO / ".cache" / "rootfs"
 APT_CACHE = REPO / ".cache" / "apt-archives"
@@ -454,6 +456,35 @@ class HostSite:
 
     def get(self, port: int, path: str = "health") -> str:
         return self.host.http_get(f"http://127.0.0.1:{port}/{path}")
+
+    def set_host_option(self, key: str, value: str) -> None:
+        """Add (or change) ``key = value`` in the hostconfig's ``[host]``."""
+        path = self.configs / "test.cfg"
+        lines = [line for line in path.read_text().splitlines() if not line.startswith(f"{key} =")]
+        at = lines.index("[host]") + 1
+        path.write_text("\n".join([*lines[:at], f"{key} = {value}", *lines[at:]]) + "\n")
+
+
+def password_login_works(host: TestHost, user: str, password: str) -> bool:
+    """Whether sshd on ``host`` lets ``user`` in with ``password`` (and nothing else).
+
+    Waits a little while sshd does not answer: it re-executes itself after a reload."""
+    for attempt in range(20):
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(host.address, username=user, password=password, look_for_keys=False,
+                           allow_agent=False, timeout=10, banner_timeout=10, auth_timeout=10)
+            return True
+        except paramiko.AuthenticationException:
+            return False
+        except (paramiko.SSHException, OSError):
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
+        finally:
+            client.close()
+    raise HostError("unreachable")
 
 
 FAB = str(Path(os.environ.get("VIRTUAL_ENV") or Path(__import__("sys").executable).parent.parent) / "bin" / "fab")

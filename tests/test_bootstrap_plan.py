@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bootstrap, systemd
+from fabfile import bootstrap, supervisor, systemd
 from fabfile.hostconfig import load
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests deployer@laptop"
@@ -31,7 +31,10 @@ def fresh_host(**changes) -> dict:
         "packages": {name: name in ("python3", "sudo") for name in bootstrap.SYSTEM_PACKAGES},
         "files": {}, "paths": {},
         "root_space": {"path": "/srv", "free": 10 * 2**30, "writable": True},
-        "apt_space": {"path": "/var/cache/apt", "free": 10 * 2**30, "writable": True},
+        "apt_space": {"path": "/var/cache/apt/archives", "free": 10 * 2**30, "writable": True},
+        "sshd": {"binary": "/usr/sbin/sshd", "valid": True, "error": "", "includes_d": True,
+                 "passwordauthentication": "yes", "kbdinteractiveauthentication": "no",
+                 "permitrootlogin": "yes", "pidfile": "/run/sshd.pid"},
     }
     facts.update(changes)
     return facts
@@ -41,7 +44,7 @@ def bootstrapped_host(cfg) -> dict:
     """The facts of the same host after bootstrap-host ran."""
     facts = fresh_host()
     facts["packages"] = {name: True for name in facts["packages"]}
-    facts["users"] = {"deploy": {"home": "/home/deploy", "uid": 1000, "group": "deploy", "groups": [],
+    facts["users"] = {"deploy": {"home": "/home/deploy", "uid": 1000, "group": "deploy", "groups": ["systemd-journal"],
                                  "locked": False},
                       "plone": {"home": "/home/plone", "uid": 1001, "group": "plone", "groups": ["deploy"],
                                 "locked": False}}
@@ -147,3 +150,60 @@ def test_supervisor_with_an_app_user_gets_a_sudo_rule_to_run_supervisor_as_that_
     assert "deploy ALL=(plone) NOPASSWD: /srv/site/venv/bin/supervisord, /srv/site/venv/bin/supervisorctl" \
         in rule.command
     assert "visudo -q -c -f /etc/sudoers.d/srv-site-supervisor.check" in rule.command
+
+
+def test_the_deploy_user_joins_the_journal_group_where_systemd_runs_the_units(tmp_path):
+    whats = [c.what for c in bootstrap.make_plan(config(tmp_path), fresh_host(), KEY).changes]
+    assert "add deploy to group systemd-journal (fab logs reads the journal)" in whats
+    supervised = bootstrap.make_plan(config(tmp_path, services="manager = supervisor"), fresh_host(), KEY)
+    assert not any("systemd-journal" in c.what for c in supervised.changes)
+
+
+def test_supervisor_gets_var_run_and_var_log_owned_by_the_app_user(tmp_path):
+    cfg = config(tmp_path, services="manager = supervisor")
+    whats = [c.what for c in bootstrap.make_plan(cfg, fresh_host(systemd=False), KEY).changes]
+    assert "make /srv/site/var/run plone:plone 0700" in whats and "make /srv/site/var/log plone:plone 0700" in whats
+
+
+def test_harden_comes_last_after_the_key_check_with_a_drop_in_checked_by_sshd(tmp_path):
+    plan = bootstrap.make_plan(config(tmp_path, host="harden = true\n"), fresh_host(), KEY)
+    last = plan.changes[-1]
+    assert last.needs_key_login and not any(c.needs_key_login for c in plan.changes[:-1])
+    assert last.what == f"turn off password and root logins in sshd ({bootstrap.HARDEN_DROPIN})"
+    assert "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n" in last.command
+    assert "/usr/sbin/sshd -t && test" in last.command and f"rm -f {bootstrap.HARDEN_DROPIN}" in last.command
+    assert last.command.endswith("systemctl try-reload-or-restart ssh.service")
+
+
+def test_harden_without_systemd_reloads_sshd_by_its_pid_file(tmp_path):
+    plan = bootstrap.make_plan(config(tmp_path, host="harden = true\n", services="manager = supervisor"),
+                               fresh_host(systemd=False), KEY)
+    assert plan.changes[-1].command.endswith("""sh -c 'kill -HUP "$(cat "$1")"' sh /run/sshd.pid""")
+
+
+def test_harden_without_an_include_puts_a_checked_block_first_in_sshd_config(tmp_path):
+    facts = fresh_host()
+    facts["sshd"]["includes_d"] = False
+    command = bootstrap.make_plan(config(tmp_path, host="harden = true\n"), facts, KEY).changes[-1].command
+    assert "/usr/sbin/sshd -t -f /etc/ssh/sshd_config.bootstrap-host" in command
+    assert command.index("sshd -t -f") < command.index("mv -f /etc/ssh/sshd_config.bootstrap-host /etc/ssh/sshd_config")
+
+
+def test_a_hardened_sshd_is_a_check_not_a_change(tmp_path):
+    cfg = replace(config(tmp_path, host="harden = true\n"))
+    facts = bootstrapped_host(cfg)
+    facts["sshd"].update(passwordauthentication="no", permitrootlogin="no")
+    plan = bootstrap.make_plan(cfg, facts, KEY)
+    assert plan.changes == [] and "sshd refuses passwords and root's login" in plan.checked
+
+
+def test_without_harden_sshd_is_left_alone(tmp_path):
+    plan = bootstrap.make_plan(config(tmp_path), fresh_host(), KEY)
+    assert not any("sshd" in c.what for c in plan.changes)
+
+
+def test_supervisor_tails_a_log_as_the_app_user_the_sudo_rule_allows(tmp_path):
+    cfg = config(tmp_path, services="manager = supervisor")
+    assert supervisor.tail(cfg, "instance1", 20) == (
+        "sudo -n -u plone /srv/site/venv/bin/supervisorctl -c /srv/site/current/etc/supervisord.conf "
+        "tail -8000 instance1 | tail -n 20")

@@ -79,6 +79,24 @@ def test_the_units_start_the_site_again_after_a_reboot(site, host):
     assert site.get(8081, "version") == before == site.get(8082, "version")
 
 
+def test_fab_logs_reads_the_units_journal(site, host):
+    assert "systemd-journal" in host.run("id", "-nG", "deploy").stdout.split()
+    result = site.fab("logs")
+    assert "== srv-site-instance1.service" in result.stdout
+    assert "Started srv-site-instance1.service" in result.stdout or "Started instance1" in result.stdout, result.stdout
+    assert "not seeing messages from other users and the system" not in result.stdout + result.stderr
+
+
+def test_harden_reloads_sshd_through_systemd_and_refuses_passwords(site, host):
+    site.set_host_option("harden", "true")
+    result = site.fab("bootstrap-host", password=host.root_password)
+    assert "turn off password and root logins in sshd" in result.stdout
+    assert not hosts.password_login_works(host, "root", host.root_password)
+    assert site.fab("status").returncode == 0
+    refused = site.fab("bootstrap-host", password=host.root_password, check=False)
+    assert refused.returncode == 1 and "turned off root and password logins" in refused.stderr
+
+
 def test_a_changed_host_key_is_refused(site, host):
     host.run("sh", "-c", "rm /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh")
     result = site.fab("bootstrap-host", password=host.root_password, check=False)

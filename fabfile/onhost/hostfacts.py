@@ -87,6 +87,26 @@ def nearest_existing(path):
     return path
 
 
+def sshd():
+    """What sshd would use now (``sshd -T``) and whether its config includes sshd_config.d."""
+    binary = shutil.which("sshd") or "/usr/sbin/sshd"
+    try:
+        result = subprocess.run([binary, "-T"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True)
+    except OSError:
+        return None
+    effective = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    includes = False
+    try:
+        with open("/etc/ssh/sshd_config") as handle:
+            includes = any(line.split()[:2] == ["Include", "/etc/ssh/sshd_config.d/*.conf"] for line in handle)
+    except OSError:
+        pass
+    keys = ("passwordauthentication", "kbdinteractiveauthentication", "permitrootlogin", "pidfile")
+    return {"binary": binary, "valid": result.returncode == 0, "error": result.stderr.strip()[-500:],
+            "includes_d": includes, **{key: effective.get(key) for key in keys}}
+
+
 def space(path):
     found = os.statvfs(path)
     return {"path": path, "free": found.f_bavail * found.f_frsize, "writable": os.access(path, os.W_OK)}
@@ -106,5 +126,6 @@ print(json.dumps({
     "files": {path: read(path) for path in spec["files"]},
     "paths": {path: stat(path) for path in spec["paths"]},
     "root_space": space(nearest_existing(spec["root"])),
-    "apt_space": space(nearest_existing("/var/cache/apt")),
+    "apt_space": space(nearest_existing("/var/cache/apt/archives")),
+    "sshd": sshd(),
 }))

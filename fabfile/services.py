@@ -93,11 +93,5 @@ def logs(c, lines=20):
     """Show the last lines of each program's log."""
     site = open_site(c)
     for program in site.config.programs:
-        if site.config.manager == "systemd":  # the journal has them (the deploy user needs systemd-journal)
-            log = systemd.unit_name(site.config, program.name)
-            command = commands.join("journalctl", "--no-pager", "-n", str(lines), "-u", log)
-        else:
-            log = site.path("var", "log", f"{program.name}.log")
-            command = commands.join("tail", "-n", str(lines), log)
-        result = site.run(command, changes=False, warn=True)
-        output.say(f"[bold]== {log}[/]\n{(result.stdout + result.stderr).rstrip()}")
+        result = site.run(_manager(site).logs(site.config, program.name, int(lines)), changes=False, warn=True)
+        output.say(f"[bold]== {program.name}[/]\n{(result.stdout + result.stderr).rstrip()}")

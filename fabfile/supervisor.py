@@ -107,7 +107,7 @@ def restart(config: HostConfig, name: str) -> str:
     return _ctl(config, "restart", name)
 
 
-def tail(config: HostConfig, name: str, lines: int) -> str:
+def logs(config: HostConfig, name: str, lines: int) -> str:
     """The last ``lines`` lines of a program's log, read by supervisord (as ``app_user``, who may read var/)."""
     return f"{_ctl(config, 'tail', f'-{lines * 400}', name)} | {commands.join('tail', '-n', str(lines))}"
 

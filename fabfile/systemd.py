@@ -116,6 +116,11 @@ def restart(config: HostConfig, name: str) -> str:
     return _systemctl("restart", config, [name])
 
 
+def logs(config: HostConfig, name: str, lines: int) -> str:
+    """The last ``lines`` lines of a program's unit, from the journal (``user`` is in systemd-journal)."""
+    return commands.join("journalctl", "--no-pager", "-n", str(lines), "-u", unit_name(config, name))
+
+
 def status(config: HostConfig) -> str:
     """Each unit and its state; non-zero exit when one is not active."""
     script = ('for unit; do printf "%s %s\\n" "$unit" "$(systemctl is-active "$unit")"; done; '

@@ -119,7 +119,7 @@ def test_deploy_after_bootstrap_serves_the_site_from_supervisor_run_as_the_app_u
 def test_the_deploy_user_drives_supervisor_but_cannot_read_the_data(site, host):
     assert host.run("ls", "/srv/site/var", user="deploy", check=False).returncode != 0
     config = hostconfig.load(site.configs / "test.cfg", environ={})
-    log = host.run("sh", "-c", supervisor.tail(config, "instance1", 5), user="deploy").stdout
+    log = host.run("sh", "-c", supervisor.logs(config, "instance1", 5), user="deploy").stdout
     assert 0 < len(log.splitlines()) <= 5
     assert site.fab("restart").returncode == 0
     assert "RUNNING" in site.fab("status").stdout

@@ -204,6 +204,6 @@ def test_without_harden_sshd_is_left_alone(tmp_path):
 
 def test_supervisor_tails_a_log_as_the_app_user_the_sudo_rule_allows(tmp_path):
     cfg = config(tmp_path, services="manager = supervisor")
-    assert supervisor.tail(cfg, "instance1", 20) == (
+    assert supervisor.logs(cfg, "instance1", 20) == (
         "sudo -n -u plone /srv/site/venv/bin/supervisorctl -c /srv/site/current/etc/supervisord.conf "
         "tail -8000 instance1 | tail -n 20")

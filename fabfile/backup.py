@@ -1,25 +1,17 @@
-"""Backups of a site's data: repozo for filestorages, hard-linked copies for blobs, verified.
+"""Backups of a site's data: the ``backup`` and ``backups`` tasks, on a host and on this machine.
 
-One implementation for both sides: every function takes ``c``, an
-``invoke.Context`` (``invoke backup`` on the machine holding the data) or a Fabric
-``Connection`` (``fab -H HOST backup``), and a ``repozo.Settings``. What is there
-comes from one read-only script (``onhost/backups.py``); what changes is a
-command from ``repozo``/``commands``, quoted there.
-
-A backup counts only when it is complete and verified: repozo or the blob copy
-failing undoes what this run wrote (the .dat files cut back, new files removed);
-a backup that does not verify stays, marked unverified, the task exits non-zero
-and the next backup is a full one.
+The engine (``backupengine``) runs through ``c``, an ``invoke.Context`` (``invoke
+backup`` on the machine holding the data) or a Fabric ``Connection`` (``fab -H HOST
+backup``), with a ``repozo.Settings``; this module adds what only an operator or a
+deploy needs: the settings of a site or a buildout directory, rich output, the table
+of backups, the deploy's backup before the switch.
 """
 from __future__ import annotations
 
 import json
-import shlex
 import sys
-import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,295 +19,20 @@ from fabric import task
 from invoke import Exit
 from rich.markup import escape
 
-from . import commands, onhost, output, retention
+from . import backupengine, commands, output
+# the engine's names that restore.py, releases.py, tasks.py and the tests use through this module
+from .backupengine import Inventory, exclusive, inventory, make_backup, run, tail, zodb_check  # noqa: F401
 from .events import log_event
-from .repozo import (BackupError, Settings, backup_command, blob_copy_command, data_files, layout, readable,
-                     recover_command, stamp_of, verify_command)
+from .repozo import BackupError, Settings, layout, readable, stamp_of
 from .site import Site, open_site, who
 
 
 @dataclass
-class Hooks:
-    """What differs between an operator at a terminal, a cron job and a deploy."""
+class Hooks(backupengine.Hooks):
+    """The engine's hooks, printing with rich: each step with how long it took."""
 
-    quiet: bool = False
-    log: Callable[[str, dict], None] = lambda event, record: None
-    confirm: Callable[[str], bool] = lambda question: True
-    stop: Callable[[], None] = lambda: None
-    start: Callable[[], dict] = lambda: {}
-
-    def say(self, message: str) -> None:
-        if not self.quiet:
-            output.say(escape(message))  # paths and "[dry]" are text, not rich markup
-
-    def step(self, name: str):
-        return nullcontext() if self.quiet else output.step(name)
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """The backups and the data as ``onhost/backups.py`` found them."""
-
-    data: dict = field(repr=False)
-
-    def files(self, storage, snapshot: bool) -> dict[str, int]:
-        return self.data["storages"][storage.name]["snapshots" if snapshot else "repository"]["files"]
-
-    def stamps(self, storage, snapshot: bool) -> dict[str, str]:
-        """{stamp: full or incremental} of a storage's data files."""
-        return data_files(self.files(storage, snapshot))
-
-    def copies(self, snapshot: bool) -> dict[str, dict]:
-        found = self.data["blob_snapshots" if snapshot else "blob_backups"]["copies"]
-        return {name: info for name, info in found.items() if not name.endswith(".partial")}
-
-    @property
-    def records(self) -> dict[str, dict]:
-        return self.data["records"]
-
-    def latest_stamp(self) -> str:
-        names = [*self.records, *self.copies(False), *self.copies(True)]
-        for storage in self.data["storages"].values():
-            names += [*storage["repository"]["files"], *storage["snapshots"]["files"]]
-        return max((stamp_of(n) for n in names if stamp_of(n)), default="")
-
-
-def run(c, command: str, warn: bool = False):
-    """Run a command through ``c``: hidden, no stdin; ``--dry`` is handled by the callers."""
-    return c.run(command, hide=True, warn=warn, in_stream=False, dry=False)
-
-
-def tail(result) -> str:
-    """Why a command failed, in one line: the problems our scripts report, else the last line it wrote
-    (a traceback's last line is the error)."""
-    try:
-        return "; ".join(json.loads(result.stdout)["problems"])
-    except (ValueError, KeyError, TypeError):
-        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        return lines[-1].strip() if lines else f"exit {result.exited}"
-
-
-def inventory(c, settings: Settings, sizes: bool = False) -> Inventory:
-    """What there is: one read-only command (with the disk each blob copy uses, when ``sizes``)."""
-    described = json.dumps({"sizes": sizes,
-        "storages": [vars(s) for s in settings.storages], "blobstorage": settings.blobstorage,
-        "blob_backups": settings.blob_backups, "blob_snapshots": settings.blob_snapshots,
-        "records": settings.records, "repozo": settings.repozo,
-    })
-    return Inventory(json.loads(run(c, commands.python(settings.python, onhost.source("backups"), described)).stdout))
-
-
-@contextmanager
-def exclusive(c, settings: Settings, purpose: str):
-    """One backup or restore of a site at a time (cron, a deploy's backup, an operator): ``<backups>/.lock``."""
-    lock_dir = f"{posix_parent(settings.records)}/.lock"
-    holder = f"{who()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')} for {purpose}"
-    run(c, commands.make_directories(posix_parent(settings.records), mode="0700"))
-    if run(c, commands.take_lock(lock_dir, holder) + " 2>/dev/null", warn=True).exited:
-        current = run(c, commands.join("cat", f"{lock_dir}/holder"), warn=True).stdout.strip()
-        raise BackupError(f"another backup or restore runs: {current or 'unknown'} "
-                          f"(if none does, remove {lock_dir})")
-    try:
-        yield
-    finally:
-        run(c, commands.release_lock(lock_dir))
-
-
-def problems_before_backup(settings: Settings, found: Inventory, full: bool, snapshot: bool) -> list[str]:
-    """Why a backup cannot start, in words an operator can act on."""
-    problems = []
-    for storage in settings.storages:
-        state = found.data["storages"][storage.name]
-        if not state["live"]["exists"]:
-            problems.append(f"no filestorage at {storage.live}")
-        if not state["snapshots" if snapshot else "repository"]["writable"]:
-            problems.append(f"cannot write to {settings.repository(storage, snapshot)}")
-    if settings.blobstorage and not found.data["blobstorage"]["exists"]:
-        problems.append(f"no blobstorage at {settings.blobstorage}")
-    if not found.data[("blob_snapshots" if snapshot else "blob_backups")]["writable"]:
-        problems.append(f"cannot write to {settings.blob_location(snapshot)}")
-    if not found.data["repozo"]["exists"]:
-        problems.append(f"no repozo at {settings.repozo}")
-    needed = sum(found.data["storages"][s.name]["live"]["size"] for s in settings.storages)
-    full = full or snapshot or not found.stamps(settings.main, snapshot)
-    if full and needed > found.data["free"]:
-        problems.append(f"{found.data['free']} bytes free beside the backups, a full backup may need {needed}")
-    return problems
-
-
-def zodb_check(c, settings: Settings, found: Inventory, path: str, blob_dir: str):
-    """Open ``path`` with repozo's ZODB and load every object (and find every blob in ``blob_dir``)."""
-    interpreter = shlex.split(found.data["repozo"]["python"] or settings.python)
-    return run(c, commands.join(*interpreter, "-c", onhost.source("zodbcheck"), settings.repozo, path,
-                                *((blob_dir,) if blob_dir else ())), warn=True)
-
-
-def undo(c, settings: Settings, before: Inventory, snapshot: bool) -> None:
-    """Remove what a failed run wrote and cut repozo's .dat files back, so the chain is as it was."""
-    now = inventory(c, settings)
-    doomed, cut = [], []
-    for storage in settings.storages:
-        repo = settings.repository(storage, snapshot)
-        old, new = before.files(storage, snapshot), now.files(storage, snapshot)
-        doomed += [f"{repo}/{name}" for name in new if name not in old]
-        cut += [commands.truncate_command(f"{repo}/{name}", size) for name, size in old.items()
-                if name.endswith(".dat") and new.get(name, size) != size]
-    location = settings.blob_location(snapshot)
-    key = "blob_snapshots" if snapshot else "blob_backups"
-    doomed += [f"{location}/{n}" for n in now.data[key]["copies"] if n not in before.data[key]["copies"]]
-    doomed += [f"{settings.records}/{n}.json" for n in now.records if n not in before.records]
-    steps = cut + ([commands.remove(*doomed)] if doomed else [])
-    if steps:
-        run(c, commands.and_then(*steps))
-
-
-def verify(c, settings: Settings, found: Inventory, stamp: str, kind: str, snapshot: bool,
-           new: dict[str, list[str]], blob_copy: str | None, hooks: Hooks) -> tuple[list[str], list[str]]:
-    """Check every repository written: repozo -V; for full backups (or always) instead a recover
-    with -w, which runs the same checks on the fly, into a file then opened with ZODB."""
-    checks, problems = [], []
-    opens = settings.verify == "always" or (settings.verify == "full" and kind in ("full", "snapshot"))
-    if not opens:
-        for storage in settings.storages:
-            if new.get(storage.name):
-                result = run(c, verify_command(settings, settings.repository(storage, snapshot)), warn=True)
-                (problems if result.exited else checks).append(
-                    f"repozo -V {storage.name}: " + (tail(result) if result.exited else "ok"))
-        return checks, problems
-    with hooks.step("verify: recover with repozo -w, open with ZODB"):
-        for storage in settings.storages:
-            recovered = f"{settings.work}/{stamp}-{storage.name}.fs"
-            result = run(c, recover_command(settings, settings.repository(storage, snapshot), recovered, None),
-                         warn=True)
-            if not result.exited:
-                result = zodb_check(c, settings, found, recovered,
-                                    blob_copy if storage is settings.main and blob_copy else "")
-            run(c, commands.remove(recovered, f"{recovered}.index", f"{recovered}.part"))
-            if result.exited:
-                problems.append(f"{storage.name} recovered from the backup does not open: {tail(result)}")
-            else:
-                opened = json.loads(result.stdout)
-                checks.append(f"{storage.name} recovered (repozo -R -w) and opened: {opened['objects']} "
-                              f"objects, {opened['blobs']} blobs")
-    return checks, problems
-
-
-def apply_retention(c, settings: Settings, snapshot: bool, hooks: Hooks) -> None:
-    """Remove what ``keep`` no longer keeps in this chain, with the records of what went."""
-    found = inventory(c, settings)
-    repositories = {settings.repository(s, snapshot): list(found.files(s, snapshot)) for s in settings.storages}
-    main = settings.repository(settings.main, snapshot)
-    doomed = retention.plan(repositories, main, found.copies(snapshot), settings.keep,
-                            0 if snapshot else settings.keep_blob_days, datetime.now(timezone.utc))
-    if not doomed:
-        return
-    location = settings.blob_location(snapshot)
-    paths = [f"{repo}/{name}" for repo, names in doomed.files.items() for name in names]
-    paths += [f"{location}/{name}" for name in doomed.blob_copies]
-    gone = {stamp_of(n) for n in doomed.files.get(main, [])} | set(doomed.blob_copies)
-    kept = set(data_files(set(repositories[main]) - set(doomed.files.get(main, []))))
-    kept |= set(found.copies(snapshot)) - set(doomed.blob_copies)
-    paths += [f"{settings.records}/{stamp}.json" for stamp, record in found.records.items()
-              if stamp in gone and stamp not in kept and (record.get("kind") == "snapshot") == snapshot]
-    run(c, commands.remove(*paths))
-    hooks.say(f"retention (keep {settings.keep}): removed {len(paths)} files and copies older than "
-              f"the oldest kept full backup")
-
-
-def make_backup(c, settings: Settings, hooks: Hooks, *, full: bool = False, snapshot: bool = False) -> dict | None:
-    """Back up every filestorage (the main one last), then the blobs; verify; apply retention.
-
-    The record of the backup, or None when nothing changed since the last one."""
-    before = inventory(c, settings)
-    problems = problems_before_backup(settings, before, full, snapshot)
-    if problems:
-        raise BackupError("cannot back up: " + "; ".join(problems))
-    latest = {stamp: r for stamp, r in before.records.items() if (r.get("kind") == "snapshot") == snapshot}
-    unverified = bool(latest) and not latest[max(latest)].get("verified")
-    if unverified and not full:
-        hooks.say("the last backup did not verify: this one is a full backup")
-    if settings.dry:
-        hooks.say(f"[dry] would back up {', '.join(s.live for s in settings.storages)} and {settings.blobstorage}")
-        return None
-    with exclusive(c, settings, "snapshot" if snapshot else "backup"):
-        return _locked_backup(c, settings, hooks, full or unverified, snapshot)
-
-
-def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bool) -> dict | None:
-    before = inventory(c, settings)  # again, now that no other backup can write
-    if settings.pre_command:
-        result = c.run(settings.pre_command, hide=True, warn=True, in_stream=False, dry=False)
-        if result.exited:
-            raise BackupError(f"pre_command failed (exit {result.exited}), no backup made: {tail(result)}")
-    if before.latest_stamp() >= before.data["now"]:
-        time.sleep(1.1)  # repozo names files by the second: never two backups in one
-    started = time.monotonic()
-    run(c, commands.make_directories(posix_parent(settings.records), mode="0700")
-        + " && " + commands.make_directories(
-            settings.records, settings.work, settings.blob_location(snapshot),
-            *(settings.repository(s, snapshot) for s in settings.storages), mode="0700"))
-    try:
-        record = _back_up(c, settings, hooks, before, full, snapshot)
-    except BaseException:
-        undo(c, settings, before, snapshot)
-        raise
-    if record is None:
-        return None
-    record["seconds"] = round(time.monotonic() - started, 1)
-    run(c, commands.write_file(f"{settings.records}/{record['stamp']}.json", json.dumps(record, sort_keys=True)))
-    hooks.log("backup", {key: record[key] for key in ("stamp", "kind", "release", "verified", "seconds")})
-    if not record["verified"]:
-        raise BackupError(f"backup {record['stamp']} did not verify: {'; '.join(record['problems'])}. "
-                          f"It is marked unverified; the next backup will be a full one")
-    apply_retention(c, settings, snapshot, hooks)
-    if settings.post_command:
-        result = c.run(settings.post_command, hide=True, warn=True, in_stream=False, dry=False)
-        if result.exited:
-            raise BackupError(f"backup {record['stamp']} is good, but post_command failed "
-                              f"(exit {result.exited}): {tail(result)}")
-    return record
-
-
-def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool, snapshot: bool) -> dict | None:
-    with hooks.step("repozo " + ("snapshot" if snapshot else "full" if full else "backup")):
-        for storage in settings.storages:
-            result = run(c, backup_command(settings, storage, full=full, snapshot=snapshot), warn=True)
-            if result.exited:
-                raise BackupError(f"repozo failed backing up {storage.live} (exit {result.exited}): "
-                                  f"{tail(result)}; nothing of this backup is kept")
-    written = inventory(c, settings)
-    new = {s.name: sorted(set(written.files(s, snapshot)) - set(before.files(s, snapshot)))
-           for s in settings.storages}
-    stamps = {stamp: kind for s in settings.storages for stamp, kind in data_files(new[s.name]).items()}
-    if not stamps:
-        previous = max(before.stamps(settings.main, snapshot), default="never")
-        hooks.say(f"no changes since the backup of {readable(previous) if previous != 'never' else previous}: "
-                  f"nothing to back up")
-        return None
-    main_new = data_files(new[settings.main.name])
-    stamp = max(main_new or stamps)
-    kind = "snapshot" if snapshot else (main_new or stamps)[stamp]
-    blob_copy = None
-    if settings.blobstorage:
-        location = settings.blob_location(snapshot)
-        previous = max(written.copies(snapshot), default=None)
-        with hooks.step("blobs" + (f" (unchanged ones linked to {previous})" if previous else "")):
-            result = run(c, blob_copy_command(settings.blobstorage, f"{location}/{stamp}",
-                                               f"{location}/{previous}" if previous else None,
-                                               written.data["rsync"]), warn=True)
-        if result.exited:
-            raise BackupError(f"copying the blobstorage {settings.blobstorage} failed: {tail(result)}; "
-                              f"nothing of this backup is kept")
-        blob_copy = f"{location}/{stamp}"
-    checks, problems = verify(c, settings, written, stamp, kind, snapshot, new, blob_copy, hooks)
-    hooks.say(f"{kind} backup {stamp}" + ("" if problems else " verified: " + "; ".join(checks)))
-    return {"stamp": stamp, "kind": kind, "release": settings.release, "verified": not problems,
-            "checks": checks, "problems": problems, "files": new, "blob_copy": blob_copy is not None,
-            "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def posix_parent(path: str) -> str:
-    return path.rsplit("/", 1)[0] or "/"
+    show: Callable[[str], None] = lambda message: output.say(escape(message))  # paths are text, not markup
+    timed: Callable[[str], object] = output.step
 
 
 # -- the table -------------------------------------------------------------

@@ -10,7 +10,7 @@ from invoke import Exit, UnexpectedExit
 
 from . import backup as backups
 from . import bundle as bundles
-from . import commands, dists, lock, notify, output, releases, services
+from . import commands, dists, lock, notify, output, releases, schedule, services
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
 from .dists import DistError, sha256
@@ -201,6 +201,7 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
                     build(site, release_id)
             else:
                 output.say(f"{release_id} is built already: switching to it")
+            output.say(schedule.install_schedule(site, release_id))
             backup = backups.backup_before_switch(site, facts.current)
             with output.step("switch and check"):
                 switch_and_check(site, release_id, facts.current)

@@ -42,7 +42,9 @@ SCHEMA: dict[str, dict[str, str]] = {
                "filestorage": "str", "blobstorage": "str", "additional_filestorages": "list",
                "location": "str", "blob_location": "str", "snapshot_location": "str",
                "blob_snapshot_location": "str", "pre_command": "str", "post_command": "str",
-               "quick": "bool", "gzip": "bool", "verify": "str"},
+               "quick": "bool", "gzip": "bool", "verify": "str", "blob_archive": "str",
+               "schedule_incremental": "str", "schedule_full": "str", "zeopack_before_full": "bool",
+               "pack_days": "int", "zeopack": "str"},
     "notify": {"webhook": "str", "syslog": "str"},
     "overrides": {"*": "str"},
 }
@@ -100,6 +102,12 @@ class HostConfig:
     backup_quick: bool = True
     backup_gzip: bool = True
     backup_verify: str = "full"
+    backup_blob_archive: str | None = None              # tar or tar.gz instead of hard-linked copies
+    backup_schedule_incremental: str | None = None      # hourly, daily, weekly, monthly or 5 cron fields
+    backup_schedule_full: str | None = None
+    backup_zeopack_before_full: bool = False
+    backup_pack_days: int = 7
+    backup_zeopack: str = "bin/zeopack"                 # relative to the release, or absolute
     webhook: str | None = None
     syslog: str | None = None
     overrides: tuple[tuple[str, str, str], ...] = ()
@@ -116,7 +124,7 @@ class HostConfig:
                     additional=self.backup_additional_filestorages, **dict(self.backup_locations),
                     keep=self.backup_keep, keep_blob_days=self.backup_keep_blob_days, quick=self.backup_quick,
                     gzip=self.backup_gzip, verify=self.backup_verify, pre_command=self.backup_pre_command,
-                    post_command=self.backup_post_command)
+                    post_command=self.backup_post_command, blob_archive=self.backup_blob_archive)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""
@@ -306,6 +314,12 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         backup_pre_command=get("backup", "pre_command"), backup_post_command=get("backup", "post_command"),
         backup_quick=get("backup", "quick", True), backup_gzip=get("backup", "gzip", True),
         backup_verify=get("backup", "verify", "full"),
+        backup_blob_archive=get("backup", "blob_archive") or None,
+        backup_schedule_incremental=get("backup", "schedule_incremental") or None,
+        backup_schedule_full=get("backup", "schedule_full") or None,
+        backup_zeopack_before_full=get("backup", "zeopack_before_full", False),
+        backup_pack_days=get("backup", "pack_days", 7),
+        backup_zeopack=get("backup", "zeopack", "bin/zeopack"),
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
         overrides=overrides, secrets=secrets,
     )

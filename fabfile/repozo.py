@@ -22,6 +22,7 @@ STAMP = re.compile(r"\d{4}(?:-\d\d){5}")
 DATA_FILE = re.compile(r"(\d{4}(?:-\d\d){5})\.(deltafs|fs)(z?)$")  # repozo's own is_data_file
 DATE = re.compile(r"\d{4}-\d\d-\d\d(?:-\d\d(?:-\d\d(?:-\d\d)?)?)?")
 VERIFY_SCHEDULES = ("full", "always", "repozo")
+BLOB_ARCHIVES = ("tar", "tar.gz")
 
 
 class BackupError(Exception):
@@ -55,6 +56,7 @@ class Settings:
     quick: bool = True
     gzip: bool = True
     verify: str = "full"                   # full: recover and open full backups; always; repozo: -V only
+    blob_archive: str | None = None        # tar or tar.gz: one archive per backup instead of linked copies
     pre_command: str | None = None
     post_command: str | None = None
     release: str | None = None             # the tag: the release whose data this is
@@ -109,6 +111,9 @@ def check(settings: Settings) -> None:
     """Stop on settings that would lose data: two places that are one, backups inside the blobs."""
     if settings.verify not in VERIFY_SCHEDULES:
         raise BackupError(f"verify = {settings.verify!r}: use one of {', '.join(VERIFY_SCHEDULES)}")
+    if settings.blob_archive not in (None, *BLOB_ARCHIVES):
+        raise BackupError(f"blob_archive = {settings.blob_archive!r}: use {' or '.join(BLOB_ARCHIVES)}, "
+                          f"or leave it out for hard-linked copies")
     if settings.keep < 0 or settings.keep_blob_days < 0:
         raise BackupError("keep and keep_blob_days are 0 (keep all) or more")
     places: dict[str, str] = {}
@@ -209,8 +214,26 @@ def blob_copy_command(source: str, target: str, previous: str | None, rsync: boo
     return commands.and_then(copy, commands.join("mv", "-T", partial, target))
 
 
+def blob_archive_command(source: str, archive: str) -> str:
+    """The blobstorage as one tar (``.tar.gz``: gzipped) archive, written as ``.partial`` first."""
+    partial = f"{archive}.partial"
+    create = "-czf" if archive.endswith(".gz") else "-cf"
+    return commands.and_then(commands.join("tar", create, partial, "-C", source, "."),
+                             commands.join("mv", "-T", partial, archive))
+
+
+def unpack_archive_command(archive: str, target: str) -> str:
+    """A blob archive unpacked into a fresh ``target`` directory (0700, as the blobstorage)."""
+    extract = "-xzf" if archive.endswith(".gz") else "-xf"
+    return commands.and_then(commands.remove(target), commands.make_directories(target, mode="0700"),
+                             commands.join("tar", extract, archive, "-C", target))
+
+
 def blob_restore_command(copy: str, target: str, rsync: bool) -> str:
-    """A plain copy of a blob backup into ``target`` (never linked: live blobs are the site's own)."""
+    """A plain copy of a blob backup into ``target`` (never linked: live blobs are the site's own);
+    an archive is unpacked there."""
+    if copy.endswith((".tar", ".tar.gz")):
+        return unpack_archive_command(copy, target)
     if rsync:
         return commands.join("rsync", "-a", "--delete", f"{copy}/", f"{target}/")
     return commands.and_then(commands.remove(target), commands.join("cp", "-a", copy, target))

@@ -18,6 +18,7 @@ from invoke import Exit
 
 from . import commands, output, services
 from .backup import Hooks, exclusive, inventory, run, site_hooks, site_settings, tail, zodb_check
+from .backupengine import blob_directory
 from .repozo import (BackupError, Settings, blob_restore_command, parse_date, pick, readable, recover_command,
                      swap_command)
 from .site import Site, open_site
@@ -65,14 +66,15 @@ def prepare(c, settings: Settings, found, date: str | None, copy: str | None, sn
             if result.exited:
                 raise BackupError(f"repozo could not recover {storage.name} ({tail(result)}); "
                                   f"the live data is untouched")
-            blob_copy = f"{settings.blob_location(snapshot)}/{copy}" if copy and storage is settings.main else ""
-            result = zodb_check(c, settings, found, restoring, blob_copy)
+            blob_copy = found.copy_path(settings, copy, snapshot) if copy and storage is settings.main else None
+            with blob_directory(c, settings, blob_copy) as blobs:
+                result = zodb_check(c, settings, found, restoring, blobs)
             if result.exited:
                 raise BackupError(f"the recovered {storage.name} does not open with ZODB ({tail(result)}); "
                                   f"the live data is untouched")
     if copy:
         with hooks.step(f"copy the blobs of {copy}"):
-            run(c, blob_restore_command(f"{settings.blob_location(snapshot)}/{copy}",
+            run(c, blob_restore_command(found.copy_path(settings, copy, snapshot),
                                         f"{settings.blobstorage}.restoring", found.data["rsync"]))
 
 

@@ -240,6 +240,32 @@ def test_an_additional_filestorage_has_its_own_repository_and_comes_back(site):
     assert list((site / "var/backups/filestorage-catalog").glob("*.fsz"))
 
 
+@pytest.mark.parametrize("archive", ["tar", "tar.gz"])
+def test_blob_archives_are_made_per_backup_and_restored(site, archive):
+    full = back_up(site, blob_archive=archive)
+    then = state(site)
+    commit(site, third=b"in the second archive")
+    incremental = back_up(site, blob_archive=archive)
+    commit(site, first=None)
+    copies = site / "var/backups/blobstorage"
+    assert sorted(p.name for p in copies.iterdir()) == [f"{full['stamp']}.{archive}", f"{incremental['stamp']}.{archive}"]
+    assert full["verified"] and incremental["verified"]
+    restore(site, full["stamp"], blob_archive=archive)
+    assert state(site) == then
+    restore(site, blob_archive=archive)
+    assert state(site)["third"] == b"in the second archive" and "first" in state(site)
+
+
+def test_blob_archives_follow_retention_and_a_wrong_kind_is_refused(site):
+    made = []
+    for round_ in range(2):
+        made.append(back_up(site, full=True, keep=1, blob_archive="tar.gz"))
+        commit(site, **{f"item{round_}": b"x"})
+    assert sorted(p.name for p in (site / "var/backups/blobstorage").iterdir()) == [f"{made[-1]['stamp']}.tar.gz"]
+    with pytest.raises(BackupError, match="blob_archive = 'zip': use tar or tar.gz"):
+        settings(site, blob_archive="zip")
+
+
 def test_two_locations_in_one_directory_are_refused(site):
     with pytest.raises(BackupError, match="main backups and blob backups are the same directory"):
         settings(site, location="shared", blob_location="shared/")

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 import pytest
 
 from fabfile import hostconfig, retention
-from fabfile.repozo import (BackupError, backup_command, blob_copy_command, blob_restore_command, data_files,
+from fabfile.repozo import (BackupError, backup_command, blob_archive_command, blob_copy_command,
+                            blob_restore_command, data_files,
                             layout, parse_date, pick, recover_command, swap_command, verify_command)
 
 SETTINGS = layout("/srv/site/var", "/srv/site/backups", "/srv/site/current/bin/repozo", "python3",
@@ -37,6 +38,12 @@ PLAIN = layout("/v", "/b", "repozo", "python3", quick=False, gzip=False)
     (blob_copy_command("/d/blobs", "/b/x", None, rsync=False),
      "rm -rf -- /b/x.partial && cp -a /d/blobs /b/x.partial && mv -T /b/x.partial /b/x"),
     (blob_restore_command("/b/x", "/d/blobs.restoring", rsync=True), "rsync -a --delete /b/x/ /d/blobs.restoring/"),
+    (blob_archive_command("/d/blobs", "/b/2026-01-02-03-04-05.tar.gz"),
+     "tar -czf /b/2026-01-02-03-04-05.tar.gz.partial -C /d/blobs . "
+     "&& mv -T /b/2026-01-02-03-04-05.tar.gz.partial /b/2026-01-02-03-04-05.tar.gz"),
+    (blob_archive_command("/d/blobs", "/b/x.tar"), "tar -cf /b/x.tar.partial -C /d/blobs . && mv -T /b/x.tar.partial /b/x.tar"),
+    (blob_restore_command("/b/x.tar.gz", "/d/blobs.restoring", rsync=True),
+     "rm -rf -- /d/blobs.restoring && mkdir -p -m 0700 /d/blobs.restoring && tar -xzf /b/x.tar.gz -C /d/blobs.restoring"),
 ])
 def test_commands_are_built_from_quoted_tokens(command, expected):
     assert command == expected

@@ -13,6 +13,7 @@ locked by a running process.
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -49,17 +50,30 @@ def repository(directory):
     return {"exists": names is not None, "writable": writable(directory), "files": files}
 
 
+ARCHIVE = re.compile(r"(\d{4}(?:-\d\d){5})\.(tar|tar\.gz)$")
+
+
 def copies(directory):
-    """Blob copies, oldest first, each with its apparent size and the bytes no older copy shares
-    (counted only when asked for: walking every copy costs time)."""
+    """Blob copies (directories) and archives (``STAMP.tar[.gz]``), by stamp, oldest first, each
+    with its name, its apparent size and the bytes no older copy shares (counted only when asked
+    for: walking every copy costs time)."""
     seen = set()
     found = {}
     for name in entries(directory) or ():
         path = os.path.join(directory, name)
+        archive = ARCHIVE.match(name)
+        if archive and os.path.isfile(path):
+            size = os.path.getsize(path)
+            found[archive.group(1)] = {"name": name, "archive": archive.group(2), "bytes": size,
+                                       "new_bytes": size, "files": 1}
+            continue
+        if name.endswith(".partial") and ARCHIVE.match(name[:-len(".partial")]):
+            found[name] = {"name": name}  # an archive cut short: undo removes it
+            continue
         if not os.path.isdir(path):
             continue
         if not settings.get("sizes"):
-            found[name] = {}
+            found[name] = {"name": name}
             continue
         apparent = new = count = 0
         for folder, _, files in os.walk(path):
@@ -70,7 +84,7 @@ def copies(directory):
                 if (stat.st_dev, stat.st_ino) not in seen:
                     seen.add((stat.st_dev, stat.st_ino))
                     new += stat.st_size
-        found[name] = {"bytes": apparent, "new_bytes": new, "files": count}
+        found[name] = {"name": name, "bytes": apparent, "new_bytes": new, "files": count}
     return {"exists": os.path.isdir(directory), "writable": writable(directory), "copies": found}
 
 

@@ -84,8 +84,10 @@ def read_form(environ: WSGIEnvironment) -> dict[str, bytes]:
             if isinstance(name, str) and isinstance(payload, bytes):
                 fields[name] = payload
         return fields
-    query = parse_qs(body, keep_blank_values=True)
-    return {name.decode(): values[0] for name, values in query.items()}
+    # latin-1 maps bytes to characters one to one: raw UTF-8 and %-escapes both come back as sent
+    query = parse_qs(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    return {name.encode("latin-1").decode("utf-8", "replace"): values[0].encode("latin-1")
+            for name, values in query.items()}
 
 
 class DemoApp:

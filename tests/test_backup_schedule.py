@@ -104,7 +104,7 @@ def site(sandbox_host, tmp_path_factory):
     with open(test_site.env["DEPLOY_HOSTCONFIGS"] + "/test.cfg", "a") as cfg:
         cfg.write(f"[backup]\nschedule_incremental = daily\nschedule_full = weekly\nzeopack_before_full = true\n"
                   f"pack_days = 0\nzeopack = {VENV_BIN / 'zeopack'} 127.0.0.1:{zeo}\n")
-    test_site.fab("deploy")
+    test_site.deployed = test_site.fab("deploy").stdout
     config = hostconfig.load(workdir / "hostconfigs" / "test.cfg", environ={})
     remote = Site(Connection("127.0.0.1"), config)
     yield test_site, remote
@@ -134,10 +134,9 @@ def records(test_site) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
-def test_the_schedule_is_installed_once_and_its_commands_make_verified_backups(site):
+def test_the_deploy_installs_the_schedule_once_and_its_commands_make_verified_backups(site):
     test_site, remote = site
-    said = schedule.install_schedule(remote)
-    assert "backup job written" in said
+    assert "backup job written" in test_site.deployed
     again = schedule.install_schedule(remote)
     assert "backup job written" not in again and "crontab:" not in again
     lines = cron_lines(test_site, remote)

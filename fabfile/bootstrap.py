@@ -34,9 +34,9 @@ from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
 
 from . import commands, hostconfig, hostkeys, onhost, output, systemd
-from .hostconfig import ConfigError, HostConfig
+from .hostconfig import HostConfig
 from .platforms import Target
-from .site import connect
+from .site import connect, host_config
 
 SYSTEM_PACKAGES = ("python3", "python3-venv", "python3-dev", "build-essential", "rsync", "sudo")
 MIN_FREE_BYTES = 512 * 1024 * 1024
@@ -483,13 +483,7 @@ def read_facts(connection: Connection, config: HostConfig) -> dict:
 @task(name="bootstrap-host")
 def bootstrap_host(c):
     """Make a fresh host ready (as root, once): users, key, packages, layout, units; safe to run again."""
-    name = getattr(c, "host", None)
-    if not name:
-        raise Exit(f"name the host: fab -H NAME bootstrap-host (configs: {', '.join(hostconfig.available())})", 2)
-    try:
-        config = hostconfig.resolve(name)
-    except ConfigError as error:
-        raise Exit(str(error), 2)
+    config = host_config(c)
     dry = bool(c.config.run.dry)
     started = time.monotonic()
     with output.step(f"connect to {config.root_user}@{config.address}"):

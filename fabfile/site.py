@@ -115,16 +115,20 @@ def connect(c, config: HostConfig, user: str, login_hint: str) -> Connection:
     return connection
 
 
-def open_site(c) -> Site:
-    """The Site that ``fab -H NAME`` names, or a clear error listing the configs there are."""
+def host_config(c) -> HostConfig:
+    """The host config that ``fab -H NAME`` names, or a clear error listing the configs there are."""
     name = getattr(c, "host", None)
     if not name:
         raise Exit(f"name the host: fab -H NAME TASK (configs: {', '.join(hostconfig.available())})", 2)
     try:
-        config = hostconfig.resolve(name)
+        return hostconfig.resolve(name)
     except ConfigError as error:
         raise Exit(str(error), 2)
-    return Site(c, config)
+
+
+def open_site(c) -> Site:
+    """The Site that ``fab -H NAME`` names, connected."""
+    return Site(c, host_config(c))
 
 
 def who() -> str:

@@ -222,7 +222,11 @@ def copy_data(c, to=None, directory=str(EXAMPLE), no_prompt=False):
         else:
             target = Site(c, target_config)
             receiver = site_receiver(target)
-        details = copy_data_between(source, receiver, (lambda text: True) if no_prompt else restores.ask)
+        if target:
+            with restores.with_maintenance_page(target):
+                details = copy_data_between(source, receiver, (lambda text: True) if no_prompt else restores.ask)
+        else:
+            details = copy_data_between(source, receiver, (lambda text: True) if no_prompt else restores.ask)
     except BackupError as error:
         raise Exit(str(error), 1)
     finally:

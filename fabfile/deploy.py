@@ -10,7 +10,7 @@ from invoke import Exit, UnexpectedExit
 
 from . import backup as backups
 from . import bundle as bundles
-from . import commands, dists, lock, notify, output, releases, schedule, services
+from . import commands, dists, front, lock, notify, output, releases, schedule, switch
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
 from .dists import DistError, sha256
@@ -112,23 +112,18 @@ def build(site: Site, release_id: str) -> None:
                                commands.write_file(f"{release_dir}/.deploy/built.json", built)))
 
 
-def switch_and_check(site: Site, release_id: str, leaving: str | None) -> None:
-    """Stop, switch, start, check health; on any failure go back to ``leaving`` and mark this one bad."""
-    try:
-        failed = releases.activate(site, release_id)
-        problem = f"health check failed: {failed}" if failed else None
-    except (Exception, KeyboardInterrupt) as error:
-        problem = f"{type(error).__name__}: {error}".strip()
-    if problem is None:
-        return
-    with output.step(f"{release_id} failed; going back to {leaving or 'nothing'}"):
-        if leaving:
-            releases.activate(site, leaving)
-        else:
-            services.stop_programs(site, shutdown=True)
-            site.run(commands.remove(site.path("current")))
-        releases.mark_bad(site, release_id, problem)
-    raise Exit(f"deploy of {release_id} failed ({problem}); {leaving or 'no release'} is current again", 1)
+def switch_and_check(site: Site, release_id: str, leaving: str | None) -> dict:
+    """Switch on the host (one job that finishes or goes back by itself); its verdict, or exit 1."""
+    if site.config.front:
+        with output.step("front"):
+            output.say(front.apply(site))
+    verdict = switch.run_switch(site, release_id, leaving)
+    if verdict["result"] == "ok":
+        output.say(f"restarted: {switch.describe(verdict)}")
+        return verdict
+    marked = "marked bad" if verdict["result"] == "rolled-back" else "not marked bad (not its fault)"
+    raise Exit(f"deploy of {release_id} failed ({site.config.redact(verdict.get('error', '?'))}); "
+               f"{leaving or 'no release'} is current again; {release_id} {marked}", 1)
 
 
 def describe_plan(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> list[str]:

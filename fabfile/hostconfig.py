@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -27,7 +28,7 @@ MANAGERS = ("supervisor", "systemd")
 SCHEMA: dict[str, dict[str, str]] = {
     "hostconfig": {"extends": "list"},
     "host": {
-        "address": "str", "port": "int", "user": "str", "app_user": "str",
+        "address": "str", "port": "port", "user": "str", "app_user": "str",
         "root_user": "str", "root": "abspath", "identity": "localpath", "known_hosts": "localpath",
         "packages": "list", "harden": "bool",
     },
@@ -36,8 +37,12 @@ SCHEMA: dict[str, dict[str, str]] = {
         "python": "str", "shared": "list", "index": "str",
     },
     "services": {"manager": "str", "programs": "list"},
-    "program:*": {"command": "str", "health_url": "str"},
-    "deploy": {"keep_releases": "int", "health_timeout": "int", "allow_dirty": "bool"},
+    "program:*": {"command": "str", "health_url": "str", "address": "str"},
+    "deploy": {"keep_releases": "int", "health_timeout": "int", "allow_dirty": "bool", "switch": "str"},
+    "front": {"server": "str", "domains": "list", "tls": "str", "email": "str", "acme_directory": "str",
+              "site_path": "str", "instances": "list", "bind": "str", "http_port": "port",
+              "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "int",
+              "retry_after": "int"},
     "backup": {"keep": "int", "keep_blob_days": "int", "before_deploy": "bool",
                "filestorage": "str", "blobstorage": "str", "additional_filestorages": "list",
                "location": "str", "blob_location": "str", "snapshot_location": "str",
@@ -48,6 +53,13 @@ SCHEMA: dict[str, dict[str, str]] = {
     "notify": {"webhook": "str", "syslog": "str"},
     "overrides": {"*": "str"},
 }
+SWITCHES = ("stopstart", "rolling")
+FRONT_SERVERS = ("haproxy",)
+FRONT_TLS = ("off", "internal")
+FRONT_CONTROLS = ("systemd", "self")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I)
+_SITE_PATH = re.compile(r"/[A-Za-z0-9_.~@+-]*(/[A-Za-z0-9_.~@+-]+)*")
+_ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
 BACKUP_LOCATIONS = ("location", "blob_location", "snapshot_location", "blob_snapshot_location")
 REQUIRED = {("host", "address"), ("host", "root"), ("buildout", "directory")}
 
@@ -63,6 +75,26 @@ class Program:
     name: str
     command: str
     health_url: str | None = None
+    address: str | None = None      # host:port where the front reaches it (default: the health URL's)
+
+
+@dataclass(frozen=True)
+class Front:
+    """The web server in front of the instances: ``[front]``."""
+    server: str = "haproxy"
+    domains: tuple[str, ...] = ()
+    tls: str = "off"                   # off | internal (acme: not yet)
+    email: str | None = None
+    acme_directory: str | None = None
+    site_path: str | None = None       # Zope virtual hosting: the object the domains show
+    instances: tuple[str, ...] = ()    # the programs it balances
+    bind: str = "*"
+    http_port: int = 80
+    https_port: int = 443
+    hsts: bool = False
+    control: str = "systemd"           # systemd: Debian's haproxy.service; self: run as the deploy login
+    drain_timeout: int = 30
+    retry_after: int = 30
 
 
 @dataclass(frozen=True)
@@ -90,6 +122,8 @@ class HostConfig:
     keep_releases: int = 5
     health_timeout: int = 60
     allow_dirty: bool = True
+    switch: str = "stopstart"          # stopstart | rolling (the default with a [front])
+    front: Front | None = None
     backup_keep: int = 2
     backup_keep_blob_days: int = 14
     backup_before_deploy: bool = True
@@ -238,6 +272,11 @@ def _typed(kind: str, value: str, where: str, origin: Path):
             return int(value)
         except ValueError:
             raise ConfigError(f"{where}: {value!r} is not a whole number") from None
+    if kind == "port":
+        port = _typed("int", value, where, origin)
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{where}: {port} is not a TCP port (1-65535)")
+        return port
     if kind == "bool":
         lowered = value.lower()
         if lowered in ("true", "yes", "on", "1"):
@@ -274,9 +313,18 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
             origin = next(iter(values[section].values()))[1]
             raise ConfigError(f"{origin}: [{section}] names a program missing from [services] programs")
     programs = tuple(
-        Program(name, get(f"program:{name}", "command", f"bin/{name}"), get(f"program:{name}", "health_url"))
+        Program(name, get(f"program:{name}", "command", f"bin/{name}"), get(f"program:{name}", "health_url"),
+                get(f"program:{name}", "address"))
         for name in names
     )
+    front = _front(path, values, get, programs) if "front" in values else None
+    switch = get("deploy", "switch", "rolling" if front else "stopstart")
+    if switch not in SWITCHES:
+        raise ConfigError(f"{_origin(values, 'deploy', 'switch')}: [deploy] switch: {switch!r} is not one of "
+                          f"{', '.join(SWITCHES)}")
+    if switch != "stopstart" and not front:
+        raise ConfigError(f"{_origin(values, 'deploy', 'switch')}: [deploy] switch = {switch} needs a [front] "
+                          f"that can take instances out (without one: stopstart)")
     root = get("host", "root")
     if any(character.isspace() or character in "'\"\\$" for character in root):
         origin = values["host"]["root"][1]
@@ -302,7 +350,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         manager=manager, programs=programs,
         keep_releases=get("deploy", "keep_releases", 5),
         health_timeout=get("deploy", "health_timeout", 60),
-        allow_dirty=get("deploy", "allow_dirty", True),
+        allow_dirty=get("deploy", "allow_dirty", True), switch=switch, front=front,
         backup_keep=get("backup", "keep", 2),
         backup_keep_blob_days=get("backup", "keep_blob_days", 14),
         backup_before_deploy=get("backup", "before_deploy", True),
@@ -323,3 +371,75 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
         overrides=overrides, secrets=secrets,
     )
+
+
+def _origin(values, section: str, key: str) -> Path | str:
+    return values.get(section, {}).get(key, (None, "host config"))[1]
+
+
+def instance_address(program: Program) -> str | None:
+    """Where the front reaches ``program``: its ``address``, else its health URL's host and port."""
+    if program.address:
+        return program.address
+    if program.health_url:
+        netloc = urlsplit(program.health_url)
+        if netloc.hostname and netloc.port:
+            return f"{netloc.hostname}:{netloc.port}"
+    return None
+
+
+def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
+    """``[front]``, checked: kinds, hostnames, a plain site path, instances with addresses, free ports."""
+    def fail(key: str, message: str):
+        raise ConfigError(f"{_origin(values, 'front', key)}: [front] {key}: {message}")
+
+    for key, allowed in (("server", FRONT_SERVERS), ("control", FRONT_CONTROLS)):
+        if get("front", key, allowed[0]) not in allowed:
+            fail(key, f"{get('front', key)!r} is not one of {', '.join(allowed)}")
+    tls = get("front", "tls", "off")
+    if tls == "acme":
+        fail("tls", "acme is not supported by this version yet; use internal (a certificate made on the host) "
+                    "or off")
+    if tls not in FRONT_TLS:
+        fail("tls", f"{tls!r} is not one of acme, {', '.join(FRONT_TLS)}")
+    domains = get("front", "domains", ())
+    for domain in domains:
+        if not _HOSTNAME.fullmatch(domain):
+            fail("domains", f"{domain!r} is not a hostname")
+    if tls != "off" and not domains:
+        fail("tls", f"tls = {tls} needs [front] domains (the names on the certificate)")
+    site_path = get("front", "site_path")
+    if site_path is not None and (not _SITE_PATH.fullmatch(site_path) or
+                                  any(part in (".", "..") for part in site_path.split("/"))):
+        fail("site_path", f"{site_path!r} must be a path like /Plone: letters, digits, _ . ~ @ + -, no spaces, "
+                          f"no '..'")
+    by_name = {p.name: p for p in programs}
+    instances = get("front", "instances", None)
+    if instances is None:
+        instances = tuple(p.name for p in programs if p.health_url)
+    if not instances:
+        fail("instances", "no program to balance: name them, or give programs a health_url")
+    for name in instances:
+        if name not in by_name:
+            fail("instances", f"{name!r} is not in [services] programs")
+        address = instance_address(by_name[name])
+        if address is None or not _ADDRESS.fullmatch(address):
+            fail("instances", f"{name}: no host:port to reach it: set [program:{name}] address "
+                              f"(or a health_url with a port)")
+        if not by_name[name].health_url:
+            fail("instances", f"{name}: the front needs [program:{name}] health_url to know it is up")
+    http_port, https_port = get("front", "http_port", 80), get("front", "https_port", 443)
+    taken = {int(instance_address(by_name[n]).rsplit(":", 1)[1]): n for n in instances}
+    for key, port in (("http_port", http_port), ("https_port", https_port)):
+        if port in taken:
+            fail(key, f"{port} is the port of {taken[port]}")
+    if http_port == https_port and tls != "off":
+        fail("https_port", "must differ from http_port")
+    drain_timeout = get("front", "drain_timeout", 30)
+    if drain_timeout < 0:
+        fail("drain_timeout", "must not be negative")
+    return Front(server=get("front", "server", "haproxy"), domains=domains, tls=tls, email=get("front", "email"),
+                 acme_directory=get("front", "acme_directory"), site_path=site_path, instances=instances,
+                 bind=get("front", "bind", "*"), http_port=http_port, https_port=https_port,
+                 hsts=get("front", "hsts", False), control=get("front", "control", "systemd"),
+                 drain_timeout=drain_timeout, retry_after=get("front", "retry_after", 30))

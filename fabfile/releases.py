@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from fabric import task
 from invoke import Exit
 
-from . import backup, commands, lock, notify, output, restore, services
+from . import backup, commands, lock, notify, output, restore, switch
 from .events import log_event
 from .site import Facts, Release, Site, open_site, who
 
@@ -50,14 +50,6 @@ def cleanup_releases(site: Site, facts: Facts, current: str | None, building: st
     return doomed
 
 
-def activate(site: Site, release_id: str) -> dict:
-    """Stop, switch to ``release_id``, start, check health; the failed URLs, if any."""
-    services.stop_programs(site)
-    switch_current(site, release_id)
-    services.start_programs(site)
-    return services.check_health(site)
-
-
 @task(help={"to": "the release id to go back to (default: the previous good release)",
             "with_data": "also restore the data backed up when that release was left",
             "force_unlock": "remove a stale lock first"})
@@ -85,12 +77,11 @@ def rollback(c, to=None, with_data=False, force_unlock=False):
         if with_data:
             restored = restore.restore_for_rollback(site, target.id)
         with output.step(f"rollback {leaving} -> {target.id}"):
-            failed = activate(site, target.id)
-        if failed and leaving:
-            with output.step(f"{target.id} is not healthy: back to {leaving}"):
-                activate(site, leaving)
-            log_event(site, "rollback-failed", release=target.id, current=leaving, error=str(failed))
-            raise Exit(f"rollback to {target.id} failed its health check ({failed}); {leaving} serves again", 1)
+            verdict = switch.run_switch(site, target.id, leaving)
+        if verdict["result"] != "ok":
+            error = site.config.redact(verdict.get("error", "?"))
+            log_event(site, "rollback-failed", release=target.id, current=leaving, error=error)
+            raise Exit(f"rollback to {target.id} failed ({error}); {leaving} serves again", 1)
         log_event(site, "rollback", release=target.id, previous=leaving,
                   data=restored and restored.get("stamp"))
         notify.send(site, "rollback", target.id, who(), time.monotonic() - started)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from fabric import task
 from invoke import Exit
 
-from . import commands, output, services
+from . import commands, front, output, services
 from .backup import Hooks, exclusive, inventory, run, site_hooks, site_settings, tail, zodb_check
 from .backupengine import blob_directory
 from .repozo import (BackupError, Settings, blob_restore_command, parse_date, pick, readable, recover_command,
@@ -148,11 +149,34 @@ def ask(question_text: str) -> bool:
 # -- on a host -------------------------------------------------------------
 
 def site_restore_hooks(site: Site, confirm) -> Hooks:
+    """Hooks that stop the site behind the maintenance page and start it again (the page goes off
+    once it is healthy; ``with_maintenance_page`` takes it off whatever happens)."""
     hooks = site_hooks(site)
     hooks.confirm = confirm
-    hooks.stop = lambda: services.stop_programs(site)
-    hooks.start = lambda: (services.start_programs(site), services.check_health(site))[1]
+
+    def stop() -> None:
+        front.set_maintenance(site, True)
+        services.stop_programs(site)
+
+    def start() -> dict:
+        services.start_programs(site)
+        failed = services.check_health(site)
+        if not failed:
+            front.set_maintenance(site, False)
+        return failed
+
+    hooks.stop, hooks.start = stop, start
     return hooks
+
+
+@contextmanager
+def with_maintenance_page(site: Site):
+    """Whatever a data swap does, the maintenance page is off after it."""
+    try:
+        yield
+    finally:
+        if site.config.front and not site.dry:
+            front.set_maintenance(site, False)
 
 
 def restore_for_rollback(site: Site, backup_record_or_release_id) -> dict:
@@ -193,6 +217,7 @@ def restore(c, date=None, snapshot=False, no_prompt=False):
     settings = site_settings(site, None)
     hooks = site_restore_hooks(site, (lambda text: True) if no_prompt else ask)
     try:
-        restore_backup(site.connection, settings, hooks, date=date, snapshot=snapshot)
+        with with_maintenance_page(site):
+            restore_backup(site.connection, settings, hooks, date=date, snapshot=snapshot)
     except BackupError as error:
         raise Exit(str(error), 1)

@@ -6,7 +6,7 @@ import json
 from fabric import task
 from invoke import Exit
 
-from . import commands, onhost, output, supervisor, systemd
+from . import commands, onhost, output, supervisor, switch, systemd
 from .site import Site, open_site
 
 
@@ -57,10 +57,20 @@ def stop(c):
         stop_programs(site, shutdown=True)
 
 
-@task
-def restart(c):
-    """Restart the site's programs one by one, each healthy before the next."""
+@task(help={"everything": "with a front: also restart the programs outside it (the ZEO server: its "
+                          "clients wait for it, requests may fail meanwhile)"})
+def restart(c, everything=False):
+    """Restart the site's programs one by one, each healthy before the next (with a front: drained)."""
     site = open_site(c)
+    if site.config.front:
+        current = site.facts().current
+        if current is None:
+            raise Exit(f"nothing is deployed on {site.config.name}: nothing to restart", 1)
+        with output.step("rolling restart through the front"):
+            verdict = switch.run_switch(site, current, current, restart_all=everything)
+        if verdict["result"] != "ok":
+            raise Exit(f"restart failed: {site.config.redact(verdict.get('error', '?'))}", 1)
+        return
     site.run(_manager(site).start(site.config, []))
     for program in site.config.programs:
         with output.step(f"restart {program.name}"):

@@ -24,7 +24,8 @@ PAGE = """<!DOCTYPE html>
 <head><meta charset="utf-8"><title>demoapp {version}</title></head>
 <body>
 <h1>demoapp {version}</h1>
-<form method="post" action="/add" enctype="multipart/form-data">
+<p>Public address: <a href="{base}/">{base}/</a></p>
+<form method="post" action="{base}/add" enctype="multipart/form-data">
   <label>Title <input name="title" required></label>
   <label>Data <textarea name="data"></textarea></label>
   <button>Add</button>
@@ -38,6 +39,25 @@ PAGE = """<!DOCTYPE html>
 """
 
 ROW = "<tr><td>{title}</td><td>{size} bytes</td></tr>"
+
+
+def virtual_host(environ: WSGIEnvironment) -> WSGIEnvironment:
+    """Read Zope's VirtualHostMonster path, as a front sends it.
+
+    ``/VirtualHostBase/https/www.example.org:443/site/VirtualHostRoot/page`` is the
+    page ``/page`` of a site whose public address is ``https://www.example.org``;
+    the app writes its links with that address (``demoapp.base``).
+    """
+    path = environ.get("PATH_INFO") or "/"
+    parts = path.split("/")
+    if len(parts) < 4 or parts[1] != "VirtualHostBase" or "VirtualHostRoot" not in parts:
+        return {**environ, "demoapp.base": ""}
+    scheme, host = parts[2], parts[3]
+    name, _, port = host.rpartition(":")
+    if (scheme, port) in (("https", "443"), ("http", "80")):
+        host = name
+    rest = parts[parts.index("VirtualHostRoot") + 1:]
+    return {**environ, "PATH_INFO": "/" + "/".join(rest), "demoapp.base": f"{scheme}://{host}"}
 
 
 def app_version() -> str:
@@ -116,6 +136,7 @@ class DemoApp:
 
     def respond(self, environ: WSGIEnvironment) -> Response:
         """Route the request to its handler and turn known failures into answers."""
+        environ = virtual_host(environ)
         route = self.routes.get(environ.get("PATH_INFO") or "/")
         if route is None:
             return text("404 Not Found", "not found")
@@ -136,7 +157,8 @@ class DemoApp:
             ROW.format(title=html.escape(item.title), size=item.blob_size)
             for item in self.store.items()
         )
-        page = PAGE.format(version=html.escape(app_version()), rows=rows)
+        page = PAGE.format(version=html.escape(app_version()), rows=rows,
+                           base=html.escape(environ["demoapp.base"]))
         return Response("200 OK", "text/html; charset=utf-8", page.encode())
 
     def health(self, environ: WSGIEnvironment) -> Response:
@@ -153,7 +175,8 @@ class DemoApp:
             raise BadRequest("the title is missing")
         self.store.add(title, form.get("data", b""))
         return Response(
-            "303 See Other", "text/plain; charset=utf-8", b"added", (("Location", "/"),)
+            "303 See Other", "text/plain; charset=utf-8", b"added",
+            (("Location", environ["demoapp.base"] + "/"),)
         )
 
     def objects(self, environ: WSGIEnvironment) -> Response:

@@ -1,0 +1,223 @@
+"""The web server in front of the instances: HAProxy's config, its check, its reload, maintenance.
+
+Why HAProxy: the switch needs to take one instance out, know when its last request
+finished, and put it back, many times per deploy, without reloading anything. HAProxy's
+runtime API does each of those with one line on its admin socket (``set server
+... state maint``, ``show stat`` for the requests in flight, ``state ready``), its
+reload hands the listening sockets to the new process (``expose-fd listeners``), and
+``option redispatch`` with ``retry-on conn-failure`` sends a request that could not
+reach an instance to another. Debian 12 ships 2.6 (LTS).
+
+Files live in ``<root>/front/``: ``haproxy.cfg`` (written by every deploy, checked with
+``haproxy -c`` before it replaces the running one), ``maintenance.html`` and
+``maintenance.map`` (one line ``on`` while maintenance is on: read at start and kept
+in step through the admin socket), ``certs/site.pem`` for ``tls = internal``.
+
+``control = systemd`` (bootstrap-host): Debian's ``haproxy.service`` loads this file
+beside its own (``/etc/default/haproxy``), its admin socket is
+``/run/haproxy/admin.sock`` (group ``haproxy``, which the deploy user joins) and a
+sudo rule lets the deploy user reload it. ``control = self``: the deploy login runs
+HAProxy itself (the sandbox: high ports, no root).
+"""
+from __future__ import annotations
+
+import shlex
+from urllib.parse import urlsplit
+
+from fabric import task
+from invoke import Exit
+
+from . import commands, output
+from .hostconfig import Front, HostConfig, instance_address
+from .site import Site, open_site
+from .systemd import site_slug
+
+SYSTEM_CONFIG = "/etc/haproxy/haproxy.cfg"
+SYSTEM_SOCKET = "/run/haproxy/admin.sock"
+MAINTENANCE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Maintenance</title></head>
+<body><h1>Back in a moment</h1><p>This site is being maintained. Please try again shortly.</p></body></html>
+"""
+
+
+def front_dir(config: HostConfig, *parts: str) -> str:
+    return config.path_on_host("front", *parts)
+
+
+def backend_name(config: HostConfig) -> str:
+    return site_slug(config)
+
+
+def admin_socket(config: HostConfig) -> str:
+    return SYSTEM_SOCKET if config.front.control == "systemd" else front_dir(config, "run", "admin.sock")
+
+
+def _quote(value: str) -> str:
+    """A value as HAProxy reads it between double quotes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _bind(front: Front, port: int) -> str:
+    return f"{'' if front.bind == '*' else front.bind}:{port}"
+
+
+def render_config(config: HostConfig) -> str:
+    """The HAProxy config for the site: listeners, TLS, maintenance, virtual hosting, instances."""
+    front = config.front
+    name = backend_name(config)
+    programs = {p.name: p for p in config.programs}
+    lines = [f"# Written by buildout-deploy from {config.path.name}; every deploy writes it again."]
+    if front.control == "self":
+        lines += ["global",
+                  f"    stats socket {_quote(admin_socket(config))} mode 600 level admin expose-fd listeners",
+                  "    stats timeout 30s", ""]
+    lines += ["defaults", "    mode http", "    timeout connect 5s", "    timeout client 60s", "    timeout server 300s",
+              "    timeout http-request 30s", "    timeout queue 30s", "    retries 3", "    option redispatch 1",
+              "    retry-on conn-failure empty-response", "",
+              f"frontend {name}", f"    bind {_bind(front, front.http_port)}"]
+    if front.tls != "off":
+        lines += [f"    bind {_bind(front, front.https_port)} ssl crt {_quote(front_dir(config, 'certs', 'site.pem'))}",
+                  "    http-request redirect scheme https code 301 unless { ssl_fc } || { path_beg /.well-known/acme-challenge/ }"]
+    lines += [f"    http-request return status 503 content-type \"text/html; charset=utf-8\" "
+              f"file {_quote(front_dir(config, 'maintenance.html'))} hdr Retry-After {front.retry_after} "
+              f"if {{ str(on),map({_quote(front_dir(config, 'maintenance.map'))}) -m found }}"]
+    if front.hsts and front.tls != "off":
+        lines.append('    http-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }')
+    lines += [f"    default_backend {name}", "", f"backend {name}", "    balance roundrobin"]
+    health = urlsplit(programs[front.instances[0]].health_url)
+    check_uri = (health.path or "/") + (f"?{health.query}" if health.query else "")
+    lines += ["    option httpchk", f"    http-check send meth GET uri {_quote(check_uri)}",
+              "    http-check expect status 200-399"]
+    if front.site_path is not None:
+        lines += _virtual_hosting(front)
+    for instance in front.instances:
+        lines.append(f"    server {instance} {instance_address(programs[instance])} check inter 1s fall 2 rise 1")
+    return "\n".join(lines) + "\n"
+
+
+def _virtual_hosting(front: Front) -> list[str]:
+    """Requests rewritten for Zope's VirtualHostMonster: public scheme, name and port, then the site."""
+    site = "" if front.site_path == "/" else front.site_path.rstrip("/")
+    lines = []
+    if front.domains:  # a Host header that is not ours never reaches a URL Zope writes
+        lines += [f"    acl our_host req.hdr(host),field(1,:),lower -m str {' '.join(front.domains)}",
+                  "    http-request set-var(txn.vhost) req.hdr(host),field(1,:),lower if our_host",
+                  f"    http-request set-var(txn.vhost) str({front.domains[0]}) unless our_host"]
+    else:
+        lines.append("    http-request set-var(txn.vhost) req.hdr(host),field(1,:),lower,regsub([^a-z0-9.-],,g)")
+    lines.append("    http-request set-path /VirtualHostBase/%[ssl_fc,iif(https,http)]/%[var(txn.vhost)]:%[dst_port]"
+                 f"{site}/VirtualHostRoot%[path]")
+    return lines
+
+
+def config_check(config: HostConfig, path: str) -> str:
+    """HAProxy's own check of the config at ``path`` (with Debian's global part under systemd)."""
+    files = (("-f", SYSTEM_CONFIG) if config.front.control == "systemd" else ()) + ("-f", path)
+    return commands.join("haproxy", "-c", "-q", *files)
+
+
+def _pid_file(config: HostConfig) -> str:
+    return front_dir(config, "run", "haproxy.pid")
+
+
+def reload_command(config: HostConfig) -> str:
+    """Load the config: a seamless reload when HAProxy runs, a start when it does not."""
+    if config.front.control == "systemd":
+        return commands.join("sudo", "-n", "systemctl", "reload-or-restart", "haproxy.service")
+    pid_file = _pid_file(config)
+    start = commands.join("haproxy", "-W", "-D", "-f", front_dir(config, "haproxy.cfg"), "-p", pid_file)
+    running = f"kill -0 \"$(cat {shlex.quote(pid_file)} 2>/dev/null)\" 2>/dev/null"
+    # the master re-executes itself and passes the listening sockets on: nothing is refused
+    reload = f"kill -USR2 \"$(cat {shlex.quote(pid_file)})\""
+    wait_socket = (f"i=0; until [ -S {shlex.quote(admin_socket(config))} ] || [ $i -ge 100 ]; do sleep 0.1; "
+                   f"i=$((i+1)); done")
+    return f"if {running}; then {reload}; else {start}; fi; sleep 0.3; {wait_socket}"
+
+
+def internal_certificate(config: HostConfig) -> str:
+    """A self-signed certificate for the domains, made on the host once (``tls = internal``)."""
+    pem = front_dir(config, "certs", "site.pem")
+    names = ",".join(f"DNS:{d}" for d in config.front.domains)
+    make = commands.join("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+                         "-subj", f"/CN={config.front.domains[0]}", "-addext", f"subjectAltName={names}",
+                         "-keyout", f"{pem}.key", "-out", f"{pem}.crt")
+    join = f"cat {shlex.quote(pem + '.crt')} {shlex.quote(pem + '.key')} > {shlex.quote(pem + '.new')}"
+    return (f"[ -s {shlex.quote(pem)} ] || {{ umask 077 && {make} 2>/dev/null && {join} && "
+            f"{commands.join('mv', pem + '.new', pem)} && {commands.remove(pem + '.crt', pem + '.key')}; }}")
+
+
+def prepare_files(config: HostConfig) -> str:
+    """The front's directory, maintenance page and map, and a certificate where one is needed."""
+    steps = [commands.make_directories(front_dir(config, "run"), front_dir(config, "certs"), mode="0750"),
+             commands.write_file(front_dir(config, "maintenance.html"), MAINTENANCE_PAGE),
+             f"touch {shlex.quote(front_dir(config, 'maintenance.map'))}"]
+    if config.front.tls == "internal":
+        steps.append(internal_certificate(config))
+    return commands.and_then(*steps)
+
+
+def apply(site: Site) -> str:
+    """Write the front's config, check it with HAProxy, load it; what happened, in words."""
+    config = site.config
+    wanted = render_config(config)
+    path = front_dir(config, "haproxy.cfg")
+    site.run(prepare_files(config))
+    current = site.run(commands.join("cat", path), changes=False, warn=True)
+    running = site.run(front_is_up(config), changes=False, warn=True)
+    if current and current.stdout == wanted and not running.exited:
+        return "front config unchanged"
+    site.run(commands.write_file(path + ".checking", wanted))
+    checked = site.run(config_check(config, path + ".checking"), warn=True)
+    if checked.exited:
+        site.run(commands.remove(path + ".checking"))
+        message = (checked.stdout + checked.stderr).strip()
+        raise Exit(f"the front's config does not pass HAProxy's check; the running front keeps its config:\n"
+                   f"{site.config.redact(message)}", 1)
+    site.run(commands.and_then(commands.join("mv", "-f", path + ".checking", path), reload_command(config)))
+    return "front config loaded" if current and current.stdout else "front started"
+
+
+def front_is_up(config: HostConfig) -> str:
+    """Succeeds when the admin socket answers."""
+    return (f"printf 'show info\\n' | {commands.join('python3', '-c', _SOCKET_CLIENT, admin_socket(config))}"
+            " >/dev/null 2>&1")
+
+
+# stdin to the admin socket, the answer to stdout: the host needs no socat
+_SOCKET_CLIENT = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1]); "
+                  "s.sendall(sys.stdin.buffer.read()); out=b''\n"
+                  "while True:\n c=s.recv(65536)\n if not c: break\n out+=c\n"
+                  "sys.stdout.write(out.decode())")
+
+
+def runtime(config: HostConfig, *lines: str) -> str:
+    """Send runtime API commands to the admin socket."""
+    text = "; ".join(lines) + "\n"  # one connection takes one line: commands joined by ';' 
+    return f"printf %s {shlex.quote(text)} | {commands.join('python3', '-c', _SOCKET_CLIENT, admin_socket(config))}"
+
+
+def maintenance_command(config: HostConfig, on: bool) -> str:
+    """Maintenance on or off, now (admin socket) and after a reload (the map file)."""
+    map_file = front_dir(config, "maintenance.map")
+    if on:
+        return commands.and_then(commands.write_file(map_file, "on 1\n"),
+                                 runtime(config, f"del map {map_file} on", f"add map {map_file} on 1"))
+    return commands.and_then(commands.write_file(map_file, ""), runtime(config, f"del map {map_file} on"))
+
+
+def set_maintenance(site: Site, on: bool) -> None:
+    """Turn the maintenance page on or off (nothing to do without a front)."""
+    if site.config.front is not None:
+        site.run(maintenance_command(site.config, on))
+
+
+@task(help={"state": "on or off"})
+def maintenance(c, state):
+    """Turn the front's maintenance page (503 with Retry-After) on or off."""
+    site = open_site(c)
+    if state not in ("on", "off"):
+        raise Exit(f"maintenance takes on or off, not {state!r}", 2)
+    if site.config.front is None:
+        raise Exit(f"{site.config.path}: no [front]: there is nothing to show a maintenance page", 2)
+    set_maintenance(site, state == "on")
+    output.say(f"maintenance {state} on {site.config.name}")

@@ -195,6 +195,9 @@ def load(path: Path, environ: dict | None = None) -> HostConfig:
     secrets: set[str] = set()
     values: dict[str, dict[str, tuple[str, Path]]] = {}
     for section, options in raw.items():
+        if not options:
+            _check_known(section, None, f"{path}: [{section}]")
+        values.setdefault(section, {})
         for key, (value, origin) in options.items():
             where = f"{origin}: [{section}] {key}"
             _check_known(section, key, where)
@@ -228,6 +231,7 @@ def _layered(path: Path, seen: tuple[Path, ...]) -> dict[str, dict[str, tuple[st
             for section, options in _layered(base_path, (*seen, path)).items():
                 merged.setdefault(section, {}).update(options)
     for section in parser.sections():
+        merged.setdefault(section, {})  # an empty [front] means a front with its defaults
         for key, value in parser.items(section):
             merged.setdefault(section, {})[key] = (value.strip(), path)
     merged.get("hostconfig", {}).pop("extends", None)
@@ -238,9 +242,9 @@ def _check_known(section: str, key: str, where: str) -> None:
     schema = SCHEMA.get(section) or (SCHEMA["program:*"] if section.startswith("program:") else None)
     if schema is None:
         raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
-    if key not in schema and "*" not in schema:
+    if key is not None and key not in schema and "*" not in schema:
         raise ConfigError(f"{where}: unknown key (known in [{section}]: {', '.join(schema)})")
-    if section == "overrides" and ":" not in key:
+    if section == "overrides" and key is not None and ":" not in key:
         raise ConfigError(f"{where}: an override is written 'section:option = value'")
 
 
@@ -310,7 +314,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
     names = get("services", "programs", ())
     for section in values:
         if section.startswith("program:") and section[8:] not in names:
-            origin = next(iter(values[section].values()))[1]
+            origin = next(iter(values[section].values()), (None, path))[1]
             raise ConfigError(f"{origin}: [{section}] names a program missing from [services] programs")
     programs = tuple(
         Program(name, get(f"program:{name}", "command", f"bin/{name}"), get(f"program:{name}", "health_url"),

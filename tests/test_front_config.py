@@ -1,0 +1,120 @@
+"""Unit tests: [front] checked at load time, the HAProxy config it renders, the switch job's plan."""
+from pathlib import Path
+
+import pytest
+
+from fabfile import front, hostconfig, switch
+from fabfile.hostconfig import ConfigError
+
+SITE = """
+[host]
+address = plone.example.org
+user = deploy
+root = /srv/site
+[buildout]
+directory = .
+[services]
+programs = zeoserver instance1 instance2
+[program:instance1]
+health_url = http://127.0.0.1:8081/health
+[program:instance2]
+health_url = http://127.0.0.1:8082/health
+"""
+
+
+def load(tmp_path: Path, front_section: str, extra: str = ""):
+    path = tmp_path / "prod.cfg"
+    path.write_text(SITE + "[front]\n" + front_section + extra)
+    return hostconfig.load(path, environ={})
+
+
+def test_a_front_balances_the_programs_with_health_urls_and_switches_rolling(tmp_path):
+    config = load(tmp_path, "domains = www.example.org example.org\ntls = internal\n")
+    assert config.front.instances == ("instance1", "instance2")
+    assert config.switch == "rolling"
+    assert (config.front.http_port, config.front.https_port, config.front.control) == (80, 443, "systemd")
+
+
+def test_without_a_front_the_switch_stops_and_starts(tmp_path):
+    path = tmp_path / "p.cfg"
+    path.write_text(SITE)
+    config = hostconfig.load(path, environ={})
+    assert (config.front, config.switch) == (None, "stopstart")
+
+
+@pytest.mark.parametrize("section, key, words", [
+    ("domains = www.example.org bad_name!\n", "domains", "is not a hostname"),
+    ("domains = -leading.example.org\n", "domains", "is not a hostname"),
+    ("site_path = /my site\n", "site_path", "no spaces"),
+    ("site_path = /Plone/../etc\n", "site_path", "no '..'"),
+    ("site_path = Plone\n", "site_path", "a path like /Plone"),
+    ("http_port = 8081\n", "http_port", "is the port of instance1"),
+    ("https_port = 8082\ntls = internal\ndomains = a.example\n", "https_port", "is the port of instance2"),
+    ("http_port = 70000\n", "http_port", "is not a TCP port"),
+    ("http_port = 0\n", "http_port", "is not a TCP port"),
+    ("tls = internal\n", "tls", "needs [front] domains"),
+    ("tls = acme\ndomains = a.example\n", "tls", "not supported"),
+    ("tls = maybe\n", "tls", "is not one of"),
+    ("server = apache\n", "server", "is not one of"),
+    ("instances = instance9\n", "instances", "not in [services] programs"),
+    ("instances = zeoserver\n", "instances", "no host:port"),
+    ("drain_timeout = -1\n", "drain_timeout", "must not be negative"),
+])
+def test_a_bad_front_stops_naming_file_section_and_key(tmp_path, section, key, words):
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path, section)
+    message = str(error.value)
+    assert f"prod.cfg: [front] {key}" in message and words in message
+
+
+def test_a_rolling_switch_without_a_front_is_refused(tmp_path):
+    path = tmp_path / "p.cfg"
+    path.write_text(SITE + "[deploy]\nswitch = rolling\n")
+    with pytest.raises(ConfigError, match=r"\[deploy\] switch = rolling needs a \[front\]"):
+        hostconfig.load(path, environ={})
+
+
+def test_the_haproxy_config_balances_checks_redirects_and_rewrites_for_zope(tmp_path):
+    config = load(tmp_path, "domains = www.example.org\ntls = internal\nsite_path = /Plone\nhsts = true\n"
+                            "control = self\n")
+    text = front.render_config(config)
+    assert "bind :80\n" in text and 'bind :443 ssl crt "/srv/site/front/certs/site.pem"' in text
+    assert "redirect scheme https code 301 unless { ssl_fc }" in text
+    assert "server instance1 127.0.0.1:8081 check" in text and "server instance2 127.0.0.1:8082 check" in text
+    assert 'http-check send meth GET uri "/health"' in text
+    assert ("set-path /VirtualHostBase/%[ssl_fc,iif(https,http)]/%[var(txn.vhost)]:%[dst_port]"
+            "/Plone/VirtualHostRoot%[path]") in text
+    assert "acl our_host req.hdr(host),field(1,:),lower -m str www.example.org" in text
+    assert "Strict-Transport-Security" in text
+    assert 'stats socket "/srv/site/front/run/admin.sock" mode 600 level admin expose-fd listeners' in text
+    assert "retry-on conn-failure" in text and "option redispatch" in text
+
+
+def test_under_systemd_the_site_file_has_no_global_section(tmp_path):
+    text = front.render_config(load(tmp_path, ""))
+    assert "global" not in text and "ssl" not in text and "VirtualHostBase" not in text
+    assert front.admin_socket(load(tmp_path, "")) == "/run/haproxy/admin.sock"
+
+
+def test_maintenance_is_set_now_and_kept_for_the_next_start(tmp_path):
+    config = load(tmp_path, "control = self\n")
+    on = front.maintenance_command(config, True)
+    assert "/srv/site/front/maintenance.map" in on and "add map /srv/site/front/maintenance.map on 1" in on
+    assert "del map" in front.maintenance_command(config, False)
+
+
+def test_the_switch_plan_carries_commands_and_the_front(tmp_path):
+    config = load(tmp_path, "control = self\n")
+    plan = switch.build_plan(config, "20261130T000000Z-aaaaaaaa", "20261129T000000Z-bbbbbbbb", "job1")
+    assert plan["mode"] == "rolling" and plan["front_instances"] == ["instance1", "instance2"]
+    assert plan["front"] == {"socket": "/srv/site/front/run/admin.sock", "backend": "srv-site", "drain_timeout": 30}
+    assert "supervisorctl" in plan["commands"]["start"]["instance1"] and "instance1" in plan["commands"]["stop"]["instance1"]
+    assert [p["script"] for p in plan["programs"]] == ["bin/zeoserver", "bin/instance1", "bin/instance2"]
+
+
+def test_secrets_reach_the_job_only_to_be_taken_out_of_its_output(tmp_path):
+    path = tmp_path / "p.cfg"
+    path.write_text(SITE.replace("8081/health", "8081/health?token=${env:TOKEN}"))
+    config = hostconfig.load(path, environ={"TOKEN": "sekrit-value"})
+    plan = switch.build_plan(config, "r2", "r1", "job1")
+    assert plan["secrets"] == ["sekrit-value"]

@@ -125,7 +125,7 @@ def test_a_deploy_that_fails_its_health_check_goes_back_without_a_failed_request
     with under_load(site) as load:
         result = site.fab("deploy", check=False)
     assert result.returncode == 1, result.stdout
-    assert "did not answer its health URL" in result.stdout + result.stderr
+    assert "health check failed: instance1 (new) did not answer its health URL" in result.stdout + result.stderr
     assert site.current() == leaving
     bad = [r for r in site.release_ids() if (site.root / "releases" / r / ".deploy" / "bad.json").exists()]
     assert len(bad) == 1 and bad[0] != leaving

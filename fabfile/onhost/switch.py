@@ -104,7 +104,7 @@ def healthy(program, label):
         return
     error = answers(program["health_url"], time.monotonic() + plan["health_timeout"])
     if error:
-        raise Failure(f"{program['name']} ({label}) did not answer its health URL: {error}")
+        raise Failure(f"health check failed: {program['name']} ({label}) did not answer its health URL: {error}")
 
 
 # -- the front: HAProxy's runtime API on its admin socket -------------------------------------

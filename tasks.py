@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import urllib.parse
 import urllib.request
@@ -20,6 +21,7 @@ from fabfile.repozo import BackupError
 from fabfile.eggs import EggBuildError
 from fabfile.site import CACHE
 from sandbox import sshd
+from sandbox.load import Load
 
 HERE = Path(__file__).resolve().parent
 SANDBOX = HERE / ".sandbox"
@@ -75,18 +77,25 @@ def demo(c):
     fab("releases")
     print("\n== 2. deploy again: same content, nothing happens")
     fab("deploy")
-    print("\n== 3. change the app's code and deploy the change")
+    print("\n== 3. change the app's code and deploy the change, under a load through the front")
     app = configs.parent / "example" / "src" / "demoapp" / "demoapp" / "__init__.py"
     app.write_text(app.read_text() + "\n# changed by `invoke demo`\n")
-    fab("deploy")
+    with Load(8443, "localhost", clients=2, max_seconds=120) as load:
+        fab("deploy")
+    print(f"   load through https://localhost:8443/ during the deploy: {load.total} requests, "
+          f"{len(load.failures)} failed")
     show(f"{page}version")
-    print("\n== 4. roll back to the previous release: the old code, the same data")
-    fab("rollback")
+    print("\n== 4. roll back to the previous release (rolling, through the front): the old code, the same data")
+    with Load(8443, "localhost", clients=2, max_seconds=120) as load:
+        fab("rollback")
+    print(f"   load through https://localhost:8443/ during the rollback: {load.total} requests, "
+          f"{len(load.failures)} failed")
     show(f"{page}version")
     show(f"{page}objects.json")
     fab("releases")
     fab("status")
-    print(f"\nThe demo site serves on {page}; `make demo-stop` stops it and the sandbox.")
+    print(f"\nThe demo site serves on https://localhost:8443/ (the front: HAProxy, a certificate made on the "
+          f"sandbox) and {page}; `make demo-stop` stops it and the sandbox.")
 
 
 @task(name="demo-stop")
@@ -95,6 +104,13 @@ def demo_stop(c):
     if sshd.running_pid(SANDBOX):
         env = {"DEPLOY_HOSTCONFIGS": str(DEMO / "hostconfigs")} if (DEMO / "hostconfigs").exists() else {}
         c.run(f"{FAB} -H sandbox stop", env=env, warn=True)
+    front_pid = SANDBOX / "site" / "front" / "run" / "haproxy.pid"
+    if front_pid.exists():
+        try:
+            os.kill(int(front_pid.read_text().split()[0]), signal.SIGTERM)
+            print("front (haproxy) stopped")
+        except (ProcessLookupError, ValueError):
+            pass
     print("sandbox sshd stopped" if sshd.stop(SANDBOX) else "sandbox sshd was not running")
 
 

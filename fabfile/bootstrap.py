@@ -33,7 +33,7 @@ import paramiko
 from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
 
-from . import commands, hostconfig, hostkeys, onhost, output, systemd
+from . import commands, front, hostconfig, hostkeys, onhost, output, systemd
 from .hostconfig import HostConfig
 from .platforms import Target
 from .site import connect, host_config
@@ -96,8 +96,42 @@ def layout(config: HostConfig) -> list[Directory]:
             data("var", "log"), data("backups")]
 
 
+FRONT_PACKAGES = ("haproxy", "openssl")
+FRONT_DEFAULTS = "/etc/default/haproxy"
+FRONT_GROUP = "haproxy"  # Debian's admin socket, /run/haproxy/admin.sock, is for this group
+
+
 def wanted_packages(config: HostConfig) -> list[str]:
-    return list(dict.fromkeys((*SYSTEM_PACKAGES, *config.packages)))
+    extra = FRONT_PACKAGES if config.front else ()
+    return list(dict.fromkeys((*SYSTEM_PACKAGES, *extra, *config.packages)))
+
+
+def front_sudoers_path(config: HostConfig) -> str:
+    return systemd.sudoers_path(config) + "-front"
+
+
+def plan_front(config: HostConfig, facts: dict, plan: Plan) -> None:
+    """Debian's haproxy.service loads the site's front; the deploy user may reload it and use its socket."""
+    if not config.front or config.front.control != "systemd":
+        return
+    if not facts["systemd"]:
+        raise Exit(f"{config.path}: [front] control = systemd, but systemd does not run on {config.address}; "
+                   f"use control = self", 2)
+    conf_dir = front.front_dir(config, "conf")
+    plan.check(facts["paths"].get(conf_dir) is not None, f"{conf_dir} exists", f"make {conf_dir}",
+               commands.make_directories(conf_dir), commands.join("chown", "-R", f"{config.user}:{config.user}",
+                                                                  front.front_dir(config)))
+    text = front.system_defaults(config)
+    plan.check(facts["files"].get(FRONT_DEFAULTS) == text, f"{FRONT_DEFAULTS} loads {conf_dir}",
+               f"let haproxy.service load {conf_dir} ({FRONT_DEFAULTS})", commands.write_file(FRONT_DEFAULTS, text),
+               commands.join("systemctl", "restart", "haproxy.service"))
+    user = facts["users"].get(config.user)
+    plan.check(user is not None and FRONT_GROUP in user["groups"], f"{config.user} is in group {FRONT_GROUP}",
+               f"add {config.user} to group {FRONT_GROUP} (the front's admin socket)",
+               commands.join("usermod", "-aG", FRONT_GROUP, config.user))
+    path, rule = front_sudoers_path(config), front.sudoers(config)
+    plan.check(facts["files"].get(path) == rule, f"{path} lets {config.user} reload the front",
+               f"let {config.user} reload the front ({path})", *install_sudoers(path, rule))
 
 
 def fact_spec(config: HostConfig) -> dict:
@@ -105,9 +139,9 @@ def fact_spec(config: HostConfig) -> dict:
     users = list(dict.fromkeys((config.user, config.app_user)))
     units = systemd.unit_names(config) + [supervisord_unit(config)]
     files = [authorized_keys(config, None), config.path_on_host("host.json"), systemd.sudoers_path(config),
-             systemd.sudoers_path(config) + "-supervisor",
+             systemd.sudoers_path(config) + "-supervisor", FRONT_DEFAULTS, front_sudoers_path(config),
              *(f"{systemd.UNIT_DIR}/{unit}" for unit in units)]
-    paths = [d.path for d in layout(config)]
+    paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf")]
     paths += [f"{systemd.UNIT_DIR}/multi-user.target.wants/{unit}" for unit in units]
     return {"users": users, "packages": wanted_packages(config), "files": files, "paths": paths,
             "root": config.root}
@@ -364,6 +398,7 @@ def make_plan(config: HostConfig, facts: dict, public_key: str) -> Plan:
     plan_layout(config, facts, plan)
     plan_host_record(config, facts, plan)
     plan_services(config, facts, plan)
+    plan_front(config, facts, plan)
     plan_hardening(config, facts, plan)  # last: every change before it needs root
     return plan
 

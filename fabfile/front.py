@@ -8,13 +8,14 @@ reload hands the listening sockets to the new process (``expose-fd listeners``),
 ``option redispatch`` with ``retry-on conn-failure`` sends a request that could not
 reach an instance to another. Debian 12 ships 2.6 (LTS).
 
-Files live in ``<root>/front/``: ``haproxy.cfg`` (written by every deploy, checked with
+Files live in ``<root>/front/``: ``conf/site.cfg`` (written by every deploy, checked with
 ``haproxy -c`` before it replaces the running one), ``maintenance.html`` and
 ``maintenance.map`` (one line ``on`` while maintenance is on: read at start and kept
 in step through the admin socket), ``certs/site.pem`` for ``tls = internal``.
 
 ``control = systemd`` (bootstrap-host): Debian's ``haproxy.service`` loads this file
-beside its own (``/etc/default/haproxy``), its admin socket is
+beside its own (``-f <root>/front/conf`` in ``/etc/default/haproxy``: a directory, so
+that it starts before the first deploy), its admin socket is
 ``/run/haproxy/admin.sock`` (group ``haproxy``, which the deploy user joins) and a
 sudo rule lets the deploy user reload it. ``control = self``: the deploy login runs
 HAProxy itself (the sandbox: high ports, no root).
@@ -46,6 +47,10 @@ def front_dir(config: HostConfig, *parts: str) -> str:
 
 def backend_name(config: HostConfig) -> str:
     return site_slug(config)
+
+
+def config_path(config: HostConfig) -> str:
+    return front_dir(config, "conf", "site.cfg")
 
 
 def admin_socket(config: HostConfig) -> str:
@@ -123,9 +128,9 @@ def _pid_file(config: HostConfig) -> str:
 def reload_command(config: HostConfig) -> str:
     """Load the config: a seamless reload when HAProxy runs, a start when it does not."""
     if config.front.control == "systemd":
-        return commands.join("sudo", "-n", "systemctl", "reload-or-restart", "haproxy.service")
+        return commands.join("sudo", "-n", "/usr/bin/systemctl", "reload-or-restart", "haproxy.service")
     pid_file = _pid_file(config)
-    start = commands.join("haproxy", "-W", "-D", "-f", front_dir(config, "haproxy.cfg"), "-p", pid_file)
+    start = commands.join("haproxy", "-W", "-D", "-f", config_path(config), "-p", pid_file)
     running = f"kill -0 \"$(cat {shlex.quote(pid_file)} 2>/dev/null)\" 2>/dev/null"
     # the master re-executes itself and passes the listening sockets on: nothing is refused
     reload = f"kill -USR2 \"$(cat {shlex.quote(pid_file)})\""
@@ -148,7 +153,8 @@ def internal_certificate(config: HostConfig) -> str:
 
 def prepare_files(config: HostConfig) -> str:
     """The front's directory, maintenance page and map, and a certificate where one is needed."""
-    steps = [commands.make_directories(front_dir(config, "run"), front_dir(config, "certs"), mode="0750"),
+    steps = [commands.make_directories(front_dir(config, "run"), front_dir(config, "certs"), front_dir(config, "conf"),
+                                       mode="0750"),
              commands.write_file(front_dir(config, "maintenance.html"), MAINTENANCE_PAGE),
              f"touch {shlex.quote(front_dir(config, 'maintenance.map'))}"]
     if config.front.tls == "internal":
@@ -160,20 +166,21 @@ def apply(site: Site) -> str:
     """Write the front's config, check it with HAProxy, load it; what happened, in words."""
     config = site.config
     wanted = render_config(config)
-    path = front_dir(config, "haproxy.cfg")
+    path = config_path(config)
     site.run(prepare_files(config))
     current = site.run(commands.join("cat", path), changes=False, warn=True)
     running = site.run(front_is_up(config), changes=False, warn=True)
     if current and current.stdout == wanted and not running.exited:
         return "front config unchanged"
-    site.run(commands.write_file(path + ".checking", wanted))
-    checked = site.run(config_check(config, path + ".checking"), warn=True)
+    checking = front_dir(config, "site.cfg.checking")  # outside conf/: never loaded unchecked
+    site.run(commands.write_file(checking, wanted))
+    checked = site.run(config_check(config, checking), warn=True)
     if checked.exited:
-        site.run(commands.remove(path + ".checking"))
+        site.run(commands.remove(checking))
         message = (checked.stdout + checked.stderr).strip()
         raise Exit(f"the front's config does not pass HAProxy's check; the running front keeps its config:\n"
                    f"{site.config.redact(message)}", 1)
-    site.run(commands.and_then(commands.join("mv", "-f", path + ".checking", path), reload_command(config)))
+    site.run(commands.and_then(commands.join("mv", "-f", checking, path), reload_command(config)))
     return "front config loaded" if current and current.stdout else "front started"
 
 
@@ -221,3 +228,15 @@ def maintenance(c, state):
         raise Exit(f"{site.config.path}: no [front]: there is nothing to show a maintenance page", 2)
     set_maintenance(site, state == "on")
     output.say(f"maintenance {state} on {site.config.name}")
+
+
+def system_defaults(config: HostConfig) -> str:
+    """``/etc/default/haproxy`` for Debian's unit: its own config, then the site's directory."""
+    return ("# Written by bootstrap-host: Debian's haproxy.service loads the site's front too.\n"
+            f"EXTRAOPTS={_quote('-S /run/haproxy-master.sock -f ' + front_dir(config, 'conf'))}\n")
+
+
+def sudoers(config: HostConfig) -> str:
+    """Let the deploy user reload the front, and nothing else."""
+    return (f"# Written by bootstrap-host: {config.user} may reload the front of {config.root}.\n"
+            f"{config.user} ALL=(root) NOPASSWD: /usr/bin/systemctl reload-or-restart haproxy.service\n")

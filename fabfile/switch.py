@@ -102,7 +102,9 @@ def follow(site: Site, job: str, pid: str) -> dict:
     directory = state_dir(site.config)
     log = f"{directory}/{job}.log"
     try:
-        site.connection.run(commands.join("tail", f"--pid={pid}", "-n", "+1", "-f", log), hide=False, warn=True,
+        follower = commands.python(site.config.python, onhost.source("follow"), log,
+                                   f"{directory}/{job}.result.json", pid)
+        site.connection.run(follower, hide=False, warn=True,
                             in_stream=False, out_stream=_Redacted(site.config), err_stream=_Redacted(site.config))
     except KeyboardInterrupt:
         raise Interrupted(job) from None

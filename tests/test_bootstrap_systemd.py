@@ -6,11 +6,18 @@ reboot, and the deploy user may drive exactly those units. The tests run in orde
 """
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
+from collections import Counter
+
 import pytest
 
 import hosts
+from sandbox.load import Load
 from support import require
 
+DOMAIN = "www.example.test"
 UNITS = ["srv-site-zeoserver.service", "srv-site-instance1.service", "srv-site-instance2.service"]
 
 
@@ -25,7 +32,8 @@ def host(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site(host, tmp_path_factory):
-    return hosts.host_site(host, tmp_path_factory.mktemp("booted-site"), manager="systemd", app_user="plone")
+    return hosts.host_site(host, tmp_path_factory.mktemp("booted-site"), manager="systemd", app_user="plone",
+                           extra=f"[front]\ndomains = {DOMAIN}\ntls = internal\nsite_path = /\n")
 
 
 def test_bootstrap_writes_one_enabled_unit_per_program_and_the_sudo_rule(site, host):
@@ -44,6 +52,38 @@ def test_deploy_serves_both_instances_from_units(site, host):
         assert host.run("systemctl", "is-active", unit).stdout.strip() == "active"
     owners = set(host.run("sh", "-c", "ps -eo user=,args= | grep '[/]srv/site' | cut -d' ' -f1").stdout.split())
     assert owners == {"plone"}
+
+
+def front_get(host, path="/", tls=True):
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # tls = internal
+    connection = (http.client.HTTPSConnection(host.address, 443, timeout=10, context=context) if tls
+                  else http.client.HTTPConnection(host.address, 80, timeout=10))
+    try:
+        connection.request("GET", path, headers={"Host": DOMAIN})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_bootstrap_installs_the_front_and_it_serves_https_with_public_urls(site, host):
+    assert host.run("systemctl", "is-active", "haproxy.service").stdout.strip() == "active"
+    status, _, page = front_get(host)
+    assert status == 200 and f'action="https://{DOMAIN}/add"' in page
+    status, headers, _ = front_get(host, tls=False)
+    assert status == 301 and headers["location"] == f"https://{DOMAIN}/"
+
+
+def test_a_code_change_through_the_front_drops_no_request(site, host):
+    module = site.workdir / "buildout" / "src" / "demoapp" / "demoapp" / "__init__.py"
+    module.write_text(module.read_text() + "\n# a change under load\n")
+    with Load(443, DOMAIN, address=host.address) as load:
+        result = site.fab("deploy")
+    assert "zeoserver: unchanged, kept running" in result.stdout
+    assert load.total > 20 and load.failures == [], f"{len(load.failures)} of {load.total} failed: {load.failures[:5]}"
+    titles = Counter(o["title"] for o in json.loads(front_get(host, "/objects.json")[2]))
+    assert all(titles[t] == 1 for t in load.stored)
 
 
 def test_the_deploy_user_restarts_its_units_and_nothing_else(site, host):

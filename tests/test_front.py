@@ -18,7 +18,7 @@ from collections import Counter
 
 import pytest
 
-from load import Load
+from sandbox.load import Load
 from sites import make_site
 from support import free_port, require
 
@@ -153,4 +153,4 @@ def test_a_front_config_haproxy_rejects_changes_nothing(site):
     assert result.returncode == 1
     assert "does not pass HAProxy's check" in result.stdout + result.stderr
     assert request(site)[0] == 200  # the running front keeps its config
-    assert "no-such-host" not in (site.root / "front" / "haproxy.cfg").read_text()
+    assert "no-such-host" not in (site.root / "front" / "conf" / "site.cfg").read_text()

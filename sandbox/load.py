@@ -1,7 +1,8 @@
 """A bounded load through the front: a few clients, mixed GETs and POSTs, every answer counted.
 
 Every loop here stops by itself: at ``stop()`` or after ``max_seconds``, whichever
-comes first, and each request has its own timeout. Only 127.0.0.1 is ever a target.
+comes first, and each request has its own timeout. Only 127.0.0.1 or a test host the
+tests made in a network namespace of their own is ever a target.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Load:
 
     port: int
     host_header: str
+    address: str = "127.0.0.1"   # or a test host's, in its network namespace
     tls: bool = True
     clients: int = 4
     max_seconds: float = 180
@@ -65,8 +67,8 @@ class Load:
         if self.tls:
             context = ssl.create_default_context()
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # tls = internal
-            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30, context=context)
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            return http.client.HTTPSConnection(self.address, self.port, timeout=30, context=context)
+        return http.client.HTTPConnection(self.address, self.port, timeout=30)
 
     def _client(self, number: int) -> None:
         started = time.monotonic()

@@ -118,6 +118,7 @@ def demo_stop(c):
 def bench(c):
     """Measure deploys, bootstraps and backups: times, downtime, bytes, disk, SSH connections."""
     c.run(f"{sys.executable} -m benchmarks.deploy", pty=False)
+    c.run(f"{sys.executable} -m benchmarks.switch", pty=False)
     c.run(f"{sys.executable} -m benchmarks.backup", pty=False)
     if os.geteuid() == 0:
         c.run(f"{sys.executable} -m benchmarks.bootstrap", pty=False)

@@ -34,6 +34,8 @@ from .site import Site, open_site
 from .systemd import site_slug
 
 SYSTEM_CONFIG = "/etc/haproxy/haproxy.cfg"
+# HAProxy lives in /usr/sbin, which a deploy login's PATH lacks on Debian
+HAPROXY = ("env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "haproxy")
 SYSTEM_SOCKET = "/run/haproxy/admin.sock"
 MAINTENANCE_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Maintenance</title></head>
@@ -118,7 +120,7 @@ def _virtual_hosting(front: Front) -> list[str]:
 def config_check(config: HostConfig, path: str) -> str:
     """HAProxy's own check of the config at ``path`` (with Debian's global part under systemd)."""
     files = (("-f", SYSTEM_CONFIG) if config.front.control == "systemd" else ()) + ("-f", path)
-    return commands.join("haproxy", "-c", "-q", *files)
+    return commands.join(*HAPROXY, "-c", "-q", *files)
 
 
 def _pid_file(config: HostConfig) -> str:
@@ -130,7 +132,7 @@ def reload_command(config: HostConfig) -> str:
     if config.front.control == "systemd":
         return commands.join("sudo", "-n", "/usr/bin/systemctl", "reload-or-restart", "haproxy.service")
     pid_file = _pid_file(config)
-    start = commands.join("haproxy", "-W", "-D", "-f", config_path(config), "-p", pid_file)
+    start = commands.join(*HAPROXY, "-W", "-D", "-f", config_path(config), "-p", pid_file)
     running = f"kill -0 \"$(cat {shlex.quote(pid_file)} 2>/dev/null)\" 2>/dev/null"
     # the master re-executes itself and passes the listening sockets on: nothing is refused
     reload = f"kill -USR2 \"$(cat {shlex.quote(pid_file)})\""

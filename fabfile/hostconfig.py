@@ -37,12 +37,13 @@ SCHEMA: dict[str, dict[str, str]] = {
         "python": "str", "shared": "list", "index": "str",
     },
     "services": {"manager": "str", "programs": "list"},
-    "program:*": {"command": "str", "health_url": "str", "address": "str"},
+    "program:*": {"command": "str", "health_url": "str", "address": "str", "green_address": "str"},
     "deploy": {"keep_releases": "int", "health_timeout": "int", "allow_dirty": "bool", "switch": "str"},
     "front": {"server": "str", "domains": "list", "tls": "str", "email": "str", "acme_directory": "str",
               "site_path": "str", "instances": "list", "bind": "str", "http_port": "port",
               "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "int",
-              "retry_after": "int"},
+              "retry_after": "int", "keep_warm": "int"},
+    "green": {"*": "str"},
     "backup": {"keep": "int", "keep_blob_days": "int", "before_deploy": "bool",
                "filestorage": "str", "blobstorage": "str", "additional_filestorages": "list",
                "location": "str", "blob_location": "str", "snapshot_location": "str",
@@ -53,7 +54,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "notify": {"webhook": "str", "syslog": "str"},
     "overrides": {"*": "str"},
 }
-SWITCHES = ("stopstart", "rolling")
+SWITCHES = ("stopstart", "rolling", "bluegreen")
 FRONT_SERVERS = ("haproxy",)
 FRONT_TLS = ("off", "internal")
 FRONT_CONTROLS = ("systemd", "self")
@@ -76,6 +77,15 @@ class Program:
     command: str
     health_url: str | None = None
     address: str | None = None      # host:port where the front reaches it (default: the health URL's)
+    green_address: str | None = None  # host:port of its green twin (switch = bluegreen)
+
+    @property
+    def green_health_url(self) -> str | None:
+        """The health URL of the green twin: the same URL at ``green_address``."""
+        if not (self.health_url and self.green_address):
+            return None
+        parts = urlsplit(self.health_url)
+        return parts._replace(netloc=self.green_address).geturl()
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class Front:
     control: str = "systemd"           # systemd: Debian's haproxy.service; self: run as the deploy login
     drain_timeout: int = 30
     retry_after: int = 30
+    keep_warm: int = 300               # bluegreen: seconds the old set stays up for a flip back
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,7 @@ class HostConfig:
     webhook: str | None = None
     syslog: str | None = None
     overrides: tuple[tuple[str, str, str], ...] = ()
+    green: tuple[tuple[str, str, str], ...] = ()     # buildout options of a release built as the green set
     secrets: frozenset[str] = frozenset()
 
     def path_on_host(self, *parts: str) -> str:
@@ -244,7 +256,7 @@ def _check_known(section: str, key: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
     if key is not None and key not in schema and "*" not in schema:
         raise ConfigError(f"{where}: unknown key (known in [{section}]: {', '.join(schema)})")
-    if section == "overrides" and key is not None and ":" not in key:
+    if section in ("overrides", "green") and key is not None and ":" not in key:
         raise ConfigError(f"{where}: an override is written 'section:option = value'")
 
 
@@ -318,7 +330,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
             raise ConfigError(f"{origin}: [{section}] names a program missing from [services] programs")
     programs = tuple(
         Program(name, get(f"program:{name}", "command", f"bin/{name}"), get(f"program:{name}", "health_url"),
-                get(f"program:{name}", "address"))
+                get(f"program:{name}", "address"), get(f"program:{name}", "green_address"))
         for name in names
     )
     front = _front(path, values, get, programs) if "front" in values else None
@@ -336,9 +348,11 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
                           f"Zope write the root into '#!' lines, Python strings and ZConfig files, "
                           f"which cannot hold them")
     user = get("host", "user", getpass.getuser())
-    overrides = tuple(
-        (*key.split(":", 1), value) for key, (value, _) in sorted(values.get("overrides", {}).items())
-    )
+    overrides, green = (tuple(
+        (*key.split(":", 1), value) for key, (value, _) in sorted(values.get(section, {}).items())
+    ) for section in ("overrides", "green"))
+    if switch == "bluegreen":
+        _check_bluegreen(values, manager, front, programs, green)
     return HostConfig(
         name=path.stem, path=path,
         address=get("host", "address"), port=get("host", "port", 22), user=user,
@@ -373,7 +387,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         backup_pack_days=get("backup", "pack_days", 7),
         backup_zeopack=get("backup", "zeopack", "bin/zeopack"),
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
-        overrides=overrides, secrets=secrets,
+        overrides=overrides, green=green, secrets=secrets,
     )
 
 
@@ -439,11 +453,33 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
             fail(key, f"{port} is the port of {taken[port]}")
     if http_port == https_port and tls != "off":
         fail("https_port", "must differ from http_port")
-    drain_timeout = get("front", "drain_timeout", 30)
-    if drain_timeout < 0:
-        fail("drain_timeout", "must not be negative")
+    drain_timeout, keep_warm = get("front", "drain_timeout", 30), get("front", "keep_warm", 300)
+    for key, value in (("drain_timeout", drain_timeout), ("keep_warm", keep_warm)):
+        if value < 0:
+            fail(key, "must not be negative")
     return Front(server=get("front", "server", "haproxy"), domains=domains, tls=tls, email=get("front", "email"),
                  acme_directory=get("front", "acme_directory"), site_path=site_path, instances=instances,
                  bind=get("front", "bind", "*"), http_port=http_port, https_port=https_port,
                  hsts=get("front", "hsts", False), control=get("front", "control", "systemd"),
-                 drain_timeout=drain_timeout, retry_after=get("front", "retry_after", 30))
+                 drain_timeout=drain_timeout, retry_after=get("front", "retry_after", 30), keep_warm=keep_warm)
+
+
+def _check_bluegreen(values, manager: str, front: Front, programs: tuple[Program, ...], green) -> None:
+    """Blue/green runs every instance twice: each needs a second address, and the buildout a way to use it."""
+    where = _origin(values, "deploy", "switch")
+    if manager != "supervisor":
+        raise ConfigError(f"{where}: [deploy] switch = bluegreen works with [services] manager = supervisor "
+                          f"only (yet); with systemd use switch = rolling")
+    if not green:
+        raise ConfigError(f"{where}: [deploy] switch = bluegreen needs a [green] section: the buildout options "
+                          f"that make a release listen on the green addresses (ports:instance1 = 18081)")
+    by_name = {p.name: p for p in programs}
+    used = {instance_address(by_name[n]) for n in front.instances}
+    for name in front.instances:
+        address = by_name[name].green_address
+        if not address or not _ADDRESS.fullmatch(address):
+            raise ConfigError(f"{where}: [program:{name}] green_address: switch = bluegreen needs the host:port "
+                              f"the green {name} listens on")
+        if address in used:
+            raise ConfigError(f"{where}: [program:{name}] green_address: {address} is taken by another instance")
+        used.add(address)

@@ -1,4 +1,4 @@
-"""Switch benchmark: stop/start against rolling, through the same front, under the same load.
+"""Switch benchmark: stop/start, rolling and blue/green, through the same front, under the same load.
 
     python -m benchmarks.switch
 
@@ -11,6 +11,7 @@ requests, and the rollback's time as a ratio of the first deploy.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -32,17 +33,17 @@ DOMAIN = "www.example.test"
 
 def front(http_port: int, https_port: int, switch: str) -> str:
     return (f"[front]\ncontrol = self\nbind = 127.0.0.1\nhttp_port = {http_port}\nhttps_port = {https_port}\n"
-            f"tls = internal\ndomains = {DOMAIN}\nsite_path = /\n[deploy]\nswitch = {switch}\n"
-            f"health_timeout = 30\n")
+            f"tls = internal\ndomains = {DOMAIN}\nsite_path = /\n")
 
 
 def measure_mode(work: Path, host, switch: str) -> list[list[str]]:
     ports = free_port(), free_port()
-    site = make_site(work / switch, host, front(*ports, switch))
-    # make_site writes a [deploy] of its own: keep ours, which names the switch
-    config = site.workdir / "hostconfigs" / "test.cfg"
-    text = config.read_text().replace("[deploy]\nhealth_timeout = 30\n", "", 1)
-    config.write_text(text)
+    extra, options = front(*ports, switch), {}
+    if switch == "bluegreen":
+        green = {"instance1": free_port(), "instance2": free_port()}
+        extra += "keep_warm = 300\n[green]\n" + "".join(f"ports:{n} = {p}\n" for n, p in green.items())
+        options = {n: f"green_address = 127.0.0.1:{p}\n" for n, p in green.items()}
+    site = make_site(work / switch, host, extra, deploy=f"switch = {switch}\n", program_options=options)
     rows = []
     try:
         started = time.monotonic()
@@ -52,12 +53,14 @@ def measure_mode(work: Path, host, switch: str) -> list[list[str]]:
         for label, args in (("one-line change", ("deploy",)), ("rollback", ("rollback",))):
             with Load(ports[1], DOMAIN) as load:
                 started = time.monotonic()
-                site.fab(*args)
+                result = site.fab(*args)
                 seconds = time.monotonic() - started
+            flip = re.search(r"front flipped to the \w+ set in ([\d.]+)s", result.stdout)
             ratio = f"{seconds / first:.3f}" if label == "rollback" else ""
             rows.append([switch, label, f"{seconds:.1f}", f"{len(load.failures)} of {load.total}",
-                         f"{load.p99() * 1000:.0f} ms", f"{max(load.gaps, default=0):.2f} s", ratio])
-        rows.insert(0, [switch, "first deploy", f"{first:.1f}", "", "", "", ""])
+                         f"{load.p99() * 1000:.0f} ms", f"{max(load.gaps, default=0):.2f} s", ratio,
+                         f"{float(flip.group(1)):.3f} s" if flip else ""])
+        rows.insert(0, [switch, "first deploy", f"{first:.1f}", "", "", "", "", ""])
     finally:
         site.stop_everything()
         pid_file = site.root / "front" / "run" / "haproxy.pid"
@@ -74,12 +77,12 @@ def main() -> None:
         work = Path(tmp)
         host = sshd.start(work / "sshd", port=free_port())
         try:
-            rows = [row for mode in ("stopstart", "rolling") for row in measure_mode(work, host, mode)]
+            rows = [row for mode in ("stopstart", "rolling", "bluegreen") for row in measure_mode(work, host, mode)]
         finally:
             sshd.stop(work / "sshd")
     table = Table(title="switch modes through the front, under 4 clients (GET / and POST /add)")
     for column in ("switch", "step", "seconds", "failed requests", "p99 latency", "longest gap",
-                   "rollback / first deploy"):
+                   "rollback / first deploy", "front flip"):
         table.add_column(column)
     for row in rows:
         table.add_row(*row)

@@ -21,6 +21,7 @@ from .platforms import Target
 from .site import CACHE
 
 HOST_BUILDOUT_FILE = "deploy.cfg"
+GREEN_BUILDOUT_FILE = "deploy-green.cfg"  # switch = bluegreen: the same release, listening on the green addresses
 MANIFEST = "manifest.json"
 
 
@@ -61,6 +62,18 @@ def host_buildout(config: HostConfig, profile: str, pins: dict[str, str]) -> str
     for section, options in overrides.items():
         if options:
             lines += [f"[{section}]", *options, ""]
+    return "\n".join(lines)
+
+
+def green_buildout(config: HostConfig) -> str:
+    """``deploy.cfg`` with the ``[green]`` options: the build of a release that runs as the green set."""
+    lines = ["# Written by the deploy: this release built as the green set (switch = bluegreen).",
+             "[buildout]", f"extends = {HOST_BUILDOUT_FILE}", ""]
+    sections: dict[str, list[str]] = {}
+    for section, option, value in config.green:
+        sections.setdefault(section, []).append(f"{option} = {value}")
+    for section, options in sections.items():
+        lines += [f"[{section}]", *options, ""]
     return "\n".join(lines)
 
 
@@ -119,6 +132,8 @@ def make(config: HostConfig, target: Target, egg_wheels: list[Path], cache: Path
         for path in buildoutfiles.bundled_files(production, config.buildout_dir)
     }
     members[HOST_BUILDOUT_FILE] = host_buildout(config, config.buildout_config, egg_pins).encode()
+    if config.switch == "bluegreen":
+        members[GREEN_BUILDOUT_FILE] = green_buildout(config).encode()
     if config.manager == "supervisor":
         members[supervisor.CONFIG_IN_RELEASE] = supervisor.render_config(config).encode()
     members[MANIFEST] = json.dumps({

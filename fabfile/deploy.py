@@ -87,9 +87,11 @@ def ensure_venv(site: Site, facts: Facts, tools: dict[str, str]) -> bool:
     return True
 
 
-def build(site: Site, release_id: str) -> None:
-    """Run buildout in the new release, offline, while the old release keeps serving."""
+def build(site: Site, release_id: str, color: str = "blue") -> None:
+    """Run buildout in the new release, offline, while the old release keeps serving; under blue/green
+    as the set that is not serving (``color``)."""
     release_dir = site.path("releases", release_id)
+    profile = bundles.GREEN_BUILDOUT_FILE if color == "green" else bundles.HOST_BUILDOUT_FILE
     pid_file = f"{release_dir}/.deploy/buildout.pid"
     site.run(commands.and_then(
         commands.link_shared(release_dir, site.path(), site.config.shared),
@@ -97,7 +99,7 @@ def build(site: Site, release_id: str) -> None:
     ))
     started = time.monotonic()
     buildout = commands.with_pid_file(pid_file, site.path("venv", "bin", "buildout"), "-c",
-                                      bundles.HOST_BUILDOUT_FILE, env=pip_offline(site))
+                                      profile, env=pip_offline(site))
     try:
         site.run(commands.in_directory(release_dir, buildout))
     except UnexpectedExit as failure:
@@ -109,14 +111,22 @@ def build(site: Site, release_id: str) -> None:
     built = json.dumps({"who": who(), "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "seconds": round(time.monotonic() - started, 1)})
     site.run(commands.and_then(commands.remove(pid_file),
+                               commands.write_file(f"{release_dir}/.deploy/color", color + "\n"),
                                commands.write_file(f"{release_dir}/.deploy/built.json", built)))
 
 
-def switch_and_check(site: Site, release_id: str, leaving: str | None) -> dict:
+def new_color(site: Site, facts: Facts) -> str:
+    """The set a new release is built as: under blue/green, the one that does not serve now."""
+    if site.config.switch != "bluegreen" or facts.current is None:
+        return "blue"
+    return "green" if facts.color == "blue" else "blue"
+
+
+def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str = "blue") -> dict:
     """Switch on the host (one job that finishes or goes back by itself); its verdict, or exit 1."""
     if site.config.front:
         with output.step("front"):
-            output.say(front.apply(site))
+            output.say(front.apply(site, live))
     verdict = switch.run_switch(site, release_id, leaving)
     if verdict["result"] == "ok":
         output.say(f"restarted: {switch.describe(verdict)}")
@@ -193,13 +203,13 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
                 with output.step("python for buildout"):
                     ensure_venv(site, facts, bundle.tools)
                 with output.step("buildout"):
-                    build(site, release_id)
+                    build(site, release_id, new_color(site, facts))
             else:
                 output.say(f"{release_id} is built already: switching to it")
             output.say(schedule.install_schedule(site, release_id))
             backup = backups.backup_before_switch(site, facts.current)
             with output.step("switch and check"):
-                switch_and_check(site, release_id, facts.current)
+                switch_and_check(site, release_id, facts.current, facts.color)
         except BaseException as error:
             elapsed = time.monotonic() - started
             message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted"

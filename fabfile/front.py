@@ -68,8 +68,9 @@ def _bind(front: Front, port: int) -> str:
     return f"{'' if front.bind == '*' else front.bind}:{port}"
 
 
-def render_config(config: HostConfig) -> str:
-    """The HAProxy config for the site: listeners, TLS, maintenance, virtual hosting, instances."""
+def render_config(config: HostConfig, live: str = "blue") -> str:
+    """The HAProxy config for the site: listeners, TLS, maintenance, virtual hosting, instances (under
+    blue/green each twice, the set that does not serve ``disabled``)."""
     front = config.front
     name = backend_name(config)
     programs = {p.name: p for p in config.programs}
@@ -98,7 +99,13 @@ def render_config(config: HostConfig) -> str:
     if front.site_path is not None:
         lines += _virtual_hosting(front)
     for instance in front.instances:
-        lines.append(f"    server {instance} {instance_address(programs[instance])} check inter 1s fall 2 rise 1")
+        program = programs[instance]
+        if config.switch != "bluegreen":
+            lines.append(f"    server {instance} {instance_address(program)} check inter 1s fall 2 rise 1")
+            continue
+        for color, address in (("blue", instance_address(program)), ("green", program.green_address)):
+            off = "" if color == live else " disabled"
+            lines.append(f"    server {instance}-{color} {address} check inter 1s fall 2 rise 1{off}")
     return "\n".join(lines) + "\n"
 
 
@@ -164,10 +171,10 @@ def prepare_files(config: HostConfig) -> str:
     return commands.and_then(*steps)
 
 
-def apply(site: Site) -> str:
+def apply(site: Site, live: str = "blue") -> str:
     """Write the front's config, check it with HAProxy, load it; what happened, in words."""
     config = site.config
-    wanted = render_config(config)
+    wanted = render_config(config, live)
     path = config_path(config)
     site.run(prepare_files(config))
     current = site.run(commands.join("cat", path), changes=False, warn=True)

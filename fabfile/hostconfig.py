@@ -6,13 +6,17 @@ layers files like buildout's ``extends``: the bases first, later files win.
 Values may name ``${env:NAME}`` (from ``.env`` beside ``hostconfigs/`` or the
 environment; such values are secrets and get redacted wherever we print) and
 ``${here}`` (the directory of the file the value comes from). ``$$`` is a ``$``.
+Refused: paths out of their base, a system root, line breaks outside lists, unplain names or URLs.
 """
 from __future__ import annotations
 
 import configparser
 import getpass
+import ipaddress
 import os
+import posixpath
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -24,36 +28,39 @@ CONFIG_DIR = Path(os.environ.get("DEPLOY_HOSTCONFIGS") or Path(__file__).resolve
 
 MANAGERS = ("supervisor", "systemd")
 
-# section -> {key: kind}; kinds: str, int, bool, list, abspath (on the host), localpath
+# section -> {key: kind}; kinds: str, int, count (>= 0), positive (>= 1), port, bool, list,
+# root (absolute on the host), localpath, address, user, python, command, url, names (program
+# names), release_paths (relative to the release), var_path(s) (under <root>/var), backup_path
 SCHEMA: dict[str, dict[str, str]] = {
     "hostconfig": {"extends": "list"},
     "host": {
-        "address": "str", "port": "port", "user": "str", "app_user": "str",
-        "root_user": "str", "root": "abspath", "identity": "localpath", "known_hosts": "localpath",
+        "address": "address", "port": "port", "user": "user", "app_user": "user",
+        "root_user": "user", "root": "root", "identity": "localpath", "known_hosts": "localpath",
         "packages": "list", "harden": "bool",
     },
     "buildout": {
         "directory": "localpath", "config": "str", "development": "str",
-        "python": "str", "shared": "list", "index": "str",
+        "python": "python", "shared": "release_paths", "index": "str",
     },
-    "services": {"manager": "str", "programs": "list"},
-    "program:*": {"command": "str", "health_url": "str", "address": "str", "green_address": "str"},
-    "deploy": {"keep_releases": "int", "health_timeout": "int", "allow_dirty": "bool", "switch": "str"},
+    "services": {"manager": "str", "programs": "names"},
+    "program:*": {"command": "command", "health_url": "url", "address": "str", "green_address": "str"},
+    "deploy": {"keep_releases": "positive", "health_timeout": "positive", "allow_dirty": "bool", "switch": "str"},
     "front": {"server": "str", "domains": "list", "tls": "str", "email": "str", "acme_directory": "str",
               "site_path": "str", "instances": "list", "bind": "str", "http_port": "port",
               "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "int",
               "retry_after": "int", "keep_warm": "int"},
     "green": {"*": "str"},
-    "backup": {"keep": "int", "keep_blob_days": "int", "before_deploy": "bool",
-               "filestorage": "str", "blobstorage": "str", "additional_filestorages": "list",
-               "location": "str", "blob_location": "str", "snapshot_location": "str",
-               "blob_snapshot_location": "str", "pre_command": "str", "post_command": "str",
+    "backup": {"keep": "count", "keep_blob_days": "count", "before_deploy": "bool",
+               "filestorage": "var_path", "blobstorage": "var_path", "additional_filestorages": "var_paths",
+               "location": "backup_path", "blob_location": "backup_path", "snapshot_location": "backup_path",
+               "blob_snapshot_location": "backup_path", "pre_command": "str", "post_command": "str",
                "quick": "bool", "gzip": "bool", "verify": "str", "blob_archive": "str",
                "schedule_incremental": "str", "schedule_full": "str", "zeopack_before_full": "bool",
-               "pack_days": "int", "zeopack": "str"},
+               "pack_days": "count", "zeopack": "str"},
     "notify": {"webhook": "str", "syslog": "str"},
     "overrides": {"*": "str"},
 }
+LIST_KINDS = ("list", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
 SWITCHES = ("stopstart", "rolling", "bluegreen")
 FRONT_SERVERS = ("haproxy",)
 FRONT_TLS = ("off", "internal")
@@ -61,6 +68,11 @@ FRONT_CONTROLS = ("systemd", "self")
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I)
 _SITE_PATH = re.compile(r"/[A-Za-z0-9_.~@+-]*(/[A-Za-z0-9_.~@+-]+)*")
 _ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")                 # a program
+_OVERRIDE = re.compile(r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")         # a buildout section:option
+_USER = re.compile(r"(?=.{1,32}$)[a-z_][a-z0-9_-]*[$]?")           # a POSIX user name
+_PYTHON = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*|/[A-Za-z0-9_./+-]+")  # a command or an absolute path
+SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin", "/usr", "/lib", "/lib64")
 BACKUP_LOCATIONS = ("location", "blob_location", "snapshot_location", "blob_snapshot_location")
 REQUIRED = {("host", "address"), ("host", "root"), ("buildout", "directory")}
 
@@ -201,7 +213,7 @@ def load(path: Path, environ: dict | None = None) -> HostConfig:
     """Read ``path`` with its bases, check every key, and build the HostConfig."""
     path = path.resolve()
     if environ is None:
-        environ = {**dotenv_values(path.parent.parent / ".env"), **os.environ}
+        environ = {**_dotenv(path.parent.parent / ".env"), **os.environ}
         environ = {k: v for k, v in environ.items() if v is not None}
     raw = _layered(path, ())
     secrets: set[str] = set()
@@ -221,19 +233,34 @@ def load(path: Path, environ: dict | None = None) -> HostConfig:
     return _build(path, values, frozenset(s for s in secrets if s))
 
 
+def _dotenv(path: Path) -> dict:
+    """``.env`` beside ``hostconfigs/``, if there is one: UTF-8 text (a BOM is fine)."""
+    try:
+        return dotenv_values(path, encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as error:
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text ({error}); save it as UTF-8") from None
+
+
 def _layered(path: Path, seen: tuple[Path, ...]) -> dict[str, dict[str, tuple[str, Path]]]:
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
         raise ConfigError(f"{seen[-1]}: [hostconfig] extends loops: {chain}")
+    where = f"{seen[-1]}: [hostconfig] extends" if seen else "host config"
+    if path.is_dir():
+        raise ConfigError(f"{where}: {path} is a directory, not a host config file")
     if not path.is_file():
-        where = f"{seen[-1]}: [hostconfig] extends" if seen else "host config"
         raise ConfigError(f"{where}: no such file {path}")
     parser = configparser.RawConfigParser(delimiters=("=",), comment_prefixes=("#", ";"),
                                           inline_comment_prefixes=(";", " #"),
                                           default_section="\0none")
     parser.optionxform = str  # keys keep their case: program names, override sections
     try:
-        parser.read(path)
+        with open(path, encoding="utf-8-sig") as file:  # a BOM is fine
+            parser.read_file(file, str(path))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror}") from None
     except configparser.Error as error:
         raise ConfigError(f"{path}: {error}") from None
     merged: dict[str, dict[str, tuple[str, Path]]] = {}
@@ -256,8 +283,9 @@ def _check_known(section: str, key: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
     if key is not None and key not in schema and "*" not in schema:
         raise ConfigError(f"{where}: unknown key (known in [{section}]: {', '.join(schema)})")
-    if section in ("overrides", "green") and key is not None and ":" not in key:
-        raise ConfigError(f"{where}: an override is written 'section:option = value'")
+    if section in ("overrides", "green") and key is not None and not _OVERRIDE.fullmatch(key):
+        raise ConfigError(f"{where}: an override is written 'section:option = value', with plain buildout "
+                          f"names (letters, digits, _ . -)")
 
 
 def _interpolate(value, raw, origin, environ, secrets, where, stack) -> str:
@@ -283,11 +311,18 @@ def _interpolate(value, raw, origin, environ, secrets, where, stack) -> str:
 
 
 def _typed(kind: str, value: str, where: str, origin: Path):
-    if kind == "int":
+    if "\0" in value or (kind not in LIST_KINDS and ("\n" in value or "\r" in value)):
+        raise ConfigError(f"{where}: has a line break or a NUL character; write the value on one line "
+                          f"(only lists may take an item a line)")
+    if kind in ("int", "count", "positive"):
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             raise ConfigError(f"{where}: {value!r} is not a whole number") from None
+        minimum = {"count": 0, "positive": 1}.get(kind)
+        if minimum is not None and number < minimum:
+            raise ConfigError(f"{where}: {number} is out of range: {minimum} or more")
+        return number
     if kind == "port":
         port = _typed("int", value, where, origin)
         if not 1 <= port <= 65535:
@@ -302,13 +337,107 @@ def _typed(kind: str, value: str, where: str, origin: Path):
         raise ConfigError(f"{where}: {value!r} is not true or false")
     if kind == "list":
         return tuple(value.split())
-    if kind == "abspath":
-        if not PurePosixPath(value).is_absolute():
-            raise ConfigError(f"{where}: {value!r} must be an absolute path on the host")
-        return os.path.normpath(value)
+    if kind == "names":
+        return _unique(tuple(_plain(_NAME, name, where, "a program name: letters, digits, _ . - (not first: . -)")
+                             for name in value.split()), where)
+    if kind == "release_paths":
+        paths = _unique(tuple(_inside(p, where, "the release", absolute=False) for p in value.split()), where)
+        for path in paths:
+            inner = next((p for p in paths if p.startswith(path + "/")), None)
+            if inner:
+                raise ConfigError(f"{where}: {inner!r} is inside {path!r}; linking both would delete the data")
+        return paths
+    if kind in ("var_path", "backup_path"):
+        if value:  # empty: no blobstorage, or the default location
+            _inside(value, where, "<root>/var" if kind == "var_path" else "<root>/backups")
+        return value
+    if kind == "var_paths":  # NAME or NAME:PATH
+        for entry in value.split():
+            name, _, path = entry.partition(":")
+            _plain(_NAME, name, where, "NAME or NAME:PATH")
+            if path:
+                _inside(path, where, "<root>/var")
+        return tuple(value.split())
+    if kind == "root":
+        return _root(value, where, origin)
     if kind == "localpath":
         return (origin.parent / os.path.expanduser(value)).resolve()
+    if kind == "user":
+        return _plain(_USER, value, where, "a user name: lower-case letters, digits, _ and -, at most 32 characters")
+    if kind == "python":
+        return _plain(_PYTHON, value, where, "a command (python3.11) or an absolute path, without spaces "
+                                             "or shell characters")
+    if kind == "address":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            _plain(_HOSTNAME, value, where, "a hostname, an IPv4 or an IPv6 address")
+        return value
+    if kind == "url":
+        try:
+            parts = urlsplit(value)
+            fine = parts.scheme in ("http", "https") and parts.hostname and parts.port != 0
+        except ValueError:  # a port that is not a number or out of range, a broken [IPv6]
+            fine = False
+        if not fine:
+            raise ConfigError(f"{where}: {value!r} is not an http:// or https:// URL with a host (and a port "
+                              f"1-65535, if any)")
+        return value
+    if kind == "command":
+        try:
+            words = shlex.split(value)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {value!r} cannot be split into words ({error}): close every quote") \
+                from None
+        if not words:
+            raise ConfigError(f"{where}: is empty; leave it out for bin/NAME")
+        return value
     return value
+
+
+def _plain(pattern: re.Pattern, value: str, where: str, what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ConfigError(f"{where}: {value!r} is not {what}")
+    return value
+
+
+def _unique(items: tuple[str, ...], where: str) -> tuple[str, ...]:
+    for index, item in enumerate(items):
+        if item in items[:index]:
+            raise ConfigError(f"{where}: {item!r} is named twice")
+    return items
+
+
+def _inside(path: str, where: str, base: str, absolute: bool = True) -> str:
+    """``path`` normalised: relative to ``base`` and under it, or (if ``absolute``) absolute without ``..``."""
+    if path.startswith("/"):
+        if not absolute:
+            raise ConfigError(f"{where}: {path!r} is absolute; give a path relative to {base}")
+        if ".." in path.split("/"):
+            raise ConfigError(f"{where}: {path!r} has a '..'; write the path without it")
+        return posixpath.normpath(path)
+    normal = posixpath.normpath(path)
+    if normal == ".." or normal.startswith("../"):
+        raise ConfigError(f"{where}: {path!r} leaves {base} ('..'); give a path under it")
+    if normal == ".":
+        raise ConfigError(f"{where}: {path!r} is {base} itself; give a path under it")
+    return normal
+
+
+def _root(value: str, where: str, origin: Path) -> str:
+    """``[host] root``: absolute, plain, without ``..`` (but ``${here}/..``), not ``/`` or a system directory."""
+    if not PurePosixPath(value).is_absolute():
+        raise ConfigError(f"{where}: {value!r} must be an absolute path on the host")
+    if any(character.isspace() or character in "'\"\\$" for character in value):
+        raise ConfigError(f"{where}: {value!r} has a space, a quote or a $; buildout and Zope write the root "
+                          f"into '#!' lines, Python strings and ZConfig files, which cannot hold them")
+    if ".." in value.split("/") and not value.startswith(f"{origin.parent}/"):
+        raise ConfigError(f"{where}: {value!r} has a '..'; write the root without it")
+    root = "/" + posixpath.normpath(value).lstrip("/")
+    if root == "/" or any(root == system or root.startswith(system + "/") for system in SYSTEM_DIRS):
+        raise ConfigError(f"{where}: {root!r} is / or a system directory ({', '.join(SYSTEM_DIRS)}); "
+                          f"give the site a directory of its own, such as /srv/mysite")
+    return root
 
 
 def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
@@ -317,7 +446,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
             return default
         value, origin = values[section][key]
         schema = SCHEMA.get(section) or SCHEMA["program:*"]
-        return _typed(schema[key], value, f"{origin}: [{section}] {key}", origin)
+        return _typed(schema.get(key) or schema["*"], value, f"{origin}: [{section}] {key}", origin)
 
     manager = get("services", "manager", "supervisor")
     if manager not in MANAGERS:
@@ -342,14 +471,9 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         raise ConfigError(f"{_origin(values, 'deploy', 'switch')}: [deploy] switch = {switch} needs a [front] "
                           f"that can take instances out (without one: stopstart)")
     root = get("host", "root")
-    if any(character.isspace() or character in "'\"\\$" for character in root):
-        origin = values["host"]["root"][1]
-        raise ConfigError(f"{origin}: [host] root: {root!r} has a space, a quote or a $; buildout and "
-                          f"Zope write the root into '#!' lines, Python strings and ZConfig files, "
-                          f"which cannot hold them")
     user = get("host", "user", getpass.getuser())
     overrides, green = (tuple(
-        (*key.split(":", 1), value) for key, (value, _) in sorted(values.get(section, {}).items())
+        (*key.split(":", 1), get(section, key)) for key in sorted(values.get(section, {}))
     ) for section in ("overrides", "green"))
     if switch == "bluegreen":
         _check_bluegreen(values, manager, front, programs, green)

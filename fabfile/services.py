@@ -14,25 +14,42 @@ def _manager(site: Site):
     return {"supervisor": supervisor, "systemd": systemd}[site.config.manager]
 
 
+def live(site: Site) -> list[tuple[str, str | None]]:
+    """``(name, health URL)`` of each program that serves: under blue/green, of the live set."""
+    if site.config.switch != "bluegreen":
+        return [(p.name, p.health_url) for p in site.config.programs]
+    color = site.facts().color
+    return [(name, p.green_health_url if link == "green" else p.health_url)
+            for name, p, link in supervisor.live_processes(site.config, color)]
+
+
 def start_programs(site: Site) -> None:
     """Start the programs in their order."""
-    site.run(_manager(site).start(site.config, [p.name for p in site.config.programs]))
+    site.run(_manager(site).start(site.config, [name for name, _ in live(site)]))
 
 
 def stop_programs(site: Site, shutdown: bool = False) -> None:
     """Stop the programs in reverse order (and the process manager with ``shutdown``)."""
-    site.run(_manager(site).stop(site.config, [p.name for p in reversed(site.config.programs)], shutdown))
+    names = [name for name, _, _ in supervisor.processes(site.config)] if site.config.manager == "supervisor" \
+        else [p.name for p in site.config.programs]
+    site.run(_manager(site).stop(site.config, list(reversed(names)), shutdown))
+
+
+def _status(site: Site) -> str:
+    if site.config.manager == "supervisor" and site.config.switch == "bluegreen":
+        return supervisor.status(site.config, [name for name, _ in live(site)])
+    return _manager(site).status(site.config)
 
 
 def check_health(site: Site, programs=None) -> dict:
     """Wait for the health URLs (bounded by ``health_timeout``), then check that every program
     still runs; the failures, if any."""
-    urls = [p.health_url for p in (programs or site.config.programs) if p.health_url]
+    urls = [p.health_url for p in programs if p.health_url] if programs else [url for _, url in live(site) if url]
     script = onhost.source("health")
     result = site.run(commands.python(site.config.python, script, str(site.config.health_timeout), *urls),
                       changes=False, warn=True)
     failed = json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
-    running = site.run(_manager(site).status(site.config), changes=False, warn=True)
+    running = site.run(_status(site), changes=False, warn=True)
     if running.exited:
         failed["programs"] = " ".join(running.stdout.split())
     return failed
@@ -86,9 +103,9 @@ def status(c):
     site = open_site(c)
     facts = site.facts()
     output.say(f"current release: {facts.current or 'none'}")
-    result = site.run(_manager(site).status(site.config), changes=False, warn=True)
+    result = site.run(_status(site), changes=False, warn=True)
     output.say(result.stdout.rstrip() or "the process manager is not running")
-    urls = [p.health_url for p in site.config.programs if p.health_url]
+    urls = [url for _, url in live(site) if url]
     script = onhost.source("health")
     health = site.run(commands.python(site.config.python, script, "3", *urls), changes=False, warn=True)
     data = json.loads(health.stdout or "{}")
@@ -102,6 +119,6 @@ def status(c):
 def logs(c, lines=20):
     """Show the last lines of each program's log."""
     site = open_site(c)
-    for program in site.config.programs:
-        result = site.run(_manager(site).logs(site.config, program.name, int(lines)), changes=False, warn=True)
-        output.say(f"[bold]== {program.name}[/]\n{(result.stdout + result.stderr).rstrip()}")
+    for name, _ in live(site):
+        result = site.run(_manager(site).logs(site.config, name, int(lines)), changes=False, warn=True)
+        output.say(f"[bold]== {name}[/]\n{(result.stdout + result.stderr).rstrip()}")

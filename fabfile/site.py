@@ -39,13 +39,14 @@ class Facts:
     manifest: dict | None           # the current release's manifest.json
     venv: str | None
     target: Target
+    color: str = "blue"             # the set the current release runs as (switch = bluegreen)
 
     @classmethod
     def parse(cls, text: str) -> "Facts":
         data = json.loads(text)
         releases = tuple(Release(r["id"], r["built"], r["bad"]) for r in data["releases"])
         return cls(data["root_exists"], data["current"], releases, data["lock"], data["dists"],
-                   data["manifest"], data["venv"], platforms.from_facts(data))
+                   data["manifest"], data["venv"], platforms.from_facts(data), data.get("color", "blue"))
 
     @property
     def current_eggs(self) -> dict[str, str]:

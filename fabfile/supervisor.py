@@ -21,12 +21,28 @@ def socket_path(config: HostConfig) -> str:
     return config.path_on_host("var", "run", "supervisor.sock")
 
 
-def program_command(config: HostConfig, program: Program) -> str:
-    """The program's command line, its relative executable under ``<root>/current``."""
+COLORS = ("blue", "green")
+
+
+def program_command(config: HostConfig, program: Program, link: str = "current") -> str:
+    """The program's command line, its relative executable under ``<root>/current`` (or a color's link)."""
     tokens = shlex.split(program.command)
     if not tokens[0].startswith("/"):
-        tokens[0] = config.path_on_host("current", tokens[0])
+        tokens[0] = config.path_on_host(link, tokens[0])
     return shlex.join(tokens)
+
+
+def processes(config: HostConfig) -> list[tuple[str, Program, str]]:
+    """supervisord's programs: ``(name, program, link it runs from)``; under blue/green each front
+    instance twice, ``instance1-blue`` from ``<root>/blue`` and ``instance1-green`` from ``<root>/green``."""
+    twins = set(config.front.instances) if config.switch == "bluegreen" else set()
+    found = []
+    for program in config.programs:
+        if program.name in twins:
+            found += [(f"{program.name}-{color}", program, color) for color in COLORS]
+        else:
+            found.append((program.name, program, "current"))
+    return found
 
 
 def render_config(config: HostConfig) -> str:
@@ -43,15 +59,15 @@ def render_config(config: HostConfig) -> str:
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
         "[supervisorctl]", f"serverurl = unix://{var('run', 'supervisor.sock')}", "",
     ]
-    for order, program in enumerate(config.programs, start=1):
+    for order, (name, program, link) in enumerate(processes(config), start=1):
         lines += [
-            f"[program:{program.name}]",
-            f"command = {escape(program_command(config, program))}",
-            f"directory = {escape(config.path_on_host('current'))}",
+            f"[program:{name}]",
+            f"command = {escape(program_command(config, program, link))}",
+            f"directory = {escape(config.path_on_host(link))}",
             f"priority = {order * 10}",
             "autostart = false", "autorestart = true", "startsecs = 0", "stopwaitsecs = 30",
             "stopasgroup = true", "killasgroup = true", "redirect_stderr = true",
-            f"stdout_logfile = {var('log', program.name + '.log')}",
+            f"stdout_logfile = {var('log', name + '.log')}",
             "stdout_logfile_maxbytes = 10MB", "stdout_logfile_backups = 5", "",
         ]
     return "\n".join(lines)
@@ -112,6 +128,11 @@ def logs(config: HostConfig, name: str, lines: int) -> str:
     return f"{_ctl(config, 'tail', f'-{lines * 400}', name)} | {commands.join('tail', '-n', str(lines))}"
 
 
-def status(config: HostConfig) -> str:
-    """What supervisord runs (non-zero exit when something is not running)."""
-    return _ctl(config, "status")
+def status(config: HostConfig, names: list[str] | None = None) -> str:
+    """What supervisord runs (non-zero exit when one of ``names``, or of all, is not running)."""
+    return _ctl(config, "status", *(names or ()))
+
+
+def live_processes(config: HostConfig, color: str) -> list[tuple[str, Program, str]]:
+    """The programs that serve when the ``color`` set is live (all of them without blue/green)."""
+    return [found for found in processes(config) if found[2] in ("current", color)]

@@ -43,13 +43,17 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
                restart_all: bool = False, mode: str | None = None) -> dict:
     """Everything the job needs, commands built here from quoted tokens."""
     manager = _manager(config)
-    names = [p.name for p in config.programs]
+    processes = supervisor.processes(config) if config.manager == "supervisor" else \
+        [(p.name, p, "current") for p in config.programs]
+    names = [name for name, _, _ in processes]
     return {
         "job": job, "root": config.root, "state_dir": state_dir(config), "who": who(),
         "release": release, "leaving": leaving, "mode": mode or config.switch, "restart_all": restart_all,
         "health_timeout": config.health_timeout,
-        "programs": [{"name": p.name, "health_url": p.health_url, "command": p.command,
-                      "script": shlex.split(p.command)[0]} for p in config.programs],
+        "programs": [{"name": name, "base": p.name, "color": None if link == "current" else link,
+                      "health_url": p.green_health_url if link == "green" else p.health_url,
+                      "command": p.command, "script": shlex.split(p.command)[0]} for name, p, link in processes],
+        "keep_warm": config.front.keep_warm if config.front else 0,
         "front_instances": list(config.front.instances) if config.front else [],
         "front": {"socket": front.admin_socket(config), "backend": front.backend_name(config),
                   "drain_timeout": config.front.drain_timeout} if config.front else None,

@@ -104,7 +104,8 @@ class TestSite:
 def make_site(workdir: Path, sandbox, extra: str = "", source: Path = REPO / "example",
               programs: tuple[str, ...] = ("zeoserver", "instance1", "instance2"),
               health: tuple[str, ...] = ("instance1", "instance2"), health_path: str = "health",
-              commands: dict[str, str] | None = None, profile: str = "production.cfg") -> TestSite:
+              commands: dict[str, str] | None = None, profile: str = "production.cfg",
+              deploy: str = "", program_options: dict[str, str] | None = None) -> TestSite:
     """A copy of ``source`` and a hostconfig ``test`` deploying it to the sandbox."""
     buildout = workdir / "buildout"
     shutil.copytree(source, buildout, ignore=BUILD_JUNK)
@@ -116,6 +117,7 @@ def make_site(workdir: Path, sandbox, extra: str = "", source: Path = REPO / "ex
         f"[program:{name}]\n"
         + (f"health_url = http://127.0.0.1:{ports[name]}/{health_path}\n" if name in health else "")
         + (f"command = {commands[name]}\n" if name in (commands or {}) else "")
+        + (program_options or {}).get(name, "")
         for name in programs if name in health or name in (commands or {}))
     overrides = "".join(f"ports:{name} = {port}\n" for name, port in ports.items() if name != "zeoserver")
     (configs / "test.cfg").write_text(f"""
@@ -133,6 +135,7 @@ programs = {' '.join(programs)}
 {program_sections}
 [deploy]
 health_timeout = 30
+{deploy}
 [overrides]
 {overrides}
 {extra}

@@ -33,7 +33,9 @@ def host(tmp_path_factory):
 @pytest.fixture(scope="module")
 def site(host, tmp_path_factory):
     return hosts.host_site(host, tmp_path_factory.mktemp("booted-site"), manager="systemd", app_user="plone",
-                           extra=f"[front]\ndomains = {DOMAIN}\ntls = internal\nsite_path = /\n")
+                           extra=f"[front]\ndomains = {DOMAIN}\ntls = internal\nsite_path = /\n"
+                                 # backups as a separate app_user need its rights: not here yet
+                                 "[backup]\nbefore_deploy = false\n")
 
 
 def test_bootstrap_writes_one_enabled_unit_per_program_and_the_sudo_rule(site, host):

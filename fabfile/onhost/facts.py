@@ -57,6 +57,7 @@ print(json.dumps({
     "dists": checked_dists(),
     "manifest": current_manifest(),
     "venv": read(os.path.join(root, "venv", ".requirements")),
+    "color": (read(os.path.join(root, "current", ".deploy", "color")) or "blue").strip(),
     "python": platform.python_version(),
     "machine": platform.machine(),
     "glibc": libc_version if libc == "glibc" else None,

@@ -18,7 +18,11 @@ Modes: ``stopstart`` stops every program, switches ``current`` and starts them a
 ``rolling`` switches ``current`` first (running programs keep their code), restarts
 the programs outside the front only when their own files changed, then takes each
 instance out of the front, waits for its requests in flight, restarts it, checks its
-health URL and puts it back before the next.
+health URL and puts it back before the next; ``bluegreen`` starts the new release's
+instances (the other set: ``instance1-green`` beside ``instance1-blue``) while the old
+ones serve, checks them, flips the front in one go and leaves the old set running for
+``keep_warm`` seconds, so that a rollback then is a flip back (a detached ``cool-down``
+stops it later, unless it serves again). A switch within one set is rolling.
 """
 import csv
 import fcntl
@@ -64,20 +68,6 @@ def shell(command, what):
         output = (result.stdout + result.stderr).strip().splitlines()[-10:]
         raise Failure(f"{what} failed (exit {result.returncode}): {' / '.join(output)}")
     return result.stdout
-
-
-def link_current(release):
-    """Point ``current`` at ``releases/<release>`` atomically, or remove it for None."""
-    link = os.path.join(plan["root"], "current")
-    if release is None:
-        if os.path.islink(link):
-            os.unlink(link)
-        return
-    temporary = link + ".new"
-    if os.path.lexists(temporary):
-        os.unlink(temporary)
-    os.symlink(f"releases/{release}", temporary)
-    os.replace(temporary, link)
 
 
 def answers(url, deadline):
@@ -169,7 +159,7 @@ def fingerprint(release, program):
     directory = os.path.join(plan["root"], "releases", release)
     digest = hashlib.sha256(program["command"].encode())
     paths = [os.path.join(directory, program["script"])]
-    parts = os.path.join(directory, "parts", program["name"])
+    parts = os.path.join(directory, "parts", program["base"])
     for base, dirs, files in sorted(os.walk(parts)):
         dirs.sort()
         paths += [os.path.join(base, name) for name in sorted(files)]
@@ -186,47 +176,102 @@ def fingerprint(release, program):
     return digest.hexdigest()
 
 
+def color_of(release):
+    """The set a release was built as (blue/green); blue when it does not say."""
+    if release is None:
+        return "blue"
+    try:
+        with open(os.path.join(plan["root"], "releases", release, ".deploy", "color")) as handle:
+            return handle.read().strip() or "blue"
+    except OSError:
+        return "blue"
+
+
+def link(name, release):
+    """Point ``<root>/<name>`` at ``releases/<release>`` atomically, or remove it for None."""
+    path = os.path.join(plan["root"], name)
+    if release is None:
+        if os.path.islink(path):
+            os.unlink(path)
+        return
+    temporary = path + ".new"
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
+    os.symlink(f"releases/{release}", temporary)
+    os.replace(temporary, path)
+
+
+def linked(name):
+    """The release ``<root>/<name>`` points at, or None."""
+    try:
+        return os.path.basename(os.readlink(os.path.join(plan["root"], name)))
+    except OSError:
+        return None
+
+
+def others():
+    """The programs outside the front (the ZEO server, workers), in order."""
+    return [p for p in plan["programs"] if p["base"] not in plan["front_instances"]]
+
+
+def instances(color):
+    """The front's instances (of one set under blue/green), in order."""
+    return [p for p in plan["programs"] if p["base"] in plan["front_instances"] and p["color"] == color]
+
+
+def running():
+    return set(shell(plan["commands"]["running"], "asking what runs").split())
+
+
 def restart(program, release, label):
     shell(plan["commands"]["stop"][program["name"]], f"stopping {program['name']}")
     shell(plan["commands"]["start"][program["name"]], f"starting {program['name']} of {release}")
     healthy(program, label)
 
 
-def stop_start(target, label):
-    """Every program stopped (reverse order), ``current`` switched, every program started."""
-    shell(plan["commands"]["stop_all"], "stopping the programs")
-    link_current(target)
-    if target is None:
-        return
-    shell(plan["commands"]["load"], "loading the process manager's config")
-    for program in plan["programs"]:
-        shell(plan["commands"]["start"][program["name"]], f"starting {program['name']}")
-    for program in plan["programs"]:
-        healthy(program, label)
-    say(f"{target}: every program started and healthy")
-
-
-def rolling(target, leaving, restarted, switched, label):
-    """Programs outside the front restarted when changed, then each instance through the front."""
-    instances = set(plan["front_instances"])
-    link_current(target)
-    shell(plan["commands"]["load"], "loading the process manager's config")
-    running = set(shell(plan["commands"]["running"], "asking what runs").split())
-    for program in plan["programs"]:
-        if program["name"] in instances:
-            continue
+def restart_changed(target, leaving, restarted, label):
+    """Restart the programs outside the front whose own files changed (or that do not run)."""
+    up = running()
+    for program in others():
         before, after = fingerprint(leaving, program), fingerprint(target, program)
-        if program["name"] in running and before == after and not plan.get("restart_all"):
+        if program["name"] in up and before == after and not plan.get("restart_all"):
             say(f"{program['name']}: unchanged, kept running")
             continue
-        reason = ("not running" if program["name"] not in running else
+        reason = ("not running" if program["name"] not in up else
                   "asked" if plan.get("restart_all") and before == after else "its files changed")
         restart(program, target, label)
         restarted[program["name"]] = reason
         say(f"{program['name']}: restarted ({reason})")
-    for program in plan["programs"]:
-        if program["name"] not in instances:
-            continue
+
+
+def stop_start(target, label, color=None):
+    """Every program stopped (reverse order), ``current`` switched, the programs started."""
+    shell(plan["commands"]["stop_all"], "stopping the programs")
+    link("current", target)
+    if color:
+        link(color, target)
+    if target is None:
+        return
+    shell(plan["commands"]["load"], "loading the process manager's config")
+    wanted = [p for p in plan["programs"] if p["color"] in (None, color)]
+    for program in wanted:
+        shell(plan["commands"]["start"][program["name"]], f"starting {program['name']}")
+    for program in wanted:
+        healthy(program, label)
+    if color:
+        for program in instances(color):
+            put_back(program["name"])
+    say(f"{target}: every program started and healthy")
+
+
+def rolling(target, leaving, restarted, switched, label, color=None):
+    """Programs outside the front restarted when changed, then each instance through the front."""
+    link("current", target)
+    if color:
+        link(color, target)
+    shell(plan["commands"]["load"], "loading the process manager's config")
+    restart_changed(target, leaving, restarted, label)
+    for program in instances(color):
         take_out(program["name"])
         switched.append(program["name"])
         restart(program, target, label)
@@ -234,43 +279,14 @@ def rolling(target, leaving, restarted, switched, label):
         put_back(program["name"])
 
 
-def run():
-    target, leaving, mode = plan["release"], plan["leaving"], plan["mode"]
-    if mode == "rolling" and leaving is None:
-        mode = "stopstart"  # nothing serves yet: nothing to keep up
-    say(f"switch to {target} from {leaving or 'nothing'} ({mode})")
-    restarted, switched = {}, []
-    try:
-        if mode == "rolling":
-            rolling(target, leaving, restarted, switched, "new")
-        else:
-            stop_start(target, "new")
-            restarted.update({p["name"]: "stop and start" for p in plan["programs"]})
-        shell(plan["commands"]["status"], "checking that every program runs")
-        return {"result": "ok", "restarted": restarted}
-    except Failure as failure:
-        say(f"FAILED: {failure}")
-        problem = str(failure)
-        bad = failure.bad
-    say(f"going back to {leaving or 'nothing'}")
-    try:
-        if mode == "rolling":
-            back_restarted = {}
-            rolling_back(leaving, switched, restarted, back_restarted)
-        else:
-            stop_start(leaving, "going back")
-    except Failure as failure:
-        say(f"going back failed too: {failure}")
-        return {"result": "failed", "error": f"{problem}; going back failed: {failure}", "bad": bad}
-    return {"result": "rolled-back" if bad else "failed", "error": problem, "bad": bad, "restarted": restarted}
-
-
-def rolling_back(leaving, switched, restarted, back):
+def rolling_back(leaving, switched, restarted, color=None):
     """Undo a rolling switch: ``current`` back, then what was restarted, with the old code."""
-    link_current(leaving)
+    link("current", leaving)
+    if color:
+        link(color, leaving)
     shell(plan["commands"]["load"], "loading the process manager's config")
-    for program in plan["programs"]:
-        if program["name"] in restarted and program["name"] not in plan["front_instances"]:
+    for program in others():
+        if program["name"] in restarted:
             restart(program, leaving, "going back")
             say(f"{program['name']}: restarted with {leaving}")
     for program in plan["programs"]:
@@ -280,7 +296,134 @@ def rolling_back(leaving, switched, restarted, back):
             put_back(program["name"])
 
 
+def flip(to, away):
+    """The front sends new requests to the ``to`` set only; the ``away`` set finishes what it has."""
+    began = time.monotonic()
+    for program in instances(to):
+        front_set(program["name"], "state", "ready")
+        front_set(program["name"], "health", "up")
+    for program in instances(away):
+        front_set(program["name"], "state", "maint")
+    seconds = time.monotonic() - began
+    say(f"front flipped to the {to} set in {seconds:.3f}s")
+    return seconds
+
+
+def blue_green(target, leaving, color, live, restarted, state):
+    """Start (or find warm) the ``color`` set with the new release beside the ``live`` one, flip."""
+    state["before"] = linked(color)
+    link(color, target)
+    link("current", target)
+    shell(plan["commands"]["load"], "loading the process manager's config")
+    restart_changed(target, leaving, restarted, "new")
+    up = running()
+    for program in instances(color):
+        if program["name"] in up and state["before"] == target:
+            say(f"{program['name']}: still runs {target} (kept warm): nothing to start")
+            continue
+        state["started"].append(program["name"])  # before it starts: a failed start is stopped too
+        restart(program, target, "new")
+        restarted[program["name"]] = f"started beside the {live} set"
+        say(f"{program['name']}: started and healthy")
+    state["flip"] = flip(color, live)
+    state["flipped"] = True
+    for program in instances(live):  # requests the old set took before the flip finish there
+        deadline = time.monotonic() + plan["front"]["drain_timeout"]
+        while int(front_server(program["name"]).get("scur") or 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if plan["keep_warm"] >= 0:
+        cool_down_later(live, leaving)
+
+
+def blue_green_back(leaving, color, live, restarted, state):
+    if state.get("flipped"):
+        flip(live, color)
+    for name in state["started"]:
+        shell(plan["commands"]["stop"][name], f"stopping {name}")
+    link(color, state["before"])
+    link("current", leaving)
+    shell(plan["commands"]["load"], "loading the process manager's config")
+    for program in others():
+        if program["name"] in restarted:
+            restart(program, leaving, "going back")
+
+
+def cool_down_later(color, release):
+    """Stop the ``color`` set after ``keep_warm`` seconds, unless it serves again by then."""
+    log = open(os.path.join(state_dir, "cool-down.log"), "a")
+    subprocess.Popen([sys.executable, sys.argv[0], sys.argv[1], "cool-down", color, release or "",
+                      str(plan["keep_warm"])], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                     start_new_session=True)
+    say(f"the {color} set stays warm for {plan['keep_warm']}s (a rollback then only flips back)")
+
+
+def cool_down(color, release, seconds):
+    """The far end of ``cool_down_later``: stop the set if it still is the one left warm."""
+    time.sleep(float(seconds))
+    lock = open(os.path.join(state_dir, "lock"), "a+")
+    deadline = time.monotonic() + 3600
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(1)
+    if color_of(linked("current")) == color or linked(color) != (release or None):
+        say(f"cool-down: the {color} set serves or runs another release now: left running")
+        return
+    for program in instances(color):
+        subprocess.run(plan["commands"]["stop"][program["name"]], shell=True, stdin=subprocess.DEVNULL)
+    say(f"cool-down: stopped the {color} set ({release}) after {seconds}s warm")
+
+
+def run():
+    target, leaving, mode = plan["release"], plan["leaving"], plan["mode"]
+    color = live = None
+    if mode == "bluegreen":
+        color, live = color_of(target), color_of(leaving)
+        if leaving is not None and (color == live or target == leaving):
+            mode = "rolling"  # the same set: one instance at a time
+    if mode in ("rolling", "bluegreen") and leaving is None:
+        mode = "stopstart"  # nothing serves yet: nothing to keep up
+    say(f"switch to {target} from {leaving or 'nothing'} ({mode}{f', the {color} set' if color else ''})")
+    restarted, switched, state = {}, [], {"started": []}
+    try:
+        if mode == "bluegreen":
+            blue_green(target, leaving, color, live, restarted, state)
+        elif mode == "rolling":
+            rolling(target, leaving, restarted, switched, "new", color)
+        else:
+            stop_start(target, "new", color)
+            restarted.update({p["name"]: "stop and start" for p in plan["programs"] if p["color"] in (None, color)})
+        up = running()
+        missing = [p["name"] for p in others() + instances(color) if p["name"] not in up]
+        if missing:
+            raise Failure(f"not running after the switch: {' '.join(missing)}")
+        return {"result": "ok", "restarted": restarted, "flip_seconds": state.get("flip")}
+    except Failure as failure:
+        say(f"FAILED: {failure}")
+        problem = str(failure)
+        bad = failure.bad
+    say(f"going back to {leaving or 'nothing'}")
+    try:
+        if mode == "bluegreen":
+            blue_green_back(leaving, color, live, restarted, state)
+        elif mode == "rolling":
+            rolling_back(leaving, switched, restarted, color)
+        else:
+            stop_start(leaving, "going back", color_of(leaving) if color else None)
+    except Failure as failure:
+        say(f"going back failed too: {failure}")
+        return {"result": "failed", "error": f"{problem}; going back failed: {failure}", "bad": bad}
+    return {"result": "rolled-back" if bad else "failed", "error": problem, "bad": bad, "restarted": restarted}
+
+
 def main():
+    if sys.argv[2:3] == ["cool-down"]:
+        cool_down(*sys.argv[3:6])
+        return
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     lock = open(os.path.join(state_dir, "lock"), "a+")
     try:

@@ -102,7 +102,7 @@ FRONT_GROUP = "haproxy"  # Debian's admin socket, /run/haproxy/admin.sock, is fo
 
 
 def wanted_packages(config: HostConfig) -> list[str]:
-    extra = FRONT_PACKAGES if config.front else ()
+    extra = (*FRONT_PACKAGES, *(("lego",) if config.front.tls == "acme" else ())) if config.front else ()
     return list(dict.fromkeys((*SYSTEM_PACKAGES, *extra, *config.packages)))
 
 
@@ -132,6 +132,36 @@ def plan_front(config: HostConfig, facts: dict, plan: Plan) -> None:
     path, rule = front_sudoers_path(config), front.sudoers(config)
     plan.check(facts["files"].get(path) == rule, f"{path} lets {config.user} reload the front",
                f"let {config.user} reload the front ({path})", *install_sudoers(path, rule))
+    if config.front.tls == "acme":
+        plan_renewal_timer(config, facts, plan)
+
+
+def renewal_units(config: HostConfig) -> dict[str, str]:
+    """A timer that runs the certificate's renew script twice a day, as the deploy user."""
+    slug = systemd.site_slug(config)
+    script = front.front_dir(config, "acme", "renew")
+    service = "\n".join([
+        "# Written by bootstrap-host: renews the front's certificate (tls = acme).", "[Unit]",
+        f"Description=renew the certificate of the site in {systemd._escape(config.root)}",
+        f"ConditionPathExists={systemd._escape(script)}", "", "[Service]", "Type=oneshot", f"User={config.user}",
+        f"ExecStart={systemd._escape(commands.join('/bin/sh', script))}", ""])
+    timer = "\n".join([
+        "# Written by bootstrap-host: renews the front's certificate (tls = acme).", "[Unit]",
+        f"Description=renew the certificate of the site in {systemd._escape(config.root)} twice a day", "",
+        "[Timer]", "OnCalendar=*-*-* 00,12:00:00", "RandomizedDelaySec=1h", "Persistent=true", "",
+        "[Install]", "WantedBy=timers.target", ""])
+    return {f"{slug}-certificate.service": service, f"{slug}-certificate.timer": timer}
+
+
+def plan_renewal_timer(config: HostConfig, facts: dict, plan: Plan) -> None:
+    units = renewal_units(config)
+    written = [name for name, text in units.items() if facts["files"].get(f"{systemd.UNIT_DIR}/{name}") != text]
+    plan.check(not written, "the certificate's renewal timer is as wanted", f"write {' '.join(written)}",
+               *(commands.write_file(f"{systemd.UNIT_DIR}/{name}", units[name]) for name in written),
+               commands.join("systemctl", "daemon-reload"))
+    timer = next(name for name in units if name.endswith(".timer"))
+    enabled = facts["paths"].get(f"{systemd.UNIT_DIR}/timers.target.wants/{timer}") is not None
+    plan.check(enabled, f"{timer} enabled", f"enable {timer}", commands.join("systemctl", "enable", "--now", timer))
 
 
 def fact_spec(config: HostConfig) -> dict:
@@ -142,6 +172,9 @@ def fact_spec(config: HostConfig) -> dict:
              systemd.sudoers_path(config) + "-supervisor", FRONT_DEFAULTS, front_sudoers_path(config),
              *(f"{systemd.UNIT_DIR}/{unit}" for unit in units)]
     paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf")]
+    if config.front and config.front.tls == "acme":
+        files += [f"{systemd.UNIT_DIR}/{name}" for name in renewal_units(config)]
+        paths += [f"{systemd.UNIT_DIR}/timers.target.wants/{systemd.site_slug(config)}-certificate.timer"]
     paths += [f"{systemd.UNIT_DIR}/multi-user.target.wants/{unit}" for unit in units]
     return {"users": users, "packages": wanted_packages(config), "files": files, "paths": paths,
             "root": config.root}

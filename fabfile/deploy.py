@@ -10,7 +10,7 @@ from invoke import Exit, UnexpectedExit
 
 from . import backup as backups
 from . import bundle as bundles
-from . import commands, dists, front, lock, notify, output, releases, schedule, switch
+from . import certificates, commands, dists, front, lock, notify, output, releases, schedule, switch
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
 from .dists import DistError, sha256
@@ -127,6 +127,10 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str
     if site.config.front:
         with output.step("front"):
             output.say(front.apply(site, live))
+        if site.config.front.tls == "acme":
+            with output.step("certificate"):
+                done, message = certificates.obtain(site)
+            output.say(message if done else f"[yellow]warning: {message}[/]")
     verdict = switch.run_switch(site, release_id, leaving)
     if verdict["result"] == "ok":
         output.say(f"restarted: {switch.describe(verdict)}")

@@ -86,9 +86,12 @@ def render_config(config: HostConfig, live: str = "blue") -> str:
     if front.tls != "off":
         lines += [f"    bind {_bind(front, front.https_port)} ssl crt {_quote(front_dir(config, 'certs', 'site.pem'))}",
                   "    http-request redirect scheme https code 301 unless { ssl_fc } || { path_beg /.well-known/acme-challenge/ }"]
+    if front.tls == "acme":  # the ACME client answers the CA's HTTP-01 requests, maintenance or not
+        lines.append(f"    use_backend {name}-acme if {{ path_beg /.well-known/acme-challenge/ }}")
     lines += [f"    http-request return status 503 content-type \"text/html; charset=utf-8\" "
               f"file {_quote(front_dir(config, 'maintenance.html'))} hdr Retry-After {front.retry_after} "
-              f"if {{ str(on),map({_quote(front_dir(config, 'maintenance.map'))}) -m found }}"]
+              f"if {{ str(on),map({_quote(front_dir(config, 'maintenance.map'))}) -m found }} "
+              f"!{{ path_beg /.well-known/acme-challenge/ }}"]
     if front.hsts and front.tls != "off":
         lines.append('    http-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }')
     lines += [f"    default_backend {name}", "", f"backend {name}", "    balance roundrobin"]
@@ -98,6 +101,7 @@ def render_config(config: HostConfig, live: str = "blue") -> str:
               "    http-check expect status 200-399"]
     if front.site_path is not None:
         lines += _virtual_hosting(front)
+    acme = [f"backend {name}-acme", f"    server lego 127.0.0.1:{front.acme_port}"] if front.tls == "acme" else []
     for instance in front.instances:
         program = programs[instance]
         if config.switch != "bluegreen":
@@ -106,7 +110,7 @@ def render_config(config: HostConfig, live: str = "blue") -> str:
         for color, address in (("blue", instance_address(program)), ("green", program.green_address)):
             off = "" if color == live else " disabled"
             lines.append(f"    server {instance}-{color} {address} check inter 1s fall 2 rise 1{off}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ([""] + acme if acme else [])) + "\n"
 
 
 def _virtual_hosting(front: Front) -> list[str]:
@@ -166,7 +170,7 @@ def prepare_files(config: HostConfig) -> str:
                                        mode="0750"),
              commands.write_file(front_dir(config, "maintenance.html"), MAINTENANCE_PAGE),
              f"touch {shlex.quote(front_dir(config, 'maintenance.map'))}"]
-    if config.front.tls == "internal":
+    if config.front.tls != "off":  # acme: a self-made one until the CA's arrives
         steps.append(internal_certificate(config))
     return commands.and_then(*steps)
 

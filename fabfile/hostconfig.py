@@ -45,7 +45,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     "services": {"manager": "str", "programs": "names"},
     "program:*": {"command": "command", "health_url": "url", "address": "str", "green_address": "str"},
     "deploy": {"keep_releases": "positive", "health_timeout": "positive", "allow_dirty": "bool", "switch": "str"},
-    "front": {"server": "str", "domains": "list", "tls": "str", "email": "str", "acme_directory": "str",
+    "front": {"server": "str", "domains": "list", "tls": "str", "email": "str", "acme_directory": "url",
+              "acme_ca_bundle": "localpath", "acme_port": "port",
               "site_path": "str", "instances": "list", "bind": "str", "http_port": "port",
               "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "int",
               "retry_after": "int", "keep_warm": "int"},
@@ -63,7 +64,9 @@ SCHEMA: dict[str, dict[str, str]] = {
 LIST_KINDS = ("list", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
 SWITCHES = ("stopstart", "rolling", "bluegreen")
 FRONT_SERVERS = ("haproxy",)
-FRONT_TLS = ("off", "internal")
+FRONT_TLS = ("off", "internal", "acme")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 FRONT_CONTROLS = ("systemd", "self")
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I)
 _SITE_PATH = re.compile(r"/[A-Za-z0-9_.~@+-]*(/[A-Za-z0-9_.~@+-]+)*")
@@ -107,7 +110,9 @@ class Front:
     domains: tuple[str, ...] = ()
     tls: str = "off"                   # off | internal (acme: not yet)
     email: str | None = None
-    acme_directory: str | None = None
+    acme_directory: str = LETS_ENCRYPT
+    acme_ca_bundle: Path | None = None   # a CA file this side, for an ACME server with a private CA
+    acme_port: int = 8402                # where the ACME client answers HTTP-01 behind the front
     site_path: str | None = None       # Zope virtual hosting: the object the domains show
     instances: tuple[str, ...] = ()    # the programs it balances
     bind: str = "*"
@@ -516,7 +521,11 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
 
 
 def _origin(values, section: str, key: str) -> Path | str:
-    return values.get(section, {}).get(key, (None, "host config"))[1]
+    """The file a key comes from; for a missing key, the file of its section."""
+    options = values.get(section, {})
+    if key in options:
+        return options[key][1]
+    return next((origin for _, origin in options.values()), "host config")
 
 
 def instance_address(program: Program) -> str | None:
@@ -539,11 +548,11 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
         if get("front", key, allowed[0]) not in allowed:
             fail(key, f"{get('front', key)!r} is not one of {', '.join(allowed)}")
     tls = get("front", "tls", "off")
-    if tls == "acme":
-        fail("tls", "acme is not supported by this version yet; use internal (a certificate made on the host) "
-                    "or off")
     if tls not in FRONT_TLS:
-        fail("tls", f"{tls!r} is not one of acme, {', '.join(FRONT_TLS)}")
+        fail("tls", f"{tls!r} is not one of {', '.join(FRONT_TLS)}")
+    email = get("front", "email")
+    if tls == "acme" and not (email and _EMAIL.fullmatch(email)):
+        fail("email", f"tls = acme needs an e-mail address for the ACME account (not {email!r})")
     domains = get("front", "domains", ())
     for domain in domains:
         if not _HOSTNAME.fullmatch(domain):
@@ -581,8 +590,15 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
     for key, value in (("drain_timeout", drain_timeout), ("keep_warm", keep_warm)):
         if value < 0:
             fail(key, "must not be negative")
-    return Front(server=get("front", "server", "haproxy"), domains=domains, tls=tls, email=get("front", "email"),
-                 acme_directory=get("front", "acme_directory"), site_path=site_path, instances=instances,
+    acme_port = get("front", "acme_port", 8402)
+    if tls == "acme" and acme_port in (*taken, http_port, https_port):
+        fail("acme_port", f"{acme_port} is taken by the front or an instance")
+    ca_bundle = get("front", "acme_ca_bundle")
+    if ca_bundle is not None and not ca_bundle.is_file():
+        fail("acme_ca_bundle", f"no such file {ca_bundle}")
+    return Front(server=get("front", "server", "haproxy"), domains=domains, tls=tls, email=email,
+                 acme_directory=get("front", "acme_directory", LETS_ENCRYPT), acme_ca_bundle=ca_bundle,
+                 acme_port=acme_port, site_path=site_path, instances=instances,
                  bind=get("front", "bind", "*"), http_port=http_port, https_port=https_port,
                  hsts=get("front", "hsts", False), control=get("front", "control", "systemd"),
                  drain_timeout=drain_timeout, retry_after=get("front", "retry_after", 30), keep_warm=keep_warm)

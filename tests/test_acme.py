@@ -25,6 +25,7 @@ import pytest
 from sandbox.load import Load
 from sites import make_site
 from support import free_port, require
+from test_front import stop_front
 
 DOMAIN = "www.example.test"
 
@@ -98,12 +99,7 @@ def site(sandbox_host, tmp_path_factory, pebble):
     test_site.https_port = https_port
     yield test_site
     test_site.stop_everything()
-    pid_file = test_site.root / "front" / "run" / "haproxy.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
+    stop_front(test_site)
 
 
 def served_certificate(site, root_pem: str) -> dict:

@@ -6,10 +6,8 @@ rollback then flips back and starts no program. The tests run in order on one si
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 
@@ -18,7 +16,7 @@ import pytest
 from sandbox.load import Load
 from sites import make_site
 from support import free_port, require
-from test_front import DOMAIN, assert_no_request_failed, front_extra, request
+from test_front import DOMAIN, assert_no_request_failed, front_extra, request, stop_front
 
 KEEP_WARM = 25
 
@@ -35,12 +33,7 @@ def site(sandbox_host, tmp_path_factory):
     test_site.front_ports = ports
     yield test_site
     test_site.stop_everything()
-    pid_file = test_site.root / "front" / "run" / "haproxy.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
+    stop_front(test_site)
 
 
 def pids(site) -> dict[str, str]:

@@ -7,13 +7,11 @@ failed requests (none allowed) and finds every accepted POST stored exactly once
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import signal
 import ssl
 import subprocess
-import time
 from collections import Counter
 
 import pytest
@@ -39,7 +37,12 @@ def site(sandbox_host, tmp_path_factory):
     test_site.front_ports = ports
     yield test_site
     test_site.stop_everything()
-    pid_file = test_site.root / "front" / "run" / "haproxy.pid"
+    stop_front(test_site)
+
+
+def stop_front(site) -> None:
+    """Stop the HAProxy a site's deploy started (control = self), by the pid in its pid file."""
+    pid_file = site.root / "front" / "run" / "haproxy.pid"
     if pid_file.exists():
         try:
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)

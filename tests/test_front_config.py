@@ -122,3 +122,60 @@ def test_secrets_reach_the_job_only_to_be_taken_out_of_its_output(tmp_path):
     config = hostconfig.load(path, environ={"TOKEN": "sekrit-value"})
     plan = switch.build_plan(config, "r2", "r1", "job1")
     assert plan["secrets"] == ["sekrit-value"]
+
+
+def test_acme_sends_the_challenge_to_lego_and_keeps_it_out_of_redirects_and_maintenance(tmp_path):
+    config = load(tmp_path, "domains = www.example.org\ntls = acme\nemail = admin@example.org\n")
+    text = front.render_config(config)
+    assert "use_backend srv-site-acme if { path_beg /.well-known/acme-challenge/ }" in text
+    assert "backend srv-site-acme\n    server lego 127.0.0.1:8402" in text
+    assert "!{ path_beg /.well-known/acme-challenge/ }" in text  # maintenance
+    assert config.front.acme_directory == hostconfig.LETS_ENCRYPT
+
+
+def test_the_renew_script_asks_lego_for_every_domain_and_installs_only_a_changed_certificate(tmp_path):
+    from fabfile import certificates
+    config = load(tmp_path, "domains = www.example.org example.org\ntls = acme\nemail = admin@example.org\n")
+    script = certificates.renew_script(config)
+    assert "lego --accept-tos --email admin@example.org --server https://acme-v02.api.letsencrypt.org/directory" in script
+    assert "--domains www.example.org --domains example.org" in script
+    assert "renew --days 30" in script and " run;" in script and "--http.port 127.0.0.1:8402" in script
+    assert "cmp -s /srv/site/front/certs/site.pem.new /srv/site/front/certs/site.pem" in script
+    assert "renew --days 100000" in certificates.renew_script(config, force=True)
+
+
+def test_bluegreen_renders_both_sets_the_idle_one_disabled(tmp_path):
+    path = tmp_path / "bg.cfg"
+    path.write_text(SITE.replace("8081/health\n", "8081/health\ngreen_address = 127.0.0.1:18081\n")
+                    .replace("8082/health\n", "8082/health\ngreen_address = 127.0.0.1:18082\n")
+                    + "[front]\ncontrol = self\n[deploy]\nswitch = bluegreen\n"
+                      "[green]\nports:instance1 = 18081\nports:instance2 = 18082\n")
+    config = hostconfig.load(path, environ={})
+    text = front.render_config(config, live="green")
+    assert "server instance1-blue 127.0.0.1:8081 check inter 1s fall 2 rise 1 disabled" in text
+    assert "server instance1-green 127.0.0.1:18081 check inter 1s fall 2 rise 1\n" in text
+    assert config.programs[1].green_health_url == "http://127.0.0.1:18081/health"
+    plan = switch.build_plan(config, "r2", "r1", "job")
+    assert [p["name"] for p in plan["programs"]] == ["zeoserver", "instance1-blue", "instance1-green",
+                                                     "instance2-blue", "instance2-green"]
+
+
+@pytest.mark.parametrize("change, words", [
+    ("", "needs a [green] section"),
+    ("[services]\nmanager = systemd\n", "supervisor only"),
+])
+def test_bluegreen_without_what_it_needs_is_refused(tmp_path, change, words):
+    path = tmp_path / "bg.cfg"
+    green = "" if not change else "[green]\nports:instance1 = 18081\n"
+    text = (SITE.replace("8081/health\n", "8081/health\ngreen_address = 127.0.0.1:18081\n")
+            .replace("8082/health\n", "8082/health\ngreen_address = 127.0.0.1:18082\n")
+            + "[front]\n[deploy]\nswitch = bluegreen\n" + green)
+    if change:
+        text = text.replace("[services]\n", change)
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"\[deploy\] switch"):
+        try:
+            hostconfig.load(path, environ={})
+        except ConfigError as error:
+            assert words in str(error)
+            raise

@@ -131,7 +131,7 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str
             with output.step("certificate"):
                 done, message = certificates.obtain(site)
             output.say(message if done else f"[yellow]warning: {message}[/]")
-    verdict = switch.run_switch(site, release_id, leaving)
+    verdict = switch.run_switch(site, release_id, leaving, live=live)
     if verdict["result"] == "ok":
         output.say(f"restarted: {switch.describe(verdict)}")
         return verdict

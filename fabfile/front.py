@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from fabric import task
 from invoke import Exit
 
-from . import commands, output
+from . import commands, nginx, output
 from .hostconfig import Front, HostConfig, instance_address
 from .site import Site, open_site
 from .systemd import site_slug
@@ -52,7 +52,7 @@ def backend_name(config: HostConfig) -> str:
 
 
 def config_path(config: HostConfig) -> str:
-    return front_dir(config, "conf", "site.cfg")
+    return front_dir(config, "conf", "site.cfg" if config.front.server == "haproxy" else "site.conf")
 
 
 def admin_socket(config: HostConfig) -> str:
@@ -139,7 +139,9 @@ def _pid_file(config: HostConfig) -> str:
 
 
 def reload_command(config: HostConfig) -> str:
-    """Load the config: a seamless reload when HAProxy runs, a start when it does not."""
+    """Load the config: a seamless reload when the front runs, a start when it does not."""
+    if config.front.server == "nginx":
+        return nginx.reload_command(config)
     if config.front.control == "systemd":
         return commands.join("sudo", "-n", "/usr/bin/systemctl", "reload-or-restart", "haproxy.service")
     pid_file = _pid_file(config)
@@ -170,35 +172,66 @@ def prepare_files(config: HostConfig) -> str:
                                        mode="0750"),
              commands.write_file(front_dir(config, "maintenance.html"), MAINTENANCE_PAGE),
              f"touch {shlex.quote(front_dir(config, 'maintenance.map'))}"]
+    if config.front.server == "nginx":  # maintenance off unless it was on
+        inc = front_dir(config, "maintenance.inc")
+        steps.append(f"[ -s {shlex.quote(inc)} ] || {commands.write_file(inc, nginx.maintenance_text(False))}")
     if config.front.tls != "off":  # acme: a self-made one until the CA's arrives
         steps.append(internal_certificate(config))
     return commands.and_then(*steps)
 
 
+def wanted_files(config: HostConfig, live: str) -> dict[str, str]:
+    """The front's config files, by path: what the host must have."""
+    if config.front.server == "haproxy":
+        return {config_path(config): render_config(config, live)}
+    files = {config_path(config): nginx.render_site(config),
+             front_dir(config, "conf", "upstream.inc"): nginx.render_upstream(config, live)}
+    if config.front.control == "self":
+        files[front_dir(config, "nginx.conf")] = nginx.render_main(config)
+    return files
+
+
+def candidate_check(config: HostConfig, live: str) -> tuple[dict[str, str], str]:
+    """Candidate files outside ``conf/`` (never loaded unchecked) and the server's own check of them."""
+    if config.front.server == "haproxy":
+        checking = front_dir(config, "site.cfg.checking")
+        return {checking: render_config(config, live)}, config_check(config, checking)
+    site, upstream, main = (front_dir(config, name) for name in ("site.conf.checking", "upstream.inc.checking",
+                                                                 "check.conf"))
+    files = {site: nginx.render_site(config, upstream), upstream: nginx.render_upstream(config, live),
+             main: nginx.check_config(config, site)}
+    return files, nginx.check_command(config, main)
+
+
 def apply(site: Site, live: str = "blue") -> str:
-    """Write the front's config, check it with HAProxy, load it; what happened, in words."""
+    """Write the front's config, check it with the server's own check, load it; what happened, in words."""
     config = site.config
-    wanted = render_config(config, live)
-    path = config_path(config)
+    wanted = wanted_files(config, live)
     site.run(prepare_files(config))
-    current = site.run(commands.join("cat", path), changes=False, warn=True)
+    current = {path: site.run(commands.join("cat", path), changes=False, warn=True) for path in wanted}
     running = site.run(front_is_up(config), changes=False, warn=True)
-    if current and current.stdout == wanted and not running.exited:
+    if all(found and found.stdout == wanted[path] for path, found in current.items()) and not running.exited:
         return "front config unchanged"
-    checking = front_dir(config, "site.cfg.checking")  # outside conf/: never loaded unchecked
-    site.run(commands.write_file(checking, wanted))
-    checked = site.run(config_check(config, checking), warn=True)
+    candidates, check = candidate_check(config, live)
+    site.run(commands.and_then(*(commands.write_file(path, text) for path, text in candidates.items())))
+    checked = site.run(check, warn=True)
+    site.run(commands.remove(*candidates))
     if checked.exited:
-        site.run(commands.remove(checking))
         message = (checked.stdout + checked.stderr).strip()
-        raise Exit(f"the front's config does not pass HAProxy's check; the running front keeps its config:\n"
-                   f"{site.config.redact(message)}", 1)
-    site.run(commands.and_then(commands.join("mv", "-f", checking, path), reload_command(config)))
-    return "front config loaded" if current and current.stdout else "front started"
+        raise Exit(f"the front's config does not pass {config.front.server}'s check; the running front keeps "
+                   f"its config:\n{site.config.redact(message)}", 1)
+    site.run(commands.and_then(*(commands.write_file(path, text) for path, text in wanted.items()),
+                               reload_command(config)))
+    existed = any(found and found.stdout for found in current.values())
+    return "front config loaded" if existed else "front started"
 
 
 def front_is_up(config: HostConfig) -> str:
-    """Succeeds when the admin socket answers."""
+    """Succeeds when the front runs (HAProxy: its admin socket answers)."""
+    if config.front.server == "nginx":
+        if config.front.control == "systemd":
+            return commands.join("systemctl", "is-active", "--quiet", "nginx.service")
+        return f"kill -0 \"$(cat {shlex.quote(nginx.pid_file(config))} 2>/dev/null)\" 2>/dev/null"
     return (f"printf 'show info\\n' | {commands.join('python3', '-c', _SOCKET_CLIENT, admin_socket(config))}"
             " >/dev/null 2>&1")
 
@@ -217,7 +250,10 @@ def runtime(config: HostConfig, *lines: str) -> str:
 
 
 def maintenance_command(config: HostConfig, on: bool) -> str:
-    """Maintenance on or off, now (admin socket) and after a reload (the map file)."""
+    """Maintenance on or off, now (admin socket) and after a reload (the map file); nginx: a reload."""
+    if config.front.server == "nginx":
+        return commands.and_then(commands.write_file(front_dir(config, "maintenance.inc"),
+                                                     nginx.maintenance_text(on)), nginx.reload_command(config))
     map_file = front_dir(config, "maintenance.map")
     if on:
         return commands.and_then(commands.write_file(map_file, "on 1\n"),

@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, str]] = {
 }
 LIST_KINDS = ("list", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
 SWITCHES = ("stopstart", "rolling", "bluegreen")
-FRONT_SERVERS = ("haproxy",)
+FRONT_SERVERS = ("haproxy", "nginx")
 FRONT_TLS = ("off", "internal", "acme")
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")

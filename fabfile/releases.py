@@ -77,7 +77,7 @@ def rollback(c, to=None, with_data=False, force_unlock=False):
         if with_data:
             restored = restore.restore_for_rollback(site, target.id)
         with output.step(f"rollback {leaving} -> {target.id}"):
-            verdict = switch.run_switch(site, target.id, leaving)
+            verdict = switch.run_switch(site, target.id, leaving, live=facts.color)
         if verdict["result"] != "ok":
             error = site.config.redact(verdict.get("error", "?"))
             log_event(site, "rollback-failed", release=target.id, current=leaving, error=error)

@@ -80,11 +80,12 @@ def restart(c, everything=False):
     """Restart the site's programs one by one, each healthy before the next (with a front: drained)."""
     site = open_site(c)
     if site.config.front:
-        current = site.facts().current
+        facts = site.facts()
+        current = facts.current
         if current is None:
             raise Exit(f"nothing is deployed on {site.config.name}: nothing to restart", 1)
         with output.step("rolling restart through the front"):
-            verdict = switch.run_switch(site, current, current, restart_all=everything)
+            verdict = switch.run_switch(site, current, current, restart_all=everything, live=facts.color)
         if verdict["result"] != "ok":
             raise Exit(f"restart failed: {site.config.redact(verdict.get('error', '?'))}", 1)
         return

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from invoke import Exit, UnexpectedExit
 
-from . import commands, front, onhost, supervisor, systemd
+from . import commands, front, nginx, onhost, supervisor, systemd
 from .hostconfig import HostConfig
 from .site import Site, who
 
@@ -39,8 +39,19 @@ def running_programs(config: HostConfig) -> str:
     return commands.join("sh", "-c", script, "sh", systemd.site_slug(config), *(p.name for p in config.programs))
 
 
+def front_plan(config: HostConfig, live: str) -> dict:
+    """How the job talks to the front: HAProxy's admin socket, or nginx's upstream file and reload."""
+    common = {"kind": config.front.server, "backend": front.backend_name(config),
+              "drain_timeout": config.front.drain_timeout}
+    if config.front.server == "haproxy":
+        return {**common, "socket": front.admin_socket(config)}
+    return {**common, "servers": nginx.servers(config), "enabled": nginx.enabled(config, live),
+            "upstream_file": front.front_dir(config, "conf", "upstream.inc"), "pid_file": nginx.pid_file(config),
+            "reload": nginx.reload_command(config)}
+
+
 def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, *,
-               restart_all: bool = False, mode: str | None = None) -> dict:
+               restart_all: bool = False, mode: str | None = None, live: str = "blue") -> dict:
     """Everything the job needs, commands built here from quoted tokens."""
     manager = _manager(config)
     processes = supervisor.processes(config) if config.manager == "supervisor" else \
@@ -55,8 +66,7 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
                       "command": p.command, "script": shlex.split(p.command)[0]} for name, p, link in processes],
         "keep_warm": config.front.keep_warm if config.front else 0,
         "front_instances": list(config.front.instances) if config.front else [],
-        "front": {"socket": front.admin_socket(config), "backend": front.backend_name(config),
-                  "drain_timeout": config.front.drain_timeout} if config.front else None,
+        "front": front_plan(config, live) if config.front else None,
         "commands": {
             "load": manager.start(config, []),
             "start": {name: manager.start(config, [name]) for name in names},

@@ -1,4 +1,4 @@
-"""Integration: the example site behind a real HAProxy on the sandbox host, under a bounded load.
+"""Integration: the example site behind a real HAProxy, then a real nginx, on the sandbox host, under load.
 
 Every switch (a code change, a rollback, a restart, a deploy whose health check fails)
 runs while four clients send GETs and POSTs through the front; each test counts the
@@ -23,31 +23,36 @@ from support import free_port, require
 DOMAIN = "www.example.test"
 
 
-def front_extra(http_port: int, https_port: int, bind: str = "127.0.0.1") -> str:
-    return (f"[front]\ncontrol = self\nbind = {bind}\nhttp_port = {http_port}\nhttps_port = {https_port}\n"
+def front_extra(http_port: int, https_port: int, bind: str = "127.0.0.1", server: str = "haproxy") -> str:
+    return (f"[front]\nserver = {server}\ncontrol = self\nbind = {bind}\nhttp_port = {http_port}\n"
+            f"https_port = {https_port}\n"
             f"tls = internal\ndomains = {DOMAIN}\nsite_path = /\ndrain_timeout = 10\nretry_after = 7\n")
 
 
-@pytest.fixture(scope="module")
-def site(sandbox_host, tmp_path_factory):
-    require(shutil.which("haproxy"), "haproxy not found: apt-get install haproxy")
+@pytest.fixture(scope="module", params=["haproxy", "nginx"])
+def site(request, sandbox_host, tmp_path_factory):
+    """The example site behind each kind of front in turn (every test below runs with both)."""
+    kind = request.param
+    require(shutil.which(kind) or os.path.exists(f"/usr/sbin/{kind}"), f"{kind} not found: apt-get install {kind}")
     require(shutil.which("openssl"), "openssl not found: apt-get install openssl")
     ports = free_port(), free_port()
-    test_site = make_site(tmp_path_factory.mktemp("front"), sandbox_host, front_extra(*ports))
-    test_site.front_ports = ports
+    test_site = make_site(tmp_path_factory.mktemp(f"front-{kind}"), sandbox_host,
+                          front_extra(*ports, server=kind))
+    test_site.front_ports, test_site.kind = ports, kind
     yield test_site
     test_site.stop_everything()
     stop_front(test_site)
 
 
 def stop_front(site) -> None:
-    """Stop the HAProxy a site's deploy started (control = self), by the pid in its pid file."""
-    pid_file = site.root / "front" / "run" / "haproxy.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
+    """Stop the front a site's deploy started (control = self), by the pid in its pid file."""
+    for name in ("haproxy.pid", "nginx.pid"):
+        pid_file = site.root / "front" / "run" / name
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
 
 
 def request(site, method="GET", path="/", tls=True, body=None, headers=None):
@@ -61,7 +66,7 @@ def request(site, method="GET", path="/", tls=True, body=None, headers=None):
     try:
         connection.request(method, path, body, {"Host": DOMAIN, **(headers or {})})
         response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read().decode()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
     finally:
         connection.close()
 
@@ -154,6 +159,6 @@ def test_a_front_config_haproxy_rejects_changes_nothing(site):
     finally:
         config.write_text(before)
     assert result.returncode == 1
-    assert "does not pass HAProxy's check" in result.stdout + result.stderr
+    assert f"does not pass {site.kind}'s check" in result.stdout + result.stderr
     assert request(site)[0] == 200  # the running front keeps its config
-    assert "no-such-host" not in (site.root / "front" / "conf" / "site.cfg").read_text()
+    assert not any("no-such-host" in path.read_text() for path in (site.root / "front" / "conf").iterdir())

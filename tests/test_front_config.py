@@ -111,7 +111,8 @@ def test_the_switch_plan_carries_commands_and_the_front(tmp_path):
     config = load(tmp_path, "control = self\n")
     plan = switch.build_plan(config, "20261130T000000Z-aaaaaaaa", "20261129T000000Z-bbbbbbbb", "job1")
     assert plan["mode"] == "rolling" and plan["front_instances"] == ["instance1", "instance2"]
-    assert plan["front"] == {"socket": "/srv/site/front/run/admin.sock", "backend": "srv-site", "drain_timeout": 30}
+    assert plan["front"] == {"kind": "haproxy", "socket": "/srv/site/front/run/admin.sock", "backend": "srv-site",
+                             "drain_timeout": 30}
     assert "supervisorctl" in plan["commands"]["start"]["instance1"] and "instance1" in plan["commands"]["stop"]["instance1"]
     assert [p["script"] for p in plan["programs"]] == ["bin/zeoserver", "bin/instance1", "bin/instance2"]
 

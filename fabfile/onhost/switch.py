@@ -97,55 +97,120 @@ def healthy(program, label):
         raise Failure(f"health check failed: {program['name']} ({label}) did not answer its health URL: {error}")
 
 
-# -- the front: HAProxy's runtime API on its admin socket -------------------------------------
+# -- the front: HAProxy's runtime API, or nginx's upstream file and a graceful reload -----------
 
-def front(command):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(plan["front"]["socket"])
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
+class HAProxy:
+    """Servers go in and out by one line each on the admin socket; ``show stat`` counts their requests."""
+
+    def command(self, command):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(plan["front"]["socket"])
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return b"".join(chunks).decode()
+                chunks.append(chunk)
+
+    def set(self, server, *words):
+        answer = self.command(" ".join(("set", "server", f"{plan['front']['backend']}/{server}", *words))).strip()
+        if answer:
+            raise Failure(f"the front refused 'set server {server} {' '.join(words)}': {answer}", bad=False)
+
+    def server(self, server):
+        text = self.command("show stat").lstrip("# ")
+        for row in csv.DictReader(io.StringIO(text)):
+            if row.get("pxname") == plan["front"]["backend"] and row.get("svname") == server:
+                return row
+        raise Failure(f"the front has no server {server} in backend {plan['front']['backend']}", bad=False)
+
+    def switch(self, enable, disable):
+        for name in enable:
+            self.set(name, "state", "ready")
+            self.set(name, "health", "up")
+        for name in disable:
+            self.set(name, "state", "maint")
+
+    def drain(self, names, deadline):
+        """Wait until ``names`` have no request in flight (or ``deadline``); how many are left."""
         while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks).decode()
-            chunks.append(chunk)
+            left = sum(int(self.server(name).get("scur") or 0) for name in names)
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.05)
+
+    def wait_up(self, name):
+        deadline = time.monotonic() + 10
+        while not self.server(name).get("status", "").startswith("UP"):
+            if time.monotonic() > deadline:
+                raise Failure(f"the front does not see {name} up", bad=False)
+            time.sleep(0.05)
 
 
-def front_set(server, *words):
-    answer = front(" ".join(("set", "server", f"{plan['front']['backend']}/{server}", *words))).strip()
-    if answer:
-        raise Failure(f"the front refused 'set server {server} {' '.join(words)}': {answer}", bad=False)
+class Nginx:
+    """Servers go in and out by a new upstream file and a graceful reload; the old workers finish
+    the requests they have, so a server is drained when they are gone."""
+
+    def __init__(self):
+        self.up = set(plan["front"]["enabled"])
+        self.old_workers = set()
+
+    def workers(self):
+        try:
+            with open(plan["front"]["pid_file"]) as handle:
+                master = handle.read().strip()
+        except OSError:
+            raise Failure("the front (nginx) does not run: no pid file", bad=False)
+        found = set()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    if handle.read().rsplit(")", 1)[1].split()[1] == master:
+                        found.add(pid)
+            except (OSError, IndexError):
+                continue
+        return found
+
+    def switch(self, enable, disable):
+        self.up = (self.up | set(enable)) - set(disable)
+        servers = plan["front"]["servers"]
+        lines = [f"upstream {plan['front']['backend']} {{"]
+        lines += [f"    server {servers[name]}{'' if name in self.up else ' down'};  # {name}" for name in servers]
+        path = plan["front"]["upstream_file"]
+        with open(path + ".new", "w") as handle:
+            handle.write("# Written by the switch job: which instances the front sends requests to.\n")
+            handle.write("\n".join(lines + ["}", ""]))
+        os.replace(path + ".new", path)
+        self.old_workers |= self.workers()
+        shell(plan["front"]["reload"], "reloading the front")
+
+    def drain(self, names, deadline):
+        while True:
+            self.old_workers &= self.workers()
+            if not self.old_workers or time.monotonic() >= deadline:
+                return len(self.old_workers)
+            time.sleep(0.05)
+
+    def wait_up(self, name):
+        pass  # nginx checks nothing by itself: the job checked the health URL
 
 
-def front_server(server):
-    """``{scur, status}`` of one server of the site's backend."""
-    text = front("show stat").lstrip("# ")
-    for row in csv.DictReader(io.StringIO(text)):
-        if row.get("pxname") == plan["front"]["backend"] and row.get("svname") == server:
-            return row
-    raise Failure(f"the front has no server {server} in backend {plan['front']['backend']}", bad=False)
+front = (Nginx() if plan["front"] and plan["front"]["kind"] == "nginx" else HAProxy()) if plan["front"] else None
 
 
 def take_out(name):
     """No new requests for ``name``; wait (bounded) for the ones in flight."""
-    front_set(name, "state", "maint")
-    deadline = time.monotonic() + plan["front"]["drain_timeout"]
-    while int(front_server(name).get("scur") or 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = int(front_server(name).get("scur") or 0)
+    front.switch([], [name])
+    left = front.drain([name], time.monotonic() + plan["front"]["drain_timeout"])
     say(f"{name}: out of the front" + (f", {left} request(s) still in flight after "
                                        f"{plan['front']['drain_timeout']}s" if left else ", nothing in flight"))
 
 
 def put_back(name):
-    front_set(name, "state", "ready")
-    front_set(name, "health", "up")
-    deadline = time.monotonic() + 10
-    while not front_server(name).get("status", "").startswith("UP"):
-        if time.monotonic() > deadline:
-            raise Failure(f"the front does not see {name} up", bad=False)
-        time.sleep(0.05)
+    front.switch([name], [])
+    front.wait_up(name)
     say(f"{name}: back in the front")
 
 
@@ -299,11 +364,7 @@ def rolling_back(leaving, switched, restarted, color=None):
 def flip(to, away):
     """The front sends new requests to the ``to`` set only; the ``away`` set finishes what it has."""
     began = time.monotonic()
-    for program in instances(to):
-        front_set(program["name"], "state", "ready")
-        front_set(program["name"], "health", "up")
-    for program in instances(away):
-        front_set(program["name"], "state", "maint")
+    front.switch([p["name"] for p in instances(to)], [p["name"] for p in instances(away)])
     seconds = time.monotonic() - began
     say(f"front flipped to the {to} set in {seconds:.3f}s")
     return seconds
@@ -327,10 +388,8 @@ def blue_green(target, leaving, color, live, restarted, state):
         say(f"{program['name']}: started and healthy")
     state["flip"] = flip(color, live)
     state["flipped"] = True
-    for program in instances(live):  # requests the old set took before the flip finish there
-        deadline = time.monotonic() + plan["front"]["drain_timeout"]
-        while int(front_server(program["name"]).get("scur") or 0) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    # requests the old set took before the flip finish there
+    front.drain([p["name"] for p in instances(live)], time.monotonic() + plan["front"]["drain_timeout"])
     if plan["keep_warm"] >= 0:
         cool_down_later(live, leaving)
 

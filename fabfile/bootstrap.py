@@ -33,7 +33,7 @@ import paramiko
 from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
 
-from . import commands, front, hostconfig, hostkeys, onhost, output, systemd
+from . import commands, front, hostconfig, hostkeys, nginx, onhost, output, systemd
 from .hostconfig import HostConfig
 from .platforms import Target
 from .site import connect, host_config
@@ -96,13 +96,15 @@ def layout(config: HostConfig) -> list[Directory]:
             data("var", "log"), data("backups")]
 
 
-FRONT_PACKAGES = ("haproxy", "openssl")
+FRONT_PACKAGES = {"haproxy": ("haproxy", "openssl"), "nginx": ("nginx", "openssl")}
+NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 FRONT_DEFAULTS = "/etc/default/haproxy"
 FRONT_GROUP = "haproxy"  # Debian's admin socket, /run/haproxy/admin.sock, is for this group
 
 
 def wanted_packages(config: HostConfig) -> list[str]:
-    extra = (*FRONT_PACKAGES, *(("lego",) if config.front.tls == "acme" else ())) if config.front else ()
+    extra = (*FRONT_PACKAGES[config.front.server], *(("lego",) if config.front.tls == "acme" else ())) \
+        if config.front else ()
     return list(dict.fromkeys((*SYSTEM_PACKAGES, *extra, *config.packages)))
 
 
@@ -121,19 +123,37 @@ def plan_front(config: HostConfig, facts: dict, plan: Plan) -> None:
     plan.check(facts["paths"].get(conf_dir) is not None, f"{conf_dir} exists", f"make {conf_dir}",
                commands.make_directories(conf_dir), commands.join("chown", "-R", f"{config.user}:{config.user}",
                                                                   front.front_dir(config)))
-    text = front.system_defaults(config)
-    plan.check(facts["files"].get(FRONT_DEFAULTS) == text, f"{FRONT_DEFAULTS} loads {conf_dir}",
-               f"let haproxy.service load {conf_dir} ({FRONT_DEFAULTS})", commands.write_file(FRONT_DEFAULTS, text),
-               commands.join("systemctl", "restart", "haproxy.service"))
-    user = facts["users"].get(config.user)
-    plan.check(user is not None and FRONT_GROUP in user["groups"], f"{config.user} is in group {FRONT_GROUP}",
-               f"add {config.user} to group {FRONT_GROUP} (the front's admin socket)",
-               commands.join("usermod", "-aG", FRONT_GROUP, config.user))
-    path, rule = front_sudoers_path(config), front.sudoers(config)
+    if config.front.server == "nginx":
+        plan_nginx(config, facts, plan)
+    else:
+        text = front.system_defaults(config)
+        plan.check(facts["files"].get(FRONT_DEFAULTS) == text, f"{FRONT_DEFAULTS} loads {conf_dir}",
+                   f"let haproxy.service load {conf_dir} ({FRONT_DEFAULTS})",
+                   commands.write_file(FRONT_DEFAULTS, text), commands.join("systemctl", "restart", "haproxy.service"))
+        user = facts["users"].get(config.user)
+        plan.check(user is not None and FRONT_GROUP in user["groups"], f"{config.user} is in group {FRONT_GROUP}",
+                   f"add {config.user} to group {FRONT_GROUP} (the front's admin socket)",
+                   commands.join("usermod", "-aG", FRONT_GROUP, config.user))
+    path = front_sudoers_path(config)
+    rule = nginx.sudoers(config) if config.front.server == "nginx" else front.sudoers(config)
     plan.check(facts["files"].get(path) == rule, f"{path} lets {config.user} reload the front",
                f"let {config.user} reload the front ({path})", *install_sudoers(path, rule))
     if config.front.tls == "acme":
         plan_renewal_timer(config, facts, plan)
+
+
+def nginx_include(config: HostConfig) -> str:
+    return f"{nginx.SYSTEM_INCLUDE_DIR}/{systemd.site_slug(config)}.conf"
+
+
+def plan_nginx(config: HostConfig, facts: dict, plan: Plan) -> None:
+    """Debian's nginx includes the site's front; Debian's default site (port 80) gives way to it."""
+    path, text = nginx_include(config), nginx.system_include(config)
+    plan.check(facts["files"].get(path) == text, f"{path} includes the site's front",
+               f"let nginx include the site's front ({path})", commands.write_file(path, text))
+    default = facts["paths"].get(NGINX_DEFAULT_SITE)
+    plan.check(default is None, f"{NGINX_DEFAULT_SITE} is off", f"turn off Debian's default site on port 80",
+               commands.remove(NGINX_DEFAULT_SITE), commands.join("systemctl", "reload-or-restart", "nginx.service"))
 
 
 def renewal_units(config: HostConfig) -> dict[str, str]:
@@ -171,7 +191,9 @@ def fact_spec(config: HostConfig) -> dict:
     files = [authorized_keys(config, None), config.path_on_host("host.json"), systemd.sudoers_path(config),
              systemd.sudoers_path(config) + "-supervisor", FRONT_DEFAULTS, front_sudoers_path(config),
              *(f"{systemd.UNIT_DIR}/{unit}" for unit in units)]
-    paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf")]
+    paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf"), NGINX_DEFAULT_SITE]
+    if config.front and config.front.server == "nginx":
+        files.append(nginx_include(config))
     if config.front and config.front.tls == "acme":
         files += [f"{systemd.UNIT_DIR}/{name}" for name in renewal_units(config)]
         paths += [f"{systemd.UNIT_DIR}/timers.target.wants/{systemd.site_slug(config)}-certificate.timer"]

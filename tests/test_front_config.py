@@ -180,3 +180,18 @@ def test_bluegreen_without_what_it_needs_is_refused(tmp_path, change, words):
         except ConfigError as error:
             assert words in str(error)
             raise
+
+
+def test_nginx_renders_the_same_front_and_marks_idle_instances_down(tmp_path):
+    from fabfile import nginx
+    config = load(tmp_path, "server = nginx\ndomains = www.example.org\ntls = internal\nsite_path = /Plone\n"
+                            "control = self\n")
+    site = nginx.render_site(config)
+    assert "listen 443 ssl;" in site and "ssl_certificate /srv/site/front/certs/site.pem;" in site
+    assert "return 301 https://$host$request_uri;" in site
+    assert "/VirtualHostBase/$scheme/$vhost_" in site and ":$server_port/Plone/VirtualHostRoot$request_uri;" in site
+    assert "include /srv/site/front/maintenance.inc;" in site and "add_header Retry-After 30 always;" in site
+    assert "server 127.0.0.1:8081;  # instance1" in nginx.render_upstream(config)
+    plan = switch.build_plan(config, "r2", "r1", "job")
+    assert plan["front"]["kind"] == "nginx" and plan["front"]["enabled"] == ["instance1", "instance2"]
+    assert plan["front"]["upstream_file"] == "/srv/site/front/conf/upstream.inc"

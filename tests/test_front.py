@@ -149,7 +149,7 @@ def test_maintenance_page_answers_503_with_retry_after_then_goes_off(site):
     assert request(site)[0] == 200
 
 
-def test_a_front_config_haproxy_rejects_changes_nothing(site):
+def test_a_front_config_the_server_rejects_changes_nothing(site):
     config = site.workdir / "hostconfigs" / "test.cfg"
     before = config.read_text()
     config.write_text(before.replace("bind = 127.0.0.1", "bind = no-such-host.invalid"))

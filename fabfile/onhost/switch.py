@@ -39,6 +39,7 @@ import urllib.request
 from datetime import datetime, timezone
 
 plan = json.load(open(sys.argv[1]))
+LOCK_WAIT = 900  # seconds a job waits for one that runs
 state_dir = plan["state_dir"]
 started_at = time.monotonic()
 
@@ -485,12 +486,28 @@ def main():
         return
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     lock = open(os.path.join(state_dir, "lock"), "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        print(f"another switch runs on this host: {lock.read().strip()}", flush=True)
-        sys.exit(3)
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.seek(0)
+                print(f"another switch still runs on this host after {LOCK_WAIT}s: {lock.read().strip()}",
+                      flush=True)
+                sys.exit(3)
+            if int(time.monotonic() - started_at) % 10 == 0:
+                say("waiting for the switch job that runs (a client that left it goes on)")
+            time.sleep(1)
+    # a job before us (its client gone) may have moved current: go back to what serves, not to
+    # what our client saw
+    actual = linked("current")
+    if plan["leaving"] != actual:
+        if plan["release"] == plan["leaving"]:  # a restart: of what is current now
+            plan["release"] = actual
+        say(f"current is {actual} now, not {plan['leaving']}: leaving that")
+        plan["leaving"] = actual
     lock.truncate(0)
     lock.write(f"job {plan['job']} pid {os.getpid()}\n")
     lock.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 import signal
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from sites import make_site  # noqa: E402
 from support import free_port  # noqa: E402
 
 DOMAIN = "www.example.test"
+FAILURES: list[str] = []
 
 
 def front(http_port: int, https_port: int, switch: str) -> str:
@@ -57,6 +59,8 @@ def measure_mode(work: Path, host, switch: str) -> list[list[str]]:
                 seconds = time.monotonic() - started
             flip = re.search(r"front flipped to the \w+ set in ([\d.]+)s", result.stdout)
             ratio = f"{seconds / first:.3f}" if label == "rollback" else ""
+            if load.failures:
+                FAILURES.append(f"{switch} {label}: {dict(Counter(load.failures))}")
             rows.append([switch, label, f"{seconds:.1f}", f"{len(load.failures)} of {load.total}",
                          f"{load.p99() * 1000:.0f} ms", f"{max(load.gaps, default=0):.2f} s", ratio,
                          f"{float(flip.group(1)):.3f} s" if flip else ""])
@@ -87,6 +91,8 @@ def main() -> None:
     for row in rows:
         table.add_row(*row)
     Console(width=160).print(table)
+    for line in FAILURES:
+        print(f"failed requests, {line}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
                       "health_url": p.green_health_url if link == "green" else p.health_url,
                       "command": p.command, "script": shlex.split(p.command)[0]} for name, p, link in processes],
         "keep_warm": config.front.keep_warm if config.front else 0,
+        "manager_config": supervisor.CONFIG_IN_RELEASE if config.manager == "supervisor" else None,
         "front_instances": list(config.front.instances) if config.front else [],
         "front": front_plan(config, live) if config.front else None,
         "commands": {

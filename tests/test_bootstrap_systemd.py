@@ -84,8 +84,20 @@ def test_a_code_change_through_the_front_drops_no_request(site, host):
         result = site.fab("deploy")
     assert "zeoserver: unchanged, kept running" in result.stdout
     assert load.total > 20 and load.failures == [], f"{len(load.failures)} of {load.total} failed: {load.failures[:5]}"
+    assert_stored_once(host, load)
+
+
+def assert_stored_once(host, load: Load) -> None:
     titles = Counter(o["title"] for o in json.loads(front_get(host, "/objects.json")[2]))
     assert all(titles[t] == 1 for t in load.stored)
+
+
+def test_a_rollback_and_a_restart_through_the_front_drop_no_request(site, host):
+    for args in (("rollback",), ("restart",)):
+        with Load(443, DOMAIN, address=host.address) as load:
+            site.fab(*args)
+        assert load.total > 20 and load.failures == [], f"{args}: {len(load.failures)} of {load.total} failed"
+        assert_stored_once(host, load)
 
 
 def test_the_deploy_user_restarts_its_units_and_nothing_else(site, host):

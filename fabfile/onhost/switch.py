@@ -289,6 +289,19 @@ def running():
     return set(shell(plan["commands"]["running"], "asking what runs").split())
 
 
+def load_config(target, leaving):
+    """Have the process manager read the target's config, unless it is the leaving one's word for word
+    (and the manager runs): supervisorctl costs a Python start each."""
+    read = lambda release: open(os.path.join(plan["root"], "releases", release, plan["manager_config"]), "rb").read()
+    try:
+        same = leaving is not None and plan.get("manager_config") and read(target) == read(leaving)
+    except OSError:
+        same = False
+    if same and shell(plan["commands"]["running"], "asking what runs").strip():
+        return
+    shell(plan["commands"]["load"], "loading the process manager's config")
+
+
 def restart(program, release, label):
     shell(plan["commands"]["stop"][program["name"]], f"stopping {program['name']}")
     shell(plan["commands"]["start"][program["name"]], f"starting {program['name']} of {release}")
@@ -335,7 +348,7 @@ def rolling(target, leaving, restarted, switched, label, color=None):
     link("current", target)
     if color:
         link(color, target)
-    shell(plan["commands"]["load"], "loading the process manager's config")
+    load_config(target, leaving)
     restart_changed(target, leaving, restarted, label)
     for program in instances(color):
         take_out(program["name"])
@@ -376,7 +389,7 @@ def blue_green(target, leaving, color, live, restarted, state):
     state["before"] = linked(color)
     link(color, target)
     link("current", target)
-    shell(plan["commands"]["load"], "loading the process manager's config")
+    load_config(target, leaving)
     restart_changed(target, leaving, restarted, "new")
     up = running()
     for program in instances(color):
@@ -420,16 +433,9 @@ def cool_down_later(color, release):
 def cool_down(color, release, seconds):
     """The far end of ``cool_down_later``: stop the set if it still is the one left warm."""
     time.sleep(float(seconds))
-    lock = open(os.path.join(state_dir, "lock"), "a+")
-    deadline = time.monotonic() + 3600
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(1)
+    lock = take_lock(3600)  # held (by this reference) until the set is stopped
+    if lock is None:
+        return
     if color_of(linked("current")) == color or linked(color) != (release or None):
         say(f"cool-down: the {color} set serves or runs another release now: left running")
         return
@@ -480,26 +486,33 @@ def run():
     return {"result": "rolled-back" if bad else "failed", "error": problem, "bad": bad, "restarted": restarted}
 
 
+def take_lock(seconds, waiting=None):
+    """The switch lock (``flock``, released by the kernel when its holder dies), waiting at most
+    ``seconds`` for the job that holds it; None when it did not come free."""
+    lock = open(os.path.join(state_dir, "lock"), "a+")
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                return None
+            if waiting and int(time.monotonic() - started_at) % 10 == 0:
+                say(waiting)
+            time.sleep(1)
+
+
 def main():
     if sys.argv[2:3] == ["cool-down"]:
         cool_down(*sys.argv[3:6])
         return
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    lock = open(os.path.join(state_dir, "lock"), "a+")
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                lock.seek(0)
-                print(f"another switch still runs on this host after {LOCK_WAIT}s: {lock.read().strip()}",
-                      flush=True)
-                sys.exit(3)
-            if int(time.monotonic() - started_at) % 10 == 0:
-                say("waiting for the switch job that runs (a client that left it goes on)")
-            time.sleep(1)
+    lock = take_lock(LOCK_WAIT, "waiting for the switch job that runs (a client that left it goes on)")
+    if lock is None:
+        print(f"another switch still runs on this host after {LOCK_WAIT}s", flush=True)
+        sys.exit(3)
     # a job before us (its client gone) may have moved current: go back to what serves, not to
     # what our client saw
     actual = linked("current")

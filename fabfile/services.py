@@ -46,8 +46,8 @@ def check_health(site: Site, programs=None) -> dict:
     still runs; the failures, if any."""
     urls = [p.health_url for p in programs if p.health_url] if programs else [url for _, url in live(site) if url]
     script = onhost.source("health")
-    result = site.run(commands.python(site.config.python, script, str(site.config.health_timeout), *urls),
-                      changes=False, warn=True)
+    result = site.run(commands.python(site.config.python, script, str(site.config.health_timeout)),
+                      changes=False, warn=True, stdin="".join(f"{url}\n" for url in urls))
     failed = json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
     running = site.run(_status(site), changes=False, warn=True)
     if running.exited:
@@ -108,9 +108,11 @@ def status(c):
     output.say(result.stdout.rstrip() or "the process manager is not running")
     urls = [url for _, url in live(site) if url]
     script = onhost.source("health")
-    health = site.run(commands.python(site.config.python, script, "3", *urls), changes=False, warn=True)
+    health = site.run(commands.python(site.config.python, script, "3"), changes=False, warn=True,
+                      stdin="".join(f"{url}\n" for url in urls))
     data = json.loads(health.stdout or "{}")
-    rows = [[url, "ok" if url in data.get("answered", {}) else data.get("failed", {}).get(url, "?")] for url in urls]
+    rows = [[site.config.redact(url), site.config.redact(
+        "ok" if url in data.get("answered", {}) else data.get("failed", {}).get(url, "?"))] for url in urls]
     output.table("health", ["url", "answer"], rows)
     if result.exited or data.get("failed"):
         raise Exit("the site is not fully up", 1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import socket
 from dataclasses import dataclass
@@ -69,13 +70,16 @@ class Site:
     def path(self, *parts: str) -> str:
         return self.config.path_on_host(*parts)
 
-    def run(self, command: str, *, changes: bool = True, warn: bool = False, hide: bool = True):
-        """Run ``command`` on the host; under ``--dry`` only commands that change nothing run."""
+    def run(self, command: str, *, changes: bool = True, warn: bool = False, hide: bool = True,
+            stdin: str | None = None):
+        """Run ``command`` on the host; under ``--dry`` only commands that change nothing run.
+        ``stdin`` goes to its input: the way to give it a secret (argv shows in the process list)."""
         if self.dry and changes:
             print(f"[dry] {self.config.redact(command)}")
             return None
         self.commands_run += 1
-        return self.connection.run(command, hide=hide, warn=warn, dry=False, in_stream=False)
+        return self.connection.run(command, hide=hide, warn=warn, dry=False,
+                                   in_stream=io.StringIO(stdin) if stdin is not None else False)
 
     def put(self, local: Path, remote: str) -> None:
         """Upload a file over the same connection (SFTP)."""

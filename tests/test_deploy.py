@@ -45,8 +45,10 @@ def webhook():
 def site(sandbox_host, tmp_path_factory, webhook):
     port, _ = webhook
     extra = f"[notify]\nwebhook = http://127.0.0.1:{port}/hook?token=${{env:HOOK_TOKEN}}\n"
-    test_site = make_site(tmp_path_factory.mktemp("deploy"), sandbox_host, extra)
+    test_site = make_site(tmp_path_factory.mktemp("deploy"), sandbox_host, extra,
+                          health_path="health?token=${env:HEALTH_TOKEN}")
     test_site.env["HOOK_TOKEN"] = "hunter2-secret"
+    test_site.env["HEALTH_TOKEN"] = "health-s3cret-token"
     yield test_site
     test_site.stop_everything()
 
@@ -70,6 +72,13 @@ def test_the_webhook_hears_start_and_success_without_secrets(site, webhook):
     assert all(payload["release"] == site.current() and payload["host"] == "test" for _, payload in received)
     assert "hunter2-secret" not in json.dumps([payload for _, payload in received])
     assert "hunter2-secret" not in (site.root / "deploy.log").read_text()
+
+
+def test_status_shows_every_health_url_answering_without_its_token(site):
+    result = site.fab("status")
+    assert result.stdout.count("ok") >= 2 and "token=***" in result.stdout
+    assert "health-s3cret-token" not in result.stdout + result.stderr
+    assert "health-s3cret-token" not in (site.root / "deploy.log").read_text()
 
 
 def test_second_deploy_of_the_same_tree_changes_nothing(site):

@@ -1,7 +1,8 @@
 """Wait until every URL answers 2xx or 3xx, or fail naming the ones that do not.
 
-Usage: python3 -c SOURCE TIMEOUT_SECONDS URL [URL ...].  Polls five times a second,
-at most TIMEOUT_SECONDS in all; prints one JSON document {url: seconds or error}.
+Usage: python3 -c SOURCE TIMEOUT_SECONDS [URL ...], or the URLs one per line on stdin
+(so that a URL with a token never shows in the process list).  Polls five times a
+second, at most TIMEOUT_SECONDS in all; prints one JSON document {url: seconds or error}.
 """
 import json
 import sys
@@ -9,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 
-timeout, urls = float(sys.argv[1]), sys.argv[2:]
+timeout, urls = float(sys.argv[1]), sys.argv[2:] or [line.strip() for line in sys.stdin if line.strip()]
 started = time.monotonic()
 answered, errors = {}, {}
 while len(answered) < len(urls) and time.monotonic() - started < timeout:

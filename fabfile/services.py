@@ -103,7 +103,12 @@ def status(c):
     """Show what runs, and whether each health URL answers."""
     site = open_site(c)
     facts = site.facts()
-    output.say(f"current release: {facts.current or 'none'}")
+    output.say(f"current release: {facts.current or 'none'}"
+               + (f" (the {facts.color} set serves)" if site.config.switch == "bluegreen" else ""))
+    if facts.last_switch:
+        last = facts.last_switch
+        output.say(site.config.redact(f"last switch: to {last.get('release')} at {last.get('finished')}: "
+                                      f"{last.get('result')}" + (f" ({last['error']})" if last.get("error") else "")))
     result = site.run(_status(site), changes=False, warn=True)
     output.say(result.stdout.rstrip() or "the process manager is not running")
     urls = [url for _, url in live(site) if url]

@@ -41,13 +41,15 @@ class Facts:
     venv: str | None
     target: Target
     color: str = "blue"             # the set the current release runs as (switch = bluegreen)
+    last_switch: dict | None = None  # the newest switch job's verdict
 
     @classmethod
     def parse(cls, text: str) -> "Facts":
         data = json.loads(text)
         releases = tuple(Release(r["id"], r["built"], r["bad"]) for r in data["releases"])
         return cls(data["root_exists"], data["current"], releases, data["lock"], data["dists"],
-                   data["manifest"], data["venv"], platforms.from_facts(data), data.get("color", "blue"))
+                   data["manifest"], data["venv"], platforms.from_facts(data), data.get("color", "blue"),
+                   data.get("last_switch"))
 
     @property
     def current_eggs(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -162,3 +163,8 @@ def test_a_front_config_the_server_rejects_changes_nothing(site):
     assert f"does not pass {site.kind}'s check" in result.stdout + result.stderr
     assert request(site)[0] == 200  # the running front keeps its config
     assert not any("no-such-host" in path.read_text() for path in (site.root / "front" / "conf").iterdir())
+
+
+def test_status_says_what_the_last_switch_did(site):
+    result = site.fab("status")
+    assert re.search(r"last switch: to \S+ at \S+: rolled-back \(health check failed", result.stdout), result.stdout

@@ -47,6 +47,20 @@ def current_manifest():
     return json.loads(text) if text else None
 
 
+def last_switch():
+    """The verdict of the newest switch job, if any."""
+    directory = os.path.join(root, ".switch")
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".result.json"))
+    except OSError:
+        return None
+    text = read(os.path.join(directory, names[-1])) if names else None
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 libc, libc_version = platform.libc_ver()
 current = os.readlink(os.path.join(root, "current")) if os.path.islink(os.path.join(root, "current")) else None
 print(json.dumps({
@@ -57,6 +71,7 @@ print(json.dumps({
     "dists": checked_dists(),
     "manifest": current_manifest(),
     "venv": read(os.path.join(root, "venv", ".requirements")),
+    "last_switch": last_switch(),
     "color": (read(os.path.join(root, "current", ".deploy", "color")) or "blue").strip(),
     "python": platform.python_version(),
     "machine": platform.machine(),

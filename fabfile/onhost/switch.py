@@ -486,6 +486,20 @@ def run():
     return {"result": "rolled-back" if bad else "failed", "error": problem, "bad": bad, "restarted": restarted}
 
 
+KEEP_JOBS = 20
+
+
+def prune_old_jobs():
+    """Keep the plans, logs and verdicts of the newest ``KEEP_JOBS`` switches (job ids sort by time)."""
+    jobs = sorted({name.split(".", 1)[0] for name in os.listdir(state_dir) if name[:1].isdigit()})
+    for job in jobs[:-KEEP_JOBS]:
+        for suffix in (".json", ".log", ".result.json"):
+            try:
+                os.unlink(os.path.join(state_dir, job + suffix))
+            except FileNotFoundError:
+                pass
+
+
 def take_lock(seconds, waiting=None):
     """The switch lock (``flock``, released by the kernel when its holder dies), waiting at most
     ``seconds`` for the job that holds it; None when it did not come free."""
@@ -543,6 +557,7 @@ def main():
     with open(result_path + ".new", "w") as handle:
         json.dump(verdict, handle)
     os.replace(result_path + ".new", result_path)
+    prune_old_jobs()
     say(f"done: {verdict['result']}")
 
 

@@ -136,8 +136,10 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str
         output.say(f"restarted: {switch.describe(verdict)}")
         return verdict
     marked = "marked bad" if verdict["result"] == "rolled-back" else "not marked bad (not its fault)"
+    back = (f"{leaving or 'no release'} is current again" if verdict.get("went_back", True) else
+            f"going back to {leaving or 'nothing'} failed too: see fab -H {site.config.name} status")
     raise Exit(f"deploy of {release_id} failed ({site.config.redact(verdict.get('error', '?'))}); "
-               f"{leaving or 'no release'} is current again; {release_id} {marked}", 1)
+               f"{back}; {release_id} {marked}", 1)
 
 
 def describe_plan(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> list[str]:

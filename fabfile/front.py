@@ -174,7 +174,7 @@ def prepare_files(config: HostConfig) -> str:
              f"touch {shlex.quote(front_dir(config, 'maintenance.map'))}"]
     if config.front.server == "nginx":  # maintenance off unless it was on
         inc = front_dir(config, "maintenance.inc")
-        steps.append(f"[ -s {shlex.quote(inc)} ] || {commands.write_file(inc, nginx.maintenance_text(False))}")
+        steps.append(f"{{ [ -s {shlex.quote(inc)} ] || {{ {commands.write_file(inc, nginx.maintenance_text(False))}; }}; }}")
     if config.front.tls != "off":  # acme: a self-made one until the CA's arrives
         steps.append(internal_certificate(config))
     return commands.and_then(*steps)

@@ -528,6 +528,14 @@ def _origin(values, section: str, key: str) -> Path | str:
     return next((origin for _, origin in options.values()), "host config")
 
 
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
 def instance_address(program: Program) -> str | None:
     """Where the front reaches ``program``: its ``address``, else its health URL's host and port."""
     if program.address:
@@ -564,6 +572,9 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
                                   any(part in (".", "..") for part in site_path.split("/"))):
         fail("site_path", f"{site_path!r} must be a path like /Plone: letters, digits, _ . ~ @ + -, no spaces, "
                           f"no '..'")
+    bind = get("front", "bind", "*")
+    if bind != "*" and not (_HOSTNAME.fullmatch(bind) or _is_ip(bind)):
+        fail("bind", f"{bind!r} is not *, an IP address or a hostname")
     by_name = {p.name: p for p in programs}
     instances = get("front", "instances", None)
     if instances is None:
@@ -599,7 +610,7 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
     return Front(server=get("front", "server", "haproxy"), domains=domains, tls=tls, email=email,
                  acme_directory=get("front", "acme_directory", LETS_ENCRYPT), acme_ca_bundle=ca_bundle,
                  acme_port=acme_port, site_path=site_path, instances=instances,
-                 bind=get("front", "bind", "*"), http_port=http_port, https_port=https_port,
+                 bind=bind, http_port=http_port, https_port=https_port,
                  hsts=get("front", "hsts", False), control=get("front", "control", "systemd"),
                  drain_timeout=drain_timeout, retry_after=get("front", "retry_after", 30), keep_warm=keep_warm)
 

@@ -105,14 +105,15 @@ def render_site(config: HostConfig, upstream: str | None = None) -> str:
         "        client_max_body_size 100m;",
         "    }",
     ]
-    bind = "" if front.bind == "*" else f"{front.bind}:"
-    lines += ["server {", f"    listen {bind}{front.http_port};", *acme]
+    bind = "" if front.bind == "*" else f"[{front.bind}]:" if ":" in front.bind else f"{front.bind}:"
+    names = f"    server_name {' '.join(front.domains)};" if front.domains else "    server_name _;"
+    lines += ["server {", f"    listen {bind}{front.http_port};", names, *acme]
     if front.tls == "off":
         lines += proxy + ["}"]
         return "\n".join(lines) + "\n"
     port = "" if front.https_port == 443 else f":{front.https_port}"
     lines += [f"    location / {{ return 301 https://$host{port}$request_uri; }}", "}",
-              "server {", f"    listen {bind}{front.https_port} ssl;",
+              "server {", f"    listen {bind}{front.https_port} ssl;", names,
               f"    ssl_certificate {pem};", f"    ssl_certificate_key {pem};"]
     if front.hsts:
         lines.append('    add_header Strict-Transport-Security "max-age=31536000" always;')

@@ -81,7 +81,9 @@ def rollback(c, to=None, with_data=False, force_unlock=False):
         if verdict["result"] != "ok":
             error = site.config.redact(verdict.get("error", "?"))
             log_event(site, "rollback-failed", release=target.id, current=leaving, error=error)
-            raise Exit(f"rollback to {target.id} failed ({error}); {leaving} serves again", 1)
+            back = f"{leaving} serves again" if verdict.get("went_back", True) else \
+                f"going back to {leaving} failed too: see fab -H {site.config.name} status"
+            raise Exit(f"rollback to {target.id} failed ({error}); {back}", 1)
         log_event(site, "rollback", release=target.id, previous=leaving,
                   data=restored and restored.get("stamp"))
         notify.send(site, "rollback", target.id, who(), time.monotonic() - started)

@@ -85,7 +85,10 @@ def restart(c, everything=False):
         if current is None:
             raise Exit(f"nothing is deployed on {site.config.name}: nothing to restart", 1)
         with output.step("rolling restart through the front"):
-            verdict = switch.run_switch(site, current, current, restart_all=everything, live=facts.color)
+            # one at a time through the front, whatever the deploys' switch (bluegreen: within the set)
+            mode = "bluegreen" if site.config.switch == "bluegreen" else "rolling"
+            verdict = switch.run_switch(site, current, current, restart_all=everything, live=facts.color,
+                                        mode=mode)
         if verdict["result"] != "ok":
             raise Exit(f"restart failed: {site.config.redact(verdict.get('error', '?'))}", 1)
         return

@@ -44,7 +44,10 @@ def front_plan(config: HostConfig, live: str) -> dict:
     common = {"kind": config.front.server, "backend": front.backend_name(config),
               "drain_timeout": config.front.drain_timeout}
     if config.front.server == "haproxy":
-        return {**common, "socket": front.admin_socket(config)}
+        configs = ({color: front.render_config(config, color) for color in ("blue", "green")}
+                   if config.switch == "bluegreen" else None)
+        return {**common, "socket": front.admin_socket(config), "configs": configs,
+                "config_path": front.config_path(config)}
     return {**common, "servers": nginx.servers(config), "enabled": nginx.enabled(config, live),
             "upstream_file": front.front_dir(config, "conf", "upstream.inc"), "pid_file": nginx.pid_file(config),
             "reload": nginx.reload_command(config)}
@@ -104,10 +107,13 @@ def start_job(site: Site, plan: dict) -> str:
     site.run(commands.and_then(
         "umask 077", commands.make_directories(directory, mode="0700"),
         commands.write_file(f"{directory}/switch.py", onhost.source("switch")),
-        commands.write_file(f"{directory}/{job}.json", json.dumps(plan)),
     ))
-    # setsid: its own session, so the end of ours sends it no SIGHUP; no terminal, no stdin
-    start = (f"cd {shlex.quote(site.path())} && setsid {commands.join(site.config.python, directory + '/switch.py', f'{directory}/{job}.json')}"
+    # the plan on stdin: its health URLs and secrets never show in the process list
+    site.run(f"umask 077 && cat > {shlex.quote(f'{directory}/{job}.json')}", stdin=json.dumps(plan))
+    # setsid: its own session, so the end of ours sends it no SIGHUP; no terminal, no stdin. Only the
+    # setsid is in the background (not a subshell with our output open, which would hold the session)
+    job_command = commands.join(site.config.python, f"{directory}/switch.py", f"{directory}/{job}.json")
+    start = (f"cd {shlex.quote(site.path())} || exit 1; setsid {job_command}"
              f" </dev/null >{shlex.quote(f'{directory}/{job}.log')} 2>&1 & echo $!")
     return site.run(start).stdout.strip()
 

@@ -63,6 +63,7 @@ def test_without_a_front_the_switch_stops_and_starts(tmp_path):
     ("instances = instance9\n", "instances", "not in [services] programs"),
     ("instances = zeoserver\n", "instances", "no host:port"),
     ("drain_timeout = -1\n", "drain_timeout", "must not be negative"),
+    ("bind = 127.0.0.1; evil\n", "bind", "is not *, an IP address or a hostname"),
 ])
 def test_a_bad_front_stops_naming_file_section_and_key(tmp_path, section, key, words):
     with pytest.raises(ConfigError) as error:
@@ -112,7 +113,7 @@ def test_the_switch_plan_carries_commands_and_the_front(tmp_path):
     plan = switch.build_plan(config, "20261130T000000Z-aaaaaaaa", "20261129T000000Z-bbbbbbbb", "job1")
     assert plan["mode"] == "rolling" and plan["front_instances"] == ["instance1", "instance2"]
     assert plan["front"] == {"kind": "haproxy", "socket": "/srv/site/front/run/admin.sock", "backend": "srv-site",
-                             "drain_timeout": 30}
+                             "drain_timeout": 30, "configs": None, "config_path": "/srv/site/front/conf/site.cfg"}
     assert "supervisorctl" in plan["commands"]["start"]["instance1"] and "instance1" in plan["commands"]["stop"]["instance1"]
     assert [p["script"] for p in plan["programs"]] == ["bin/zeoserver", "bin/instance1", "bin/instance2"]
 
@@ -159,6 +160,11 @@ def test_bluegreen_renders_both_sets_the_idle_one_disabled(tmp_path):
     plan = switch.build_plan(config, "r2", "r1", "job")
     assert [p["name"] for p in plan["programs"]] == ["zeoserver", "instance1-blue", "instance1-green",
                                                      "instance2-blue", "instance2-green"]
+    # the job rewrites HAProxy's file after a flip, so a reload later keeps the serving set
+    assert "server instance1-green 127.0.0.1:18081 check inter 1s fall 2 rise 1 disabled" in \
+        plan["front"]["configs"]["blue"]
+    assert "server instance1-blue 127.0.0.1:8081 check inter 1s fall 2 rise 1 disabled" in \
+        plan["front"]["configs"]["green"]
 
 
 @pytest.mark.parametrize("change, words", [

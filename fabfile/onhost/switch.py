@@ -62,12 +62,13 @@ def say(message):
     print(redact(f"[{time.monotonic() - started_at:5.1f}s] {message}"), flush=True)
 
 
-def shell(command, what):
-    """Run one command the client built from quoted tokens; its output on failure."""
+def shell(command, what, bad=False):
+    """Run one command the client built from quoted tokens; its output on failure. A failure is
+    the release's fault (``bad``) only where the release's own program does not start."""
     result = subprocess.run(command, shell=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode:
         output = (result.stdout + result.stderr).strip().splitlines()[-10:]
-        raise Failure(f"{what} failed (exit {result.returncode}): {' / '.join(output)}")
+        raise Failure(f"{what} failed (exit {result.returncode}): {' / '.join(output)}", bad=bad)
     return result.stdout
 
 
@@ -104,16 +105,19 @@ class HAProxy:
     """Servers go in and out by one line each on the admin socket; ``show stat`` counts their requests."""
 
     def command(self, command):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(plan["front"]["socket"])
-            sock.sendall(command.encode() + b"\n")
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return b"".join(chunks).decode()
-                chunks.append(chunk)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10)
+                sock.connect(plan["front"]["socket"])
+                sock.sendall(command.encode() + b"\n")
+                chunks = []
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return b"".join(chunks).decode()
+                    chunks.append(chunk)
+        except OSError as error:
+            raise Failure(f"the front's admin socket {plan['front']['socket']}: {error}", bad=False) from None
 
     def set(self, server, *words):
         answer = self.command(" ".join(("set", "server", f"{plan['front']['backend']}/{server}", *words))).strip()
@@ -180,10 +184,13 @@ class Nginx:
         lines = [f"upstream {plan['front']['backend']} {{"]
         lines += [f"    server {servers[name]}{'' if name in self.up else ' down'};  # {name}" for name in servers]
         path = plan["front"]["upstream_file"]
-        with open(path + ".new", "w") as handle:
-            handle.write("# Written by the switch job: which instances the front sends requests to.\n")
-            handle.write("\n".join(lines + ["}", ""]))
-        os.replace(path + ".new", path)
+        try:
+            with open(path + ".new", "w") as handle:
+                handle.write("# Written by the switch job: which instances the front sends requests to.\n")
+                handle.write("\n".join(lines + ["}", ""]))
+            os.replace(path + ".new", path)
+        except OSError as error:
+            raise Failure(f"the front's upstream file {path}: {error}", bad=False) from None
         self.old_workers |= self.workers()
         shell(plan["front"]["reload"], "reloading the front")
 
@@ -304,7 +311,7 @@ def load_config(target, leaving):
 
 def restart(program, release, label):
     shell(plan["commands"]["stop"][program["name"]], f"stopping {program['name']}")
-    shell(plan["commands"]["start"][program["name"]], f"starting {program['name']} of {release}")
+    shell(plan["commands"]["start"][program["name"]], f"starting {program['name']} of {release}", bad=True)
     healthy(program, label)
 
 
@@ -318,8 +325,8 @@ def restart_changed(target, leaving, restarted, label):
             continue
         reason = ("not running" if program["name"] not in up else
                   "asked" if plan.get("restart_all") and before == after else "its files changed")
+        restarted[program["name"]] = reason  # before: one that fails to start is restarted going back
         restart(program, target, label)
-        restarted[program["name"]] = reason
         say(f"{program['name']}: restarted ({reason})")
 
 
@@ -334,7 +341,7 @@ def stop_start(target, label, color=None):
     shell(plan["commands"]["load"], "loading the process manager's config")
     wanted = [p for p in plan["programs"] if p["color"] in (None, color)]
     for program in wanted:
-        shell(plan["commands"]["start"][program["name"]], f"starting {program['name']}")
+        shell(plan["commands"]["start"][program["name"]], f"starting {program['name']}", bad=True)
     for program in wanted:
         healthy(program, label)
     if color:
@@ -351,10 +358,10 @@ def rolling(target, leaving, restarted, switched, label, color=None):
     load_config(target, leaving)
     restart_changed(target, leaving, restarted, label)
     for program in instances(color):
-        take_out(program["name"])
         switched.append(program["name"])
-        restart(program, target, label)
+        take_out(program["name"])
         restarted[program["name"]] = "rolling"
+        restart(program, target, label)
         put_back(program["name"])
 
 
@@ -380,8 +387,21 @@ def flip(to, away):
     began = time.monotonic()
     front.switch([p["name"] for p in instances(to)], [p["name"] for p in instances(away)])
     seconds = time.monotonic() - began
+    remember_live(to)
     say(f"front flipped to the {to} set in {seconds:.3f}s")
     return seconds
+
+
+def remember_live(color):
+    """HAProxy's config file names the serving set (the other is ``disabled``): keep it true, so that a
+    reload or a restart of the front sends requests where they go now."""
+    configs = (plan["front"] or {}).get("configs")
+    if not configs:
+        return
+    path = plan["front"]["config_path"]
+    with open(path + ".new", "w") as handle:
+        handle.write(configs[color])
+    os.replace(path + ".new", path)
 
 
 def blue_green(target, leaving, color, live, restarted, state):
@@ -400,8 +420,8 @@ def blue_green(target, leaving, color, live, restarted, state):
         restart(program, target, "new")
         restarted[program["name"]] = f"started beside the {live} set"
         say(f"{program['name']}: started and healthy")
+    state["flipped"] = True  # before: a flip that fails half-way is flipped back
     state["flip"] = flip(color, live)
-    state["flipped"] = True
     # requests the old set took before the flip finish there
     front.drain([p["name"] for p in instances(live)], time.monotonic() + plan["front"]["drain_timeout"])
     if plan["keep_warm"] >= 0:
@@ -468,10 +488,10 @@ def run():
         if missing:
             raise Failure(f"not running after the switch: {' '.join(missing)}")
         return {"result": "ok", "restarted": restarted, "flip_seconds": state.get("flip")}
-    except Failure as failure:
+    except Exception as failure:  # a Failure, or the host itself: go back all the same
         say(f"FAILED: {failure}")
-        problem = str(failure)
-        bad = failure.bad
+        problem = str(failure) if isinstance(failure, Failure) else f"{type(failure).__name__}: {failure}"
+        bad = getattr(failure, "bad", False)
     say(f"going back to {leaving or 'nothing'}")
     try:
         if mode == "bluegreen":
@@ -480,10 +500,12 @@ def run():
             rolling_back(leaving, switched, restarted, color)
         else:
             stop_start(leaving, "going back", color_of(leaving) if color else None)
-    except Failure as failure:
+    except Exception as failure:
         say(f"going back failed too: {failure}")
-        return {"result": "failed", "error": f"{problem}; going back failed: {failure}", "bad": bad}
-    return {"result": "rolled-back" if bad else "failed", "error": problem, "bad": bad, "restarted": restarted}
+        return {"result": "failed", "error": f"{problem}; going back failed: {failure}", "bad": bad,
+                "went_back": False}
+    return {"result": "rolled-back" if bad else "failed", "error": problem, "bad": bad, "restarted": restarted,
+            "went_back": True}
 
 
 KEEP_JOBS = 20

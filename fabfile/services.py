@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from fabric import task
 from invoke import Exit
@@ -35,6 +36,17 @@ def stop_programs(site: Site, shutdown: bool = False) -> None:
     site.run(_manager(site).stop(site.config, list(reversed(names)), shutdown))
 
 
+def _health(site: Site, urls: list[str], timeout: int) -> str:
+    """The health script over ``urls``, which it reads from a 0600 file (a token in a URL never shows
+    in the process list)."""
+    directory = site.path(".switch")
+    if not site.dry:
+        site.run(commands.make_directories(directory, mode="0700"), changes=False)
+        site.write_private(f"{directory}/health-urls", "".join(f"{url}\n" for url in urls))
+    return (commands.python(site.config.python, onhost.source("health"), str(timeout)) + " < "
+            + shlex.quote(f"{directory}/health-urls"))
+
+
 def _status(site: Site) -> str:
     if site.config.manager == "supervisor" and site.config.switch == "bluegreen":
         return supervisor.status(site.config, [name for name, _ in live(site)])
@@ -45,9 +57,7 @@ def check_health(site: Site, programs=None) -> dict:
     """Wait for the health URLs (bounded by ``health_timeout``), then check that every program
     still runs; the failures, if any."""
     urls = [p.health_url for p in programs if p.health_url] if programs else [url for _, url in live(site) if url]
-    script = onhost.source("health")
-    result = site.run(commands.python(site.config.python, script, str(site.config.health_timeout)),
-                      changes=False, warn=True, stdin="".join(f"{url}\n" for url in urls))
+    result = site.run(_health(site, urls, site.config.health_timeout), changes=False, warn=True)
     failed = json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
     running = site.run(_status(site), changes=False, warn=True)
     if running.exited:
@@ -115,9 +125,7 @@ def status(c):
     result = site.run(_status(site), changes=False, warn=True)
     output.say(result.stdout.rstrip() or "the process manager is not running")
     urls = [url for _, url in live(site) if url]
-    script = onhost.source("health")
-    health = site.run(commands.python(site.config.python, script, "3"), changes=False, warn=True,
-                      stdin="".join(f"{url}\n" for url in urls))
+    health = site.run(_health(site, urls, 3), changes=False, warn=True)
     data = json.loads(health.stdout or "{}")
     rows = [[site.config.redact(url), site.config.redact(
         "ok" if url in data.get("answered", {}) else data.get("failed", {}).get(url, "?"))] for url in urls]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import getpass
-import io
 import json
 import socket
 from dataclasses import dataclass
@@ -72,16 +71,25 @@ class Site:
     def path(self, *parts: str) -> str:
         return self.config.path_on_host(*parts)
 
-    def run(self, command: str, *, changes: bool = True, warn: bool = False, hide: bool = True,
-            stdin: str | None = None):
-        """Run ``command`` on the host; under ``--dry`` only commands that change nothing run.
-        ``stdin`` goes to its input: the way to give it a secret (argv shows in the process list)."""
+    def run(self, command: str, *, changes: bool = True, warn: bool = False, hide: bool = True):
+        """Run ``command`` on the host; under ``--dry`` only commands that change nothing run."""
         if self.dry and changes:
             print(f"[dry] {self.config.redact(command)}")
             return None
         self.commands_run += 1
-        return self.connection.run(command, hide=hide, warn=warn, dry=False,
-                                   in_stream=io.StringIO(stdin) if stdin is not None else False)
+        return self.connection.run(command, hide=hide, warn=warn, dry=False, in_stream=False)
+
+    def write_private(self, remote: str, text: str) -> None:
+        """Write ``text`` to a file only our login may read, over SFTP: a secret in it never shows in a
+        command line (and Invoke's ``in_stream`` sends a byte per 10 ms)."""
+        if self.dry:
+            print(f"[dry] write {remote}")
+            return
+        sftp = self.connection.sftp()
+        with sftp.open(remote + ".new", "w") as handle:
+            handle.chmod(0o600)
+            handle.write(text.encode())
+        sftp.posix_rename(remote + ".new", remote)
 
     def put(self, local: Path, remote: str) -> None:
         """Upload a file over the same connection (SFTP)."""

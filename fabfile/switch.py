@@ -108,8 +108,8 @@ def start_job(site: Site, plan: dict) -> str:
         "umask 077", commands.make_directories(directory, mode="0700"),
         commands.write_file(f"{directory}/switch.py", onhost.source("switch")),
     ))
-    # the plan on stdin: its health URLs and secrets never show in the process list
-    site.run(f"umask 077 && cat > {shlex.quote(f'{directory}/{job}.json')}", stdin=json.dumps(plan))
+    # over SFTP, 0600: its health URLs and secrets never show in the process list
+    site.write_private(f"{directory}/{job}.json", json.dumps(plan))
     # setsid: its own session, so the end of ours sends it no SIGHUP; no terminal, no stdin. Only the
     # setsid is in the background (not a subshell with our output open, which would hold the session)
     job_command = commands.join(site.config.python, f"{directory}/switch.py", f"{directory}/{job}.json")

@@ -61,10 +61,27 @@ def sandbox(c):
     print(f"sandbox sshd: {host.user}@{host.host}:{host.port} (pid {host.pid})")
 
 
+def stop_demo_site(c) -> None:
+    """Stop the demo site's programs (through the sandbox) and its front (by its pid)."""
+    if sshd.running_pid(SANDBOX) and (SANDBOX / "site" / "current").exists():
+        env = {"DEPLOY_HOSTCONFIGS": str(DEMO / "hostconfigs")} if (DEMO / "hostconfigs").exists() else {}
+        c.run(f"{FAB} -H sandbox stop", env=env, warn=True)
+    front_pid = SANDBOX / "site" / "front" / "run" / "haproxy.pid"
+    if front_pid.exists():
+        try:
+            os.kill(int(front_pid.read_text().split()[0]), signal.SIGTERM)
+            print("front (haproxy) stopped")
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 @task
 def demo(c):
     """Deploy the example site to the sandbox, change it, roll back: each step shown."""
     sandbox(c)
+    if (SANDBOX / "site").exists():  # a demo before this one: start from an empty host again
+        stop_demo_site(c)
+        shutil.rmtree(SANDBOX / "site")
     configs = demo_configs()
     env = {"DEPLOY_HOSTCONFIGS": str(configs)}
     fab = lambda *args, **kw: c.run(" ".join([FAB, "-H", "sandbox", *args]), env=env, pty=False, **kw)
@@ -100,17 +117,8 @@ def demo(c):
 
 @task(name="demo-stop")
 def demo_stop(c):
-    """Stop the demo site's programs and the sandbox sshd."""
-    if sshd.running_pid(SANDBOX):
-        env = {"DEPLOY_HOSTCONFIGS": str(DEMO / "hostconfigs")} if (DEMO / "hostconfigs").exists() else {}
-        c.run(f"{FAB} -H sandbox stop", env=env, warn=True)
-    front_pid = SANDBOX / "site" / "front" / "run" / "haproxy.pid"
-    if front_pid.exists():
-        try:
-            os.kill(int(front_pid.read_text().split()[0]), signal.SIGTERM)
-            print("front (haproxy) stopped")
-        except (ProcessLookupError, ValueError):
-            pass
+    """Stop the demo site's programs, its front and the sandbox sshd."""
+    stop_demo_site(c)
     print("sandbox sshd stopped" if sshd.stop(SANDBOX) else "sandbox sshd was not running")
 
 

@@ -206,12 +206,18 @@ def resolve(name: str, config_dir: Path = CONFIG_DIR, environ: dict | None = Non
     path = config_dir / f"{name}.cfg"
     if path.is_file():
         return load(path, environ)
+    broken = []
     for candidate in available(config_dir):
-        config = load(config_dir / f"{candidate}.cfg", environ)
+        try:  # one broken config must not stop the others from being found
+            config = load(config_dir / f"{candidate}.cfg", environ)
+        except ConfigError as error:
+            broken.append(f"{candidate} ({str(error).replace(str(config_dir) + '/', '')})")
+            continue
         if config.address == name:
             return config
     names = ", ".join(available(config_dir)) or "none"
-    raise ConfigError(f"no host config for {name!r} in {config_dir} (there are: {names})")
+    unread = f"; skipped, they do not load: {'; '.join(broken)}" if broken else ""
+    raise ConfigError(f"no host config for {name!r} in {config_dir} (there are: {names}{unread})")
 
 
 def load(path: Path, environ: dict | None = None) -> HostConfig:

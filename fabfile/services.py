@@ -134,9 +134,12 @@ def status(c):
         raise Exit("the site is not fully up", 1)
 
 
-@task(help={"lines": "how many lines of each log"})
-def logs(c, lines=20):
+@task(help={"lines": "how many lines of each log (default 20)"})
+def logs(c, lines=None):
     """Show the last lines of each program's log."""
+    lines = "20" if lines is None else lines  # a string here: Invoke would refuse 'abc' with a traceback
+    if not str(lines).isdigit() or not 0 < int(lines) <= 100000:
+        raise Exit(f"logs --lines takes a whole number from 1 to 100000, not {lines!r}", 2)
     site = open_site(c)
     for name, _ in live(site):
         result = site.run(_manager(site).logs(site.config, name, int(lines)), changes=False, warn=True)

@@ -221,3 +221,10 @@ def test_cleanup_keeps_the_newest_releases(site):
     built = [r for r in site.release_ids() if (site.root / "releases" / r / ".deploy" / "built.json").exists()]
     assert len(site.release_ids()) <= 5 + 1
     assert site.current() in built
+
+
+def test_a_task_argument_of_the_wrong_type_gets_a_message_not_a_traceback(site):
+    result = site.fab("logs", "--lines", "abc", check=False)
+    assert result.returncode == 2 and "logs --lines takes a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "== instance1" in site.fab("logs", "--lines", "5").stdout

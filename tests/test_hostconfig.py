@@ -121,3 +121,14 @@ def test_shipped_configs_load():
     for name in hostconfig.available():
         config = hostconfig.resolve(name, environ={"DEPLOY_WEBHOOK": "https://x.invalid/t"})
         assert config.root.startswith("/")
+
+
+def test_a_name_with_no_config_lists_the_configs_even_when_one_is_broken(tmp_path):
+    write(tmp_path, "good.cfg", GOOD)
+    write(tmp_path, "broken.cfg", GOOD + "[nonsense]\nkey = value\n")
+    with pytest.raises(ConfigError) as error:
+        hostconfig.resolve("typo", tmp_path, environ={})
+    message = str(error.value)
+    assert "no host config for 'typo'" in message and "there are: broken, good" in message
+    assert "skipped, they do not load: broken (broken.cfg: [nonsense]" in message
+    assert hostconfig.resolve("plone.example.org", tmp_path, environ={}).name == "good"

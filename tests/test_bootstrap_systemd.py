@@ -100,6 +100,22 @@ def test_a_rollback_and_a_restart_through_the_front_drop_no_request(site, host):
         assert_stored_once(host, load)
 
 
+def test_a_deploy_whose_health_check_fails_goes_back_without_a_failed_request(site, host):
+    module = site.workdir / "buildout" / "src" / "demoapp" / "demoapp" / "__init__.py"
+    before = host.run("readlink", "/srv/site/current").stdout.strip()
+    module.write_text(module.read_text() + "\nimport demoapp.app as _app\n"
+                      "_app.DemoApp.health = lambda self, environ: _app.text('503 Service Unavailable', 'broken')\n")
+    try:
+        with Load(443, DOMAIN, address=host.address) as load:
+            result = site.fab("deploy", check=False)
+    finally:
+        module.write_text(module.read_text() + "\n# health fixed again\n")
+    assert result.returncode == 1 and "health check failed" in result.stdout + result.stderr
+    assert host.run("readlink", "/srv/site/current").stdout.strip() == before
+    assert load.total > 20 and load.failures == [], f"{len(load.failures)} of {load.total} failed"
+    assert_stored_once(host, load)
+
+
 def test_the_deploy_user_restarts_its_units_and_nothing_else(site, host):
     result = site.fab("restart")
     assert result.returncode == 0

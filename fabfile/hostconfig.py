@@ -442,6 +442,9 @@ def _root(value: str, where: str, origin: Path) -> str:
     if any(character.isspace() or character in "'\"\\$" for character in value):
         raise ConfigError(f"{where}: {value!r} has a space, a quote or a $; buildout and Zope write the root "
                           f"into '#!' lines, Python strings and ZConfig files, which cannot hold them")
+    if any(character in ";{}#" for character in value):
+        raise ConfigError(f"{where}: {value!r} has one of ; {{ }} #: the front's config files and HAProxy's "
+                          f"runtime commands name paths under the root, and these end or open a statement there")
     if ".." in value.split("/") and not value.startswith(f"{origin.parent}/"):
         raise ConfigError(f"{where}: {value!r} has a '..'; write the root without it")
     root = "/" + posixpath.normpath(value).lstrip("/")

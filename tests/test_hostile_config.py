@@ -53,6 +53,8 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("host", "root", "//", "is / or a system directory"),
     ("host", "root", "/srv/../etc", "has a '..'"),
     ("host", "root", "/srv/site/..", "has a '..'"),
+    ("host", "root", "/srv/a;b", "has one of ; { } #"),
+    ("host", "root", "/srv/a{b}", "has one of ; { } #"),
     ("host", "root", "/etc/site", "is / or a system directory"),
     ("host", "root", "/usr/local/site", "is / or a system directory"),
     ("host", "root", "/proc", "is / or a system directory"),

@@ -32,9 +32,10 @@ def previous_good(releases: tuple[Release, ...], current: str | None) -> Release
 
 
 def releases_to_remove(releases: tuple[Release, ...], current: str | None, keep: int,
-                       building: str | None = None) -> list[str]:
-    """Which releases cleanup removes: all but the newest ``keep``, current and the previous good."""
-    protected = {current, building}
+                       building: str | None = None, running: tuple[str, ...] = ()) -> list[str]:
+    """Which releases cleanup removes: all but the newest ``keep``, current, the previous good, and
+    those a set of instances runs from (blue/green: the warm set)."""
+    protected = {current, building, *running}
     previous = previous_good(releases, current)
     if previous:
         protected.add(previous.id)
@@ -44,7 +45,8 @@ def releases_to_remove(releases: tuple[Release, ...], current: str | None, keep:
 
 def cleanup_releases(site: Site, facts: Facts, current: str | None, building: str | None = None) -> list[str]:
     """Remove old releases (and half-built ones) beyond ``keep_releases``."""
-    doomed = releases_to_remove(facts.releases, current, site.config.keep_releases, building)
+    doomed = releases_to_remove(facts.releases, current, site.config.keep_releases, building,
+                                tuple(facts.sets.values()))
     if doomed:
         site.run(commands.remove(*(site.path("releases", r) for r in doomed)))
     return doomed

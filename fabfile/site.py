@@ -4,7 +4,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
@@ -41,6 +41,7 @@ class Facts:
     target: Target
     color: str = "blue"             # the set the current release runs as (switch = bluegreen)
     last_switch: dict | None = None  # the newest switch job's verdict
+    sets: dict = field(default_factory=dict)  # blue/green: {color: the release its instances run}
 
     @classmethod
     def parse(cls, text: str) -> "Facts":
@@ -48,7 +49,7 @@ class Facts:
         releases = tuple(Release(r["id"], r["built"], r["bad"]) for r in data["releases"])
         return cls(data["root_exists"], data["current"], releases, data["lock"], data["dists"],
                    data["manifest"], data["venv"], platforms.from_facts(data), data.get("color", "blue"),
-                   data.get("last_switch"))
+                   data.get("last_switch"), data.get("sets", {}))
 
     @property
     def current_eggs(self) -> dict[str, str]:

@@ -81,3 +81,10 @@ def test_reversioned_wheel_has_new_version_everywhere(tmp_path):
     assert "demo_app/__init__.py,sha256=" in record
     again = eggs.reversion_wheel(wheel, "1.0+src.3f2a9c1d", tmp_path)
     assert again.read_bytes() == new.read_bytes()
+
+
+def test_cleanup_keeps_the_release_a_warm_set_runs():
+    made = tuple(Release(f"2026010{n}T000000Z-aaaaaaa{n}", {"when": "x"}, None) for n in range(1, 8))
+    warm = made[0].id
+    doomed = releases.releases_to_remove(made, made[-1].id, 2, running=(warm,))
+    assert warm not in doomed and made[1].id in doomed

@@ -72,6 +72,8 @@ print(json.dumps({
     "manifest": current_manifest(),
     "venv": read(os.path.join(root, "venv", ".requirements")),
     "last_switch": last_switch(),
+    "sets": {color: os.path.basename(os.readlink(os.path.join(root, color)))
+             for color in ("blue", "green") if os.path.islink(os.path.join(root, color))},
     "color": (read(os.path.join(root, "current", ".deploy", "color")) or "blue").strip(),
     "python": platform.python_version(),
     "machine": platform.machine(),

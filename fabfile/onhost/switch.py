@@ -414,6 +414,7 @@ def blue_green(target, leaving, color, live, restarted, state):
     up = running()
     for program in instances(color):
         if program["name"] in up and state["before"] == target:
+            healthy(program, "kept warm")  # it ran all along: it must still answer before it gets requests
             say(f"{program['name']}: still runs {target} (kept warm): nothing to start")
             continue
         state["started"].append(program["name"])  # before it starts: a failed start is stopped too

@@ -141,7 +141,7 @@ def _pid_file(config: HostConfig) -> str:
 def reload_command(config: HostConfig) -> str:
     """Load the config: a seamless reload when the front runs, a start when it does not."""
     if config.front.server == "nginx":
-        return nginx.reload_command(config)
+        return nginx.reload_command(config, settle=True)
     if config.front.control == "systemd":
         return commands.join("sudo", "-n", "/usr/bin/systemctl", "reload-or-restart", "haproxy.service")
     pid_file = _pid_file(config)
@@ -253,7 +253,8 @@ def maintenance_command(config: HostConfig, on: bool) -> str:
     """Maintenance on or off, now (admin socket) and after a reload (the map file); nginx: a reload."""
     if config.front.server == "nginx":
         return commands.and_then(commands.write_file(front_dir(config, "maintenance.inc"),
-                                                     nginx.maintenance_text(on)), nginx.reload_command(config))
+                                                     nginx.maintenance_text(on)),
+                                 nginx.reload_command(config, settle=True))
     map_file = front_dir(config, "maintenance.map")
     if on:
         return commands.and_then(commands.write_file(map_file, "on 1\n"),

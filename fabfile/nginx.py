@@ -144,15 +144,27 @@ def check_command(config: HostConfig, main_file: str) -> str:
     return commands.join(*NGINX, "-t", "-q", "-e", _dir(config, "run", "check.log"), "-c", main_file)
 
 
-def reload_command(config: HostConfig) -> str:
-    """Load the config: a graceful reload when nginx runs, a start when it does not."""
+def reload_command(config: HostConfig, settle: bool = False) -> str:
+    """Load the config: a graceful reload when nginx runs, a start when it does not. With ``settle``,
+    return only when the workers of the old config are gone (at most 10 s): the next request then
+    meets the new config (a maintenance page that was just turned on or off, say)."""
     if config.front.control == "systemd":
-        return commands.join("sudo", "-n", "/usr/bin/systemctl", "reload-or-restart", "nginx.service")
-    main = _dir(config, "nginx.conf")
-    running = f"kill -0 \"$(cat {shlex.quote(pid_file(config))} 2>/dev/null)\" 2>/dev/null"
-    start = commands.join(*NGINX, "-c", main, "-e", _dir(config, "run", "error.log"))
-    reload = commands.join(*NGINX, "-c", main, "-e", _dir(config, "run", "error.log"), "-s", "reload")
-    return f"if {running}; then {reload}; else {start}; fi"
+        reload = commands.join("sudo", "-n", "/usr/bin/systemctl", "reload-or-restart", "nginx.service")
+    else:
+        main = _dir(config, "nginx.conf")
+        running = f"kill -0 \"$(cat {shlex.quote(pid_file(config))} 2>/dev/null)\" 2>/dev/null"
+        start = commands.join(*NGINX, "-c", main, "-e", _dir(config, "run", "error.log"))
+        signal = commands.join(*NGINX, "-c", main, "-e", _dir(config, "run", "error.log"), "-s", "reload")
+        reload = f"if {running}; then {signal}; else {start}; fi"
+    if not settle:
+        return reload
+    pid = shlex.quote(pid_file(config))
+    old = (f"master=$(cat {pid} 2>/dev/null); old=$(for p in /proc/[0-9]*; do "
+           f"[ -n \"$master\" ] && [ \"$(cut -d' ' -f4 \"$p/stat\" 2>/dev/null)\" = \"$master\" ] && "
+           f"echo \"${{p#/proc/}}\"; done)")
+    wait = ("i=0; while [ $i -lt 100 ]; do left=; for p in $old; do [ -d /proc/$p ] && left=1; done; "
+            "[ -z \"$left\" ] && break; sleep 0.1; i=$((i+1)); done")
+    return f"{{ {old}; {reload} && {{ {wait}; }}; }}"
 
 
 def system_include(config: HostConfig) -> str:

@@ -146,11 +146,13 @@ def test_the_renew_script_asks_lego_for_every_domain_and_installs_only_a_changed
     assert "renew --days 100000" in certificates.renew_script(config, force=True)
 
 
+GREEN_SITE = (SITE.replace("8081/health\n", "8081/health\ngreen_address = 127.0.0.1:18081\n")
+              .replace("8082/health\n", "8082/health\ngreen_address = 127.0.0.1:18082\n"))
+
+
 def test_bluegreen_renders_both_sets_the_idle_one_disabled(tmp_path):
     path = tmp_path / "bg.cfg"
-    path.write_text(SITE.replace("8081/health\n", "8081/health\ngreen_address = 127.0.0.1:18081\n")
-                    .replace("8082/health\n", "8082/health\ngreen_address = 127.0.0.1:18082\n")
-                    + "[front]\ncontrol = self\n[deploy]\nswitch = bluegreen\n"
+    path.write_text(GREEN_SITE + "[front]\ncontrol = self\n[deploy]\nswitch = bluegreen\n"
                       "[green]\nports:instance1 = 18081\nports:instance2 = 18082\n")
     config = hostconfig.load(path, environ={})
     text = front.render_config(config, live="green")
@@ -174,9 +176,7 @@ def test_bluegreen_renders_both_sets_the_idle_one_disabled(tmp_path):
 def test_bluegreen_without_what_it_needs_is_refused(tmp_path, change, words):
     path = tmp_path / "bg.cfg"
     green = "" if not change else "[green]\nports:instance1 = 18081\n"
-    text = (SITE.replace("8081/health\n", "8081/health\ngreen_address = 127.0.0.1:18081\n")
-            .replace("8082/health\n", "8082/health\ngreen_address = 127.0.0.1:18082\n")
-            + "[front]\n[deploy]\nswitch = bluegreen\n" + green)
+    text = (GREEN_SITE + "[front]\n[deploy]\nswitch = bluegreen\n" + green)
     if change:
         text = text.replace("[services]\n", change)
     path.write_text(text)

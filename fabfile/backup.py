@@ -19,7 +19,7 @@ from fabric import task
 from invoke import Exit
 from rich.markup import escape
 
-from . import backupengine, commands, output
+from . import backupengine, commands, datajob, output
 # the engine's names that restore.py, releases.py, tasks.py and the tests use through this module
 from .backupengine import Inventory, exclusive, inventory, make_backup, run, tail, zodb_check  # noqa: F401
 from .events import log_event
@@ -85,11 +85,11 @@ def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | N
     settings = site_settings(site, leaving_release_id)
     if not inventory(site.connection, settings).data["storages"][settings.main.name]["live"]["exists"]:
         return None
-    try:
-        with output.step(f"backup (tagged {leaving_release_id})"):
-            record = make_backup(site.connection, settings, site_hooks(site))
-    except BackupError as error:
-        raise Exit(f"the backup before the switch failed, nothing was switched: {error}", 1)
+    with output.step(f"backup (tagged {leaving_release_id})"):
+        verdict = datajob.run(site, "backup", release=leaving_release_id)
+    if verdict["result"] != "ok":
+        raise Exit(f"the backup before the switch failed, nothing was switched: {verdict.get('error')}", 1)
+    record = verdict.get("record")
     if record is None:  # nothing changed since the last backup: that one holds this data
         found = inventory(site.connection, settings)
         stamp = max(found.stamps(settings.main, False), default=None)
@@ -98,16 +98,20 @@ def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | N
 
 
 @task(help={"full": "a full backup, not an incremental one", "snapshot": "a full backup kept apart "
-            "from the regular ones", "quiet": "print nothing unless something fails (for cron)"})
-def backup(c, full=False, snapshot=False, quiet=False):
+            "from the regular ones", "quiet": "print nothing unless something fails (for cron)",
+            "force_unlock": "remove the backup lock first, whatever holds it"})
+def backup(c, full=False, snapshot=False, quiet=False, force_unlock=False):
     """Back up the site's filestorages and blobs on the host, verified, tagged with the release."""
     site = open_site(c)
     facts = site.facts()
     settings = site_settings(site, facts.current)
-    try:
-        make_backup(site.connection, settings, site_hooks(site, quiet), full=full, snapshot=snapshot)
-    except BackupError as error:
-        raise Exit(str(error), 1)
+    if site.dry:
+        output.say(f"\\[dry] would back up {', '.join(s.live for s in settings.storages)} and {settings.blobstorage}")
+        return
+    verdict = datajob.run(site, "backup", release=facts.current, full=full, snapshot=snapshot, quiet=quiet,
+                          force_unlock=force_unlock)
+    if verdict["result"] != "ok":
+        raise Exit(verdict.get("error", "the backup failed"), 1)
 
 
 @task

@@ -96,10 +96,10 @@ def tail(result) -> str:
     """Why a command failed, in one line: the problems our scripts report, else the last line it wrote
     (a traceback's last line is the error)."""
     try:
-        return "; ".join(json.loads(result.stdout)["problems"])
+        return explained("; ".join(json.loads(result.stdout)["problems"]))
     except (ValueError, KeyError, TypeError):
         lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        return lines[-1].strip() if lines else f"exit {result.exited}"
+        return explained(lines[-1].strip()) if lines else f"exit {result.exited}"
 
 
 def inventory(c, settings: Settings, sizes: bool = False) -> Inventory:
@@ -112,20 +112,100 @@ def inventory(c, settings: Settings, sizes: bool = False) -> Inventory:
     return Inventory(json.loads(run(c, commands.python(settings.python, onhost.source("backups"), described)).stdout))
 
 
+DISK_FULL = ("No space left on device", "ENOSPC", "Disk quota exceeded")
+
+
+def explained(text: str) -> str:
+    """``text``, opening with "disk full" when that is what it says in the system's words."""
+    return f"disk full: {text}" if any(words in text for words in DISK_FULL) else text
+
+
+def lock_path(settings: Settings) -> str:
+    return f"{posix_parent(settings.records)}/.lock"
+
+
+def pending_path(settings: Settings) -> str:
+    """What was there before the backup that runs, so that one killed half-way can be undone."""
+    return f"{posix_parent(settings.records)}/.pending.json"
+
+
+def _take(c, lock_dir: str, holder: str, owner: int | None):
+    pid = [f"echo {int(owner)} > {shlex.quote(lock_dir + '/pid')}"] if owner else []
+    return run(c, commands.and_then(commands.take_lock(lock_dir, holder), *pid), warn=True)
+
+
 @contextmanager
-def exclusive(c, settings: Settings, purpose: str):
-    """One backup or restore of a site at a time (cron, a deploy's backup, an operator): ``<backups>/.lock``."""
-    lock_dir = f"{posix_parent(settings.records)}/.lock"
+def exclusive(c, settings: Settings, purpose: str, say: Callable[[str], None] = print, force_unlock: bool = False):
+    """One backup or restore of a site at a time (cron, a deploy's backup, an operator): ``<backups>/.lock``.
+
+    A lock taken by a process on the machine that holds the data (``c.owner_pid``: the job on the
+    host, ``invoke backup``) names that process; a lock whose process is gone is stale: said and taken.
+    """
+    lock_dir = lock_path(settings)
+    owner = getattr(c, "owner_pid", None)
     holder = f"{who()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')} for {purpose}"
-    run(c, commands.make_directories(posix_parent(settings.records), mode="0700"))
-    if run(c, commands.take_lock(lock_dir, holder) + " 2>/dev/null", warn=True).exited:
+    made = run(c, commands.make_directories(posix_parent(settings.records), mode="0700"), warn=True)
+    if made.exited:
+        raise BackupError(explained(f"cannot make {posix_parent(settings.records)}: {tail(made)}"))
+    if force_unlock:
+        run(c, commands.release_lock(lock_dir))
+    taken = _take(c, lock_dir, holder, owner)
+    if taken.exited and any(words in taken.stderr for words in DISK_FULL):
+        raise BackupError(f"disk full: cannot take the lock {lock_dir} ({tail(taken)})")
+    if taken.exited and owner and run(c, holder_gone(lock_dir), warn=True).exited == 0:
+        current = run(c, commands.join("cat", f"{lock_dir}/holder"), warn=True).stdout.strip()
+        say(f"the lock of {current or 'a backup'} is stale (its process is gone): taking it")
+        run(c, commands.release_lock(lock_dir))
+        taken = _take(c, lock_dir, holder, owner)
+    if taken.exited:
         current = run(c, commands.join("cat", f"{lock_dir}/holder"), warn=True).stdout.strip()
         raise BackupError(f"another backup or restore runs: {current or 'unknown'} "
-                          f"(if none does, remove {lock_dir})")
+                          f"(if none does: --force-unlock)")
     try:
+        undo_pending(c, settings, say)
         yield
     finally:
         run(c, commands.release_lock(lock_dir))
+
+
+def pending_state(settings: Settings, before: Inventory, snapshot: bool) -> dict:
+    """What ``undo`` needs of the inventory before a backup (file names and sizes, copies, records)."""
+    chain, key = ("snapshots" if snapshot else "repository"), ("blob_snapshots" if snapshot else "blob_backups")
+    return {"snapshot": snapshot, "before": {
+        "storages": {s.name: {chain: {"files": before.files(s, snapshot)}} for s in settings.storages},
+        key: {"copies": {name: {} for name in before.data[key]["copies"]}},
+        "records": {name: {} for name in before.records}}}
+
+
+def digests(c, settings: Settings, record: dict, snapshot: bool) -> dict[str, str]:
+    """sha256 of every file the backup wrote (repozo's growing ``.dat`` files apart) and of its blob
+    archive: ``backups`` checks them again later."""
+    paths = [f"{settings.repository(s, snapshot)}/{name}" for s in settings.storages
+             for name in record["files"].get(s.name, []) if not name.endswith(".dat")]
+    if record.get("blob_copy") and settings.blob_archive:
+        paths.append(f"{settings.blob_location(snapshot)}/{record['stamp']}{ARCHIVES[settings.blob_archive]}")
+    if not paths:
+        return {}
+    listed = run(c, commands.join("sha256sum", "--", *paths)).stdout
+    return {path: line.split(None, 1)[0] for path, line in zip(paths, listed.splitlines())}
+
+
+def holder_gone(lock_dir: str) -> str:
+    """Succeeds when the lock names a process (``pid``) and that process is gone."""
+    return (f"test -f {shlex.quote(lock_dir + '/pid')} && "
+            f"! test -d \"/proc/$(cat {shlex.quote(lock_dir + '/pid')})\"")
+
+
+def undo_pending(c, settings: Settings, say: Callable[[str], None]) -> None:
+    """A backup killed half-way (its job gone with the machine, SIGKILL) left ``.pending.json``:
+    remove what it wrote, so that nothing of it is taken for a complete backup."""
+    result = run(c, commands.join("cat", pending_path(settings)), warn=True)
+    if result.exited or not result.stdout.strip():
+        return
+    pending = json.loads(result.stdout)
+    undo(c, settings, Inventory(pending["before"]), pending["snapshot"])
+    run(c, commands.remove(pending_path(settings)))
+    say("a backup that was interrupted half-way left files: removed, the backups are as before it")
 
 
 def problems_before_backup(settings: Settings, found: Inventory, full: bool, snapshot: bool) -> list[str]:
@@ -251,7 +331,8 @@ def apply_retention(c, settings: Settings, snapshot: bool, hooks: Hooks) -> None
               f"the oldest kept full backup")
 
 
-def make_backup(c, settings: Settings, hooks: Hooks, *, full: bool = False, snapshot: bool = False) -> dict | None:
+def make_backup(c, settings: Settings, hooks: Hooks, *, full: bool = False, snapshot: bool = False,
+                force_unlock: bool = False) -> dict | None:
     """Back up every filestorage (the main one last), then the blobs; verify; apply retention.
 
     The record of the backup, or None when nothing changed since the last one."""
@@ -266,7 +347,7 @@ def make_backup(c, settings: Settings, hooks: Hooks, *, full: bool = False, snap
     if settings.dry:
         hooks.say(f"[dry] would back up {', '.join(s.live for s in settings.storages)} and {settings.blobstorage}")
         return None
-    with exclusive(c, settings, "snapshot" if snapshot else "backup"):
+    with exclusive(c, settings, "snapshot" if snapshot else "backup", hooks.show, force_unlock):
         return _locked_backup(c, settings, hooks, full or unverified, snapshot)
 
 
@@ -283,15 +364,22 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
         + " && " + commands.make_directories(
             settings.records, settings.work, settings.blob_location(snapshot),
             *(settings.repository(s, snapshot) for s in settings.storages), mode="0700"))
+    run(c, commands.write_file(pending_path(settings), json.dumps(pending_state(settings, before, snapshot))))
     try:
         record = _back_up(c, settings, hooks, before, full, snapshot)
     except BaseException:
         undo(c, settings, before, snapshot)
+        run(c, commands.remove(pending_path(settings)))
         raise
+    if record is None:
+        run(c, commands.remove(pending_path(settings)))
     if record is None:
         return None
     record["seconds"] = round(time.monotonic() - started, 1)
-    run(c, commands.write_file(f"{settings.records}/{record['stamp']}.json", json.dumps(record, sort_keys=True)))
+    record["sha256"] = digests(c, settings, record, snapshot)
+    run(c, commands.and_then(
+        commands.write_file(f"{settings.records}/{record['stamp']}.json", json.dumps(record, sort_keys=True)),
+        commands.remove(pending_path(settings))))  # complete: it counts from now on
     hooks.log("backup", {key: record[key] for key in ("stamp", "kind", "release", "verified", "seconds")})
     if not record["verified"]:
         raise BackupError(f"backup {record['stamp']} did not verify: {'; '.join(record['problems'])}. "

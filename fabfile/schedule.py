@@ -40,8 +40,8 @@ from .site import Site, open_site
 
 PACKAGE = Path(__file__).resolve().parent
 JOB_DIR = ".deploy/backup-job"                # inside a release
-JOB_MODULES = ("__init__.py", "backupengine.py", "commands.py", "repozo.py", "retention.py",
-               "onhost/__init__.py", "onhost/backups.py", "onhost/zodbcheck.py")
+JOB_MODULES = ("__init__.py", "backupengine.py", "restoreengine.py", "commands.py", "repozo.py", "retention.py",
+               "onhost/__init__.py", "onhost/backups.py", "onhost/zodbcheck.py", "onhost/health.py")
 NAMED = {  # minute, hour, day of month, month, day of week
     "hourly": ("15", "*", "*", "*", "*"),
     "daily": ("15", "3", "*", "*", "*"),
@@ -145,21 +145,31 @@ def job_settings(config: HostConfig) -> dict:
             "zeopack": zeopack, "options": config.backup_options}
 
 
-def job_archive(config: HostConfig, crontab: str) -> tuple[bytes, str]:
-    """The job as a reproducible tar.gz (sorted, fixed times) and its digest."""
-    files = {"run.py": (PACKAGE / "onhost" / "backupjob.py").read_bytes(),
-             "settings.json": json.dumps(job_settings(config), indent=1, sort_keys=True).encode(),
-             "crontab": crontab.encode()}
+def code_files() -> dict[str, bytes]:
+    """The job's code: its runner and the engine, as they are shipped."""
+    files = {"run.py": (PACKAGE / "onhost" / "backupjob.py").read_bytes()}
     files.update({f"deploybackup/{name}": (PACKAGE / name).read_bytes() for name in JOB_MODULES})
-    files["deploybackup/__init__.py"] = b'"""The backup engine of buildout-deploy, shipped for the scheduled job."""\n'
+    files["deploybackup/__init__.py"] = b'"""The backup engine of buildout-deploy, shipped for the backup job."""\n'
+    return files
+
+
+def archive(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """``files`` as a reproducible tar.gz (sorted, fixed times; settings readable by us only) and its digest."""
     digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data for name, data in sorted(files.items())))
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         for name, data in sorted(files.items()):
             info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o755 if name == "run.py" else 0o644
-            archive.addfile(info, io.BytesIO(data))
+            info.size, info.mtime = len(data), 0
+            info.mode = {"run.py": 0o755, "settings.json": 0o600}.get(name, 0o644)
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue(), digest.hexdigest()
+
+
+def job_archive(config: HostConfig, crontab: str) -> tuple[bytes, str]:
+    """The scheduled job: its code, ``settings.json`` and the crontab lines."""
+    return archive({**code_files(), "crontab": crontab.encode(),
+                    "settings.json": json.dumps(job_settings(config), indent=1, sort_keys=True).encode()})
 
 
 def install_schedule(site: Site, release_id: str | None = None) -> str:

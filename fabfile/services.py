@@ -47,7 +47,8 @@ def _health(site: Site, urls: list[str], timeout: int) -> str:
             + shlex.quote(f"{directory}/health-urls"))
 
 
-def _status(site: Site) -> str:
+def status_command(site: Site) -> str:
+    """Fails unless every program that should serve runs."""
     if site.config.manager == "supervisor" and site.config.switch == "bluegreen":
         return supervisor.status(site.config, [name for name, _ in live(site)])
     return _manager(site).status(site.config)
@@ -59,7 +60,7 @@ def check_health(site: Site, programs=None) -> dict:
     urls = [p.health_url for p in programs if p.health_url] if programs else [url for _, url in live(site) if url]
     result = site.run(_health(site, urls, site.config.health_timeout), changes=False, warn=True)
     failed = json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
-    running = site.run(_status(site), changes=False, warn=True)
+    running = site.run(status_command(site), changes=False, warn=True)
     if running.exited:
         failed["programs"] = " ".join(running.stdout.split())
     return failed
@@ -122,7 +123,7 @@ def status(c):
         last = facts.last_switch
         output.say(site.config.redact(f"last switch: to {last.get('release')} at {last.get('finished')}: "
                                       f"{last.get('result')}" + (f" ({last['error']})" if last.get("error") else "")))
-    result = site.run(_status(site), changes=False, warn=True)
+    result = site.run(status_command(site), changes=False, warn=True)
     output.say(result.stdout.rstrip() or "the process manager is not running")
     urls = [url for _, url in live(site) if url]
     health = site.run(_health(site, urls, 3), changes=False, warn=True)

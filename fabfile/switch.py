@@ -6,21 +6,13 @@ The job (``onhost/switch.py``) runs detached on the host, so a client that dies
 """
 from __future__ import annotations
 
-import json
 import shlex
-import sys
-import uuid
-from datetime import datetime, timezone
 
-from invoke import Exit, UnexpectedExit
+from invoke import Exit
 
-from . import commands, front, nginx, onhost, supervisor, systemd
+from . import commands, front, jobs, nginx, onhost, supervisor, systemd
 from .hostconfig import HostConfig
 from .site import Site, who
-
-
-class Interrupted(Exception):
-    """The client stopped following; the job goes on on the host."""
 
 
 def _manager(config: HostConfig):
@@ -83,76 +75,33 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
     }
 
 
-def new_job_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-
-
-class _Redacted:
-    """A stream for Fabric's output that takes secrets out before it prints."""
-
-    def __init__(self, config: HostConfig):
-        self.config = config
-
-    def write(self, text: str) -> None:
-        sys.stdout.write(self.config.redact(text))
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
 def start_job(site: Site, plan: dict) -> str:
     """Write the plan and the job's script, start it detached; its pid."""
     directory = state_dir(site.config)
-    job = plan["job"]
-    site.run(commands.and_then(
-        "umask 077", commands.make_directories(directory, mode="0700"),
-        commands.write_file(f"{directory}/switch.py", onhost.source("switch")),
-    ))
-    # over SFTP, 0600: its health URLs and secrets never show in the process list
-    site.write_private(f"{directory}/{job}.json", json.dumps(plan))
-    # setsid: its own session, so the end of ours sends it no SIGHUP; no terminal, no stdin. Only the
-    # setsid is in the background (not a subshell with our output open, which would hold the session)
-    job_command = commands.join(site.config.python, f"{directory}/switch.py", f"{directory}/{job}.json")
-    start = (f"cd {shlex.quote(site.path())} || exit 1; setsid {job_command}"
-             f" </dev/null >{shlex.quote(f'{directory}/{job}.log')} 2>&1 & echo $!")
-    return site.run(start).stdout.strip()
+    site.run(commands.and_then("umask 077", commands.make_directories(directory, mode="0700"),
+                               commands.write_file(f"{directory}/switch.py", onhost.source("switch"))))
+    return jobs.start(site, directory, plan["job"], plan, f"{directory}/switch.py")
 
 
 def follow(site: Site, job: str, pid: str) -> dict:
     """Print the job's log as it grows, until it ends; its verdict."""
-    directory = state_dir(site.config)
-    log = f"{directory}/{job}.log"
-    try:
-        follower = commands.python(site.config.python, onhost.source("follow"), log,
-                                   f"{directory}/{job}.result.json", pid)
-        site.connection.run(follower, hide=False, warn=True,
-                            in_stream=False, out_stream=_Redacted(site.config), err_stream=_Redacted(site.config))
-    except KeyboardInterrupt:
-        raise Interrupted(job) from None
-    return read_verdict(site, job)
+    return jobs.follow(site, state_dir(site.config), job, pid, "switch job")
 
 
 def read_verdict(site: Site, job: str) -> dict:
-    directory = state_dir(site.config)
-    try:
-        text = site.run(commands.join("cat", f"{directory}/{job}.result.json"), changes=False).stdout
-    except UnexpectedExit:
-        log = site.run(commands.join("tail", "-n", "5", f"{directory}/{job}.log"), changes=False, warn=True)
-        return {"result": "failed", "bad": False,
-                "error": f"the switch job left no verdict: {' / '.join(log.stdout.strip().splitlines())}"}
-    return json.loads(text)
+    return jobs.read_verdict(site, state_dir(site.config), job, "switch job")
 
 
 def run_switch(site: Site, release: str, leaving: str | None, **options) -> dict:
     """Switch to ``release`` on the host and wait for the verdict: ``ok``, ``rolled-back`` or ``failed``."""
-    plan = build_plan(site.config, release, leaving, new_job_id(), **options)
+    plan = build_plan(site.config, release, leaving, jobs.new_job_id(), **options)
     if site.dry:
         print(f"[dry] switch job: {plan['mode']} to {release}")
         return {"result": "ok", "restarted": {}}
     pid = start_job(site, plan)
     try:
         return follow(site, plan["job"], pid)
-    except Interrupted:
+    except jobs.Interrupted:
         raise Exit(f"interrupted: the switch to {release} goes on on the host and finishes or goes back by "
                    f"itself (its log: {state_dir(site.config)}/{plan['job']}.log); see fab -H "
                    f"{site.config.name} status", 130) from None

@@ -79,7 +79,7 @@ def test_a_dry_run_backs_up_nothing(site):
 
 def test_a_bad_restore_date_stops_with_a_message_and_the_site_serving(site):
     result = site.fab("restore", "yesterday", "--no-prompt", check=False)
-    assert result.returncode == 1 and "is not yyyy-mm-dd" in result.stderr
+    assert result.returncode == 2 and "is not yyyy-mm-dd" in result.stderr  # an argument mistake
     result = site.fab("restore", "2001-01-01", "--no-prompt", check=False)
     assert result.returncode == 1 and "no backup at or before 2001-01-01" in result.stderr
     assert site.answers()

@@ -1,4 +1,4 @@
-"""The scheduled backup on the host: ``python3 run.py [--full] [--quiet]``, run by cron.
+"""The backup job on the host: ``python3 run.py [--full] [--quiet]`` (cron), or ``run.py PLAN.json`` (fab).
 
 Shipped by ``schedule.install_schedule`` into ``<release>/.deploy/backup-job/`` as
 ``run.py``, beside ``deploybackup/`` (our backup engine and the stdlib-only modules it
@@ -10,6 +10,13 @@ tagged with the release ``current`` points at), packs the ZEO storage first when
 asked to before a full backup, appends a line to ``deploy.log`` and one to syslog,
 prints nothing with ``--quiet`` unless something fails, and exits non-zero when the
 backup failed or did not verify (cron mails what it printed).
+
+``fab backup``, the deploy's backup before the switch and ``fab restore`` start it
+detached with a plan (``fabfile/datajob.py``): a backup or a restore, its settings, and
+for a restore the commands that stop and start the site and its health URLs. It
+writes its verdict beside the plan, so that a client that dies changes nothing: the
+job finishes (or undoes what it wrote) by itself, holding the backup lock, which names
+its pid, so that a lock whose job is gone is known to be stale.
 """
 import argparse
 import getpass
@@ -28,6 +35,7 @@ sys.path.insert(0, HERE)
 
 from deploybackup.backupengine import Hooks, make_backup  # noqa: E402
 from deploybackup.repozo import BackupError, layout  # noqa: E402
+from deploybackup.restoreengine import restore_backup  # noqa: E402
 
 
 class Result:
@@ -41,7 +49,10 @@ class CommandFailed(Exception):
 
 
 class Shell:
-    """What the engine needs of an invoke Context: ``run`` a shell command, capture its output."""
+    """What the engine needs of an invoke Context: ``run`` a shell command, capture its output.
+    Locks it takes name this process."""
+
+    owner_pid = os.getpid()
 
     def run(self, command, hide=True, warn=False, in_stream=False, dry=False):
         completed = subprocess.run(command, shell=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -77,11 +88,130 @@ def pack(job, shell):
     return None
 
 
+def now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def redactor(secrets):
+    def redact(text):
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+    return redact
+
+
+class Steps:
+    """``▸ name`` when a step starts, ``✓ name (1.2s)`` when it ends: what ``fab`` prints for its own."""
+
+    def __init__(self, say):
+        self.say = say
+
+    def __call__(self, name):
+        return _Step(self.say, name)
+
+
+class _Step:
+    def __init__(self, say, name):
+        self.say, self.name = say, name
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.say(f"▸ {self.name}")
+
+    def __exit__(self, kind, error, trace):
+        took = time.monotonic() - self.started
+        self.say(f"{'✓' if kind is None else '✗'} {self.name} ({took:.1f}s)")
+
+
+def site_hooks(plan, shell, say):
+    """Stop the site (maintenance page first) and start it again, checked, for a restore."""
+    def stop():
+        for command in plan["stop"]:
+            shell.run(command)
+
+    def start():
+        if plan.get("leave_stopped"):
+            return {}
+        for command in plan["start"]:
+            shell.run(command)
+        return healthy(plan, shell)
+
+    return stop, start
+
+
+def healthy(plan, shell):
+    """The health URLs answered and every program runs; or what failed."""
+    health = plan["health"]
+    urls = "".join(f"{url}\n" for url in health["urls"])
+    checked = subprocess.run([plan["python"], os.path.join(HERE, "deploybackup", "onhost", "health.py"),
+                              str(health["timeout"])], input=urls, capture_output=True, text=True)
+    try:
+        failed = json.loads(checked.stdout)["failed"]
+    except (ValueError, KeyError):
+        failed = {url: "no answer" for url in health["urls"]}
+    running = shell.run(health["status"], warn=True)
+    if running.exited:
+        failed["programs"] = " ".join(running.stdout.split())
+    return failed
+
+
+def run_plan(path):
+    """The job ``fab`` started: a backup or a restore as the plan says; its verdict in ``<job>.result.json``."""
+    with open(path) as handle:
+        plan = json.load(handle)
+    redact = redactor(plan.get("secrets", []))
+
+    def say(message):
+        print(redact(message), flush=True)
+
+    shell = Shell()
+    job = plan["settings"]
+    settings = layout(job["data"], job["backups"], job["repozo"], job["python"],
+                      release=plan.get("release"), log=job["log"], **job["options"])
+    hooks = Hooks(quiet=plan.get("quiet", False), show=say, timed=Steps(say),
+                  log=lambda event, record: log_line(job["log"], event, record))
+    verdict = {"result": "failed", "started": now()}
+    stopped = []  # "stop", then "start", as the restore calls them
+    try:
+        if plan["action"] == "backup":
+            record = make_backup(shell, settings, hooks, full=plan.get("full", False),
+                                 snapshot=plan.get("snapshot", False), force_unlock=plan.get("force_unlock", False))
+            verdict.update(result="ok", record=record)
+        else:
+            stop, start = site_hooks(plan, shell, say)
+            hooks.stop = lambda: (stopped.append("stop"), stop())
+            hooks.start = lambda: (stopped.append("start"), start())[1]
+            record = restore_backup(shell, settings, hooks, date=plan["date"], snapshot=plan.get("snapshot", False),
+                                    force_unlock=plan.get("force_unlock", False))
+            verdict.update(result="ok", record=record)
+    except (BackupError, CommandFailed) as error:
+        verdict["error"] = redact(str(error))
+    except Exception as error:  # a bug of ours: said in one line, the traceback in the log
+        import traceback
+        traceback.print_exc()
+        verdict["error"] = redact(f"{type(error).__name__}: {error}")
+    finally:
+        if plan["action"] == "restore":
+            if stopped and "start" not in stopped and verdict["result"] != "ok":
+                for command in plan["start"]:  # stopped, then failed: serve again before giving up
+                    shell.run(command, warn=True)
+            for command in plan.get("finally", []):
+                shell.run(command, warn=True)
+        verdict["finished"] = now()
+        with open(plan["result"] + ".new", "w") as handle:
+            json.dump(verdict, handle, sort_keys=True)
+        os.replace(plan["result"] + ".new", plan["result"])
+    return 0 if verdict["result"] == "ok" else 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="a full backup (packed first when configured)")
     parser.add_argument("--quiet", action="store_true", help="print nothing unless something fails")
+    parser.add_argument("plan", nargs="?", help="the plan of a job fab started (a backup or a restore)")
     args = parser.parse_args(argv)
+    if args.plan:
+        return run_plan(args.plan)
     with open(os.path.join(HERE, "settings.json")) as handle:
         job = json.load(handle)
     root = job["root"]

@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 
 from . import commands, onhost, retention
 from .repozo import (BackupError, Settings, backup_command, blob_archive_command, blob_copy_command, data_files,
-                     readable, recover_command, stamp_of, unpack_archive_command, verify_command)
+                     readable, recover_command, stamp_of, truncate_command, unpack_archive_command,
+                     verify_command)
 
 
 def who() -> str:
@@ -130,8 +131,12 @@ def pending_path(settings: Settings) -> str:
 
 
 def _take(c, lock_dir: str, holder: str, owner: int | None):
-    pid = [f"echo {int(owner)} > {shlex.quote(lock_dir + '/pid')}"] if owner else []
-    return run(c, commands.and_then(commands.take_lock(lock_dir, holder), *pid), warn=True)
+    """mkdir the lock and name its holder (and process); exit 3 when someone holds it, 4 when the
+    holder could not be written (the lock is then removed again, never left empty)."""
+    named = [f"printf '%s\\n' {shlex.quote(holder)} > {shlex.quote(lock_dir + '/holder')}"]
+    named += [f"echo {int(owner)} > {shlex.quote(lock_dir + '/pid')}"] if owner else []
+    return run(c, f"{commands.join('mkdir', lock_dir)} || exit 3; "
+                  f"{{ {' && '.join(named)}; }} || {{ {commands.release_lock(lock_dir)}; exit 4; }}", warn=True)
 
 
 @contextmanager
@@ -150,12 +155,16 @@ def exclusive(c, settings: Settings, purpose: str, say: Callable[[str], None] = 
     if force_unlock:
         run(c, commands.release_lock(lock_dir))
     taken = _take(c, lock_dir, holder, owner)
-    if taken.exited and any(words in taken.stderr for words in DISK_FULL):
-        raise BackupError(f"disk full: cannot take the lock {lock_dir} ({tail(taken)})")
+    if taken.exited == 4 or (taken.exited and any(words in taken.stderr for words in DISK_FULL)):
+        df = run(c, commands.join("df", "-P", posix_parent(lock_dir)), warn=True).stdout.split()
+        free = f"{df[-3]} kB free" if len(df) > 3 else "no room"
+        raise BackupError(f"disk full? cannot write the lock {lock_dir} ({free}): {tail(taken)}")
     if taken.exited and owner and run(c, holder_gone(lock_dir), warn=True).exited == 0:
         current = run(c, commands.join("cat", f"{lock_dir}/holder"), warn=True).stdout.strip()
         say(f"the lock of {current or 'a backup'} is stale (its process is gone): taking it")
-        run(c, commands.release_lock(lock_dir))
+        # the dead job led its own process group: stop what it left running (repozo, rsync) first
+        run(c, f"kill -KILL -- -\"$(cat {shlex.quote(lock_dir + '/pid')})\" 2>/dev/null; "
+               + commands.release_lock(lock_dir))
         taken = _take(c, lock_dir, holder, owner)
     if taken.exited:
         current = run(c, commands.join("cat", f"{lock_dir}/holder"), warn=True).stdout.strip()
@@ -226,7 +235,7 @@ def problems_before_backup(settings: Settings, found: Inventory, full: bool, sna
     needed = sum(found.data["storages"][s.name]["live"]["size"] for s in settings.storages)
     full = full or snapshot or not found.stamps(settings.main, snapshot)
     if full and needed > found.data["free"]:
-        problems.append(f"{found.data['free']} bytes free beside the backups, a full backup may need {needed}")
+        problems.append(f"disk full: {found.data['free']} bytes free beside the backups, a full backup may need {needed}")
     return problems
 
 
@@ -267,7 +276,7 @@ def undo(c, settings: Settings, before: Inventory, snapshot: bool) -> None:
         repo = settings.repository(storage, snapshot)
         old, new = before.files(storage, snapshot), now.files(storage, snapshot)
         doomed += [f"{repo}/{name}" for name in new if name not in old]
-        cut += [commands.truncate_command(f"{repo}/{name}", size) for name, size in old.items()
+        cut += [truncate_command(f"{repo}/{name}", size) for name, size in old.items()
                 if name.endswith(".dat") and new.get(name, size) != size]
     location = settings.blob_location(snapshot)
     key = "blob_snapshots" if snapshot else "blob_backups"

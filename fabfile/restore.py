@@ -106,7 +106,7 @@ def restore(c, date=None, snapshot=False, no_prompt=False, force_unlock=False):
     if site.dry:
         output.say(f"\\[dry] would restore {chosen}")
         return
-    verdict = datajob.run(site, "restore", date=chosen, snapshot=snapshot, force_unlock=force_unlock,
+    verdict = datajob.run(site, "restore", date=chosen if wanted else None, snapshot=snapshot, force_unlock=force_unlock,
                           **datajob.site_commands(site, maintenance=True))
     if verdict["result"] != "ok":
         raise Exit(verdict.get("error", "the restore failed"), 1)

@@ -96,6 +96,10 @@ def restore_backup(c, settings: Settings, hooks: Hooks, *, date: str | None = No
         hooks.say(f"[dry] would restore {chosen}")
         return {"stamp": chosen}
     with exclusive(c, settings, "restore", hooks.show, force_unlock):
+        found = inventory(c, settings)  # again: the lock may have undone a backup cut short
+        confirmed, (chosen, copy) = chosen, choose(settings, found, date, snapshot)
+        if chosen != confirmed:
+            hooks.say(f"the backup of {readable(confirmed)} was incomplete and is gone: restoring {readable(chosen)}")
         return _locked_restore(c, settings, hooks, found, date, chosen, copy, snapshot)
 
 

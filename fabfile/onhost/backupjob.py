@@ -210,6 +210,8 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="print nothing unless something fails")
     parser.add_argument("plan", nargs="?", help="the plan of a job fab started (a backup or a restore)")
     args = parser.parse_args(argv)
+    if os.getpgrp() != os.getpid():
+        os.setpgrp()  # lead a process group: who finds our lock stale stops what we left running
     if args.plan:
         return run_plan(args.plan)
     with open(os.path.join(HERE, "settings.json")) as handle:

@@ -23,6 +23,7 @@ from .site import CACHE
 HOST_BUILDOUT_FILE = "deploy.cfg"
 GREEN_BUILDOUT_FILE = "deploy-green.cfg"  # switch = bluegreen: the same release, listening on the green addresses
 MANIFEST = "manifest.json"
+SECRETS_FILE = "secrets.cfg"   # <root>/secrets.cfg, 0600: the overrides that hold secrets
 
 
 @dataclass(frozen=True)
@@ -47,22 +48,64 @@ def digest_of(release: str) -> str:
 
 
 def host_buildout(config: HostConfig, profile: str, pins: dict[str, str]) -> str:
-    """The buildout file the host runs: the profile, offline against ``<root>/dists``."""
+    """The buildout file the host runs: the profile, offline against ``<root>/dists``; overrides that
+    hold a secret come from ``<root>/secrets.cfg`` (extended), never from this file."""
+    private = secrets_buildout(config)
+    extends = [profile, config.path_on_host(SECRETS_FILE)] if private else [profile]
     lines = [
         "# Written by the deploy: the production profile, built offline on this host.",
-        "[buildout]", f"extends = {profile}",
+        "[buildout]", f"extends = {' '.join(extends)}",
         f"eggs-directory = {config.path_on_host('eggs')}",
         f"index = {config.index or config.path_on_host('dists')}",
         f"find-links = {config.path_on_host('dists')}",
         "allow-picked-versions = false", "newest = false", "show-picked-versions = false", "",
     ]
+    if private:
+        # A changed secret must make a new release (the same bundle would be "nothing to deploy"
+        # and never rebuilt): the secrets file's fingerprint is part of the bundle, its values are not.
+        lines[1:1] = [f"# {SECRETS_FILE}: {secrets_fingerprint(config, private)}"]
     overrides: dict[str, list[str]] = {"versions": [f"{name} = {version}" for name, version in sorted(pins.items())]}
-    for section, option, value in config.overrides:
+    for section, option, value in public_overrides(config):
         overrides.setdefault(section, []).append(f"{option} = {value}")
     for section, options in overrides.items():
         if options:
             lines += [f"[{section}]", *options, ""]
     return "\n".join(lines)
+
+
+def holds_secret(config: HostConfig, value: str) -> bool:
+    """Whether ``value`` has a secret (a ``${env:NAME}`` value) in it."""
+    return any(secret in value for secret in config.secrets)
+
+
+def public_overrides(config: HostConfig) -> list[tuple[str, str, str]]:
+    """The ``[overrides]`` that may be written into the release: those without a secret."""
+    return [override for override in config.overrides if not holds_secret(config, override[2])]
+
+
+def secrets_buildout(config: HostConfig) -> str | None:
+    """The text of ``<root>/secrets.cfg``: the overrides that hold a secret, or None when none does.
+
+    The deploy writes it over SFTP, 0600, beside the releases (``Site.write_private``); the
+    release's ``deploy.cfg`` extends it, so buildout reads the secrets while the release, the
+    bundle and the local bundle cache never hold them."""
+    sections: dict[str, list[str]] = {}
+    for section, option, value in config.overrides:
+        if holds_secret(config, value):
+            sections.setdefault(section, []).append(f"{option} = {value}")
+    if not sections:
+        return None
+    lines = ["# Written by the deploy: the overrides that hold secrets, read by every release's deploy.cfg.", ""]
+    for section, options in sections.items():
+        lines += [f"[{section}]", *options, ""]
+    return "\n".join(lines)
+
+
+def secrets_fingerprint(config: HostConfig, text: str) -> str:
+    """A fingerprint of the secrets file that tells a change, but is slow to test guesses against
+    (scrypt, salted with the site's root): it goes into the bundle, which is not secret."""
+    salt = f"buildout-deploy {SECRETS_FILE} {config.root}".encode()
+    return "scrypt:" + hashlib.scrypt(text.encode(), salt=salt, n=2 ** 14, r=8, p=1, dklen=12).hex()
 
 
 def green_buildout(config: HostConfig) -> str:

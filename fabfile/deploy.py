@@ -97,6 +97,7 @@ def build(site: Site, release_id: str, color: str = "blue") -> None:
         commands.link_shared(release_dir, site.path(), site.config.shared),
         commands.make_directories(f"{release_dir}/.deploy"),
     ))
+    private = write_secrets(site)
     started = time.monotonic()
     buildout = commands.with_pid_file(pid_file, site.path("venv", "bin", "buildout"), "-c",
                                       profile, env=pip_offline(site))
@@ -110,9 +111,21 @@ def build(site: Site, release_id: str, color: str = "blue") -> None:
         raise
     built = json.dumps({"who": who(), "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "seconds": round(time.monotonic() - started, 1)})
+    if private:  # buildout records each part's options, a secret override's value too
+        site.run(commands.join("chmod", "go-rwx", f"{release_dir}/.installed.cfg"))
     site.run(commands.and_then(commands.remove(pid_file),
                                commands.write_file(f"{release_dir}/.deploy/color", color + "\n"),
                                commands.write_file(f"{release_dir}/.deploy/built.json", built)))
+
+
+def write_secrets(site: Site) -> bool:
+    """``<root>/secrets.cfg``, the overrides that hold secrets, written over SFTP as 0600 (never on a
+    command line) before buildout reads it; False when no override holds a secret."""
+    text = bundles.secrets_buildout(site.config)
+    if text is None:
+        return False
+    site.write_private(site.path(bundles.SECRETS_FILE), text)
+    return True
 
 
 def new_color(site: Site, facts: Facts) -> str:

@@ -11,6 +11,7 @@ Refused: paths out of their base, a system root, line breaks outside lists, unpl
 from __future__ import annotations
 
 import configparser
+import functools
 import getpass
 import ipaddress
 import os
@@ -78,6 +79,10 @@ _PYTHON = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*|/[A-Za-z0-9_./+-]+")  # a com
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin", "/usr", "/lib", "/lib64")
 BACKUP_LOCATIONS = ("location", "blob_location", "snapshot_location", "blob_snapshot_location")
 REQUIRED = {("host", "address"), ("host", "root"), ("buildout", "directory")}
+
+# A secret shorter than this is refused at load time: redacting it would turn every "ab" of a log
+# line into ***, and such a value gives nothing away that a guess would not.
+MIN_SECRET_LENGTH = 4
 
 _REFERENCE = re.compile(r"\$(\$|\{(?:([\w.-]+):)?([\w.-]+)\})")
 
@@ -190,10 +195,57 @@ class HostConfig:
                     post_command=self.backup_post_command, blob_archive=self.backup_blob_archive)
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret value replaced by ``***``."""
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every secret value replaced by ``***``, in clear or in the escaped forms
+        that errors and documents give it (JSON, Python repr, shell quoting, percent-encoding)."""
+        return secret_pattern(self.secrets).sub("***", text) if self.secrets else text
+
+
+@functools.lru_cache(maxsize=64)
+def secret_pattern(secrets: frozenset[str]) -> re.Pattern:
+    """A regular expression that finds any of ``secrets``, longest first, in clear or escaped.
+
+    Error texts carry a value in whatever form the code that failed gave it: ``repr`` in a
+    Python exception (``w\\'ord``, ``\\xe4``), JSON (``\\u00e4``, ``\\"``, and ``\\\\'`` for a
+    repr inside JSON), shell quoting (``'"'"'``), percent-encoding (``%C3%A4``, ``+``) or HTML
+    entities. Each character of a secret may appear in any of its forms, so mixed and nested
+    escapes are found too."""
+    alternatives = ["".join(map(_character_forms, secret)) for secret in sorted(secrets, key=len, reverse=True)
+                    if secret]
+    return re.compile("|".join(alternatives) or "(?!)")
+
+
+_BACKSLASH_LETTERS = {"\n": "n", "\r": "r", "\t": "t", "\b": "b", "\f": "f", "\v": "v", "\0": "0"}
+_HTML_ENTITIES = {"&": ("&amp;",), "<": ("&lt;",), ">": ("&gt;",), '"': ("&quot;",),
+                  "'": ("&#39;", "&#x27;", "&apos;")}
+_SHELL_QUOTES = ("'\"'\"'", "'\\''")  # shlex.quote's way with a quote inside quotes, and the other usual one
+
+
+def _character_forms(character: str) -> str:
+    """The regular expression for one character of a secret in each of its forms."""
+    code = ord(character)
+    escapes = []  # what follows one or more backslashes (JSON of a repr doubles them)
+    if character in "'\"\\/" or character in _BACKSLASH_LETTERS:
+        escapes.append(re.escape(_BACKSLASH_LETTERS.get(character, character)))
+    if code <= 0xFF:
+        escapes.append(f"(?i:x{code:02x})")
+    if code <= 0xFFFF:
+        escapes.append(f"(?i:u{code:04x})")
+    else:  # JSON writes a character outside the BMP as a surrogate pair
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        escapes.append(f"(?i:u{high:04x}\\\\+u{low:04x})")
+    escapes.append(f"(?i:U{code:08x})")
+    forms = [re.escape(character), f"\\\\+(?:{'|'.join(escapes)})"]
+    utf8 = "".join(f"%{byte:02x}" for byte in character.encode("utf-8", "surrogatepass"))
+    forms.append(f"(?i:{utf8})")
+    if 0x80 <= code <= 0xFF:
+        forms.append(f"(?i:%{code:02x})")  # percent-encoded as Latin-1
+    if character == " ":
+        forms.append("\\+")
+    forms += [re.escape(form) for form in _HTML_ENTITIES.get(character, ())]
+    if character == "'":
+        forms += [re.escape(form) for form in _SHELL_QUOTES]
+    forms.append(f"&#0*{code};|(?i:&#x0*{code:x};)")
+    return f"(?:{'|'.join(forms)})"
 
 
 def available(config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -238,6 +290,14 @@ def load(path: Path, environ: dict | None = None) -> HostConfig:
             _check_known(section, key, where)
             expanded = _interpolate(value, raw, origin, environ, secrets, where, ())
             values.setdefault(section, {})[key] = (expanded, origin)
+    for key, (value, origin) in values.get("green", {}).items():
+        if any(secret and secret in value for secret in secrets):
+            raise ConfigError(f"{origin}: [green] {key}: holds a ${{env:...}} value; [green] options are written "
+                              f"into the release, so a secret goes in [overrides] (kept in <root>/secrets.cfg)")
+    for key, (value, origin) in values.get("overrides", {}).items():
+        if any(secret and "${" in secret and secret in value for secret in secrets):
+            raise ConfigError(f"{origin}: [overrides] {key}: a ${{env:...}} value holds '${{', which buildout would "
+                              f"take for a reference (it has no way to write it literally); change the secret")
     for section, key in sorted(REQUIRED):
         if not values.get(section, {}).get(key, ("",))[0].strip():
             raise ConfigError(f"{path}: [{section}] {key} is required")
@@ -309,6 +369,11 @@ def _interpolate(value, raw, origin, environ, secrets, where, stack) -> str:
         if section == "env":
             if key not in environ:
                 raise ConfigError(f"{where}: ${{env:{key}}} is not set in .env or the environment")
+            if 0 < len(environ[key]) < MIN_SECRET_LENGTH:
+                raise ConfigError(f"{where}: ${{env:{key}}} is {len(environ[key])} character(s) long; values "
+                                  f"from the environment are secrets, and one this short cannot be told apart "
+                                  f"from other text when output is redacted: give it {MIN_SECRET_LENGTH} "
+                                  f"characters or more, or write a value that is not secret in the file itself")
             secrets.add(environ[key])
             return environ[key]
         if section is None or key not in raw.get(section, {}):

@@ -16,7 +16,8 @@ def payload(config, event: str, release: str | None, who: str, duration: float |
     """The event as sent: host, release, who, duration, error; secrets redacted."""
     data = {"event": event, "host": config.name, "address": config.address, "release": release,
             "who": who, "duration": round(duration, 2) if duration is not None else None, "error": error}
-    return json.loads(config.redact(json.dumps(data)))
+    # each text on its own: redacting the JSON document could meet a secret's quote as \" and miss it
+    return {key: config.redact(value) if isinstance(value, str) else value for key, value in data.items()}
 
 
 def send(site, event: str, release: str | None, who: str, duration: float | None = None,

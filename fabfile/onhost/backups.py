@@ -8,9 +8,12 @@ answer lists every file of each repository with its size, every blob copy with
 its size and the bytes it alone holds (hard links to an older copy cost nothing),
 the records, and what a backup checks first: the live data exist, the locations
 are writable, rsync is there, how much space is free, whether a filestorage is
-locked by a running process.
+locked by a running process. With "sizes" (the ``backups`` table) it also
+re-reads every file a record lists under "sha256" ({absolute path: hex digest})
+and reports, per backup, the ones that are missing or whose digest differs.
 """
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -115,6 +118,38 @@ def records(directory):
     return found
 
 
+def digest(path):
+    """The hex sha256 of a file; None when it is not there."""
+    sha = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                sha.update(block)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:  # there but unreadable (a directory, no permission): not what was written
+        return "unreadable: %s" % error
+    return sha.hexdigest()
+
+
+def checksums(found):
+    """{stamp: {"files", "missing", "corrupted"}} for every record with "sha256"."""
+    checked = {}
+    for stamp, record in sorted(found.items()):
+        recorded = record.get("sha256") if isinstance(record, dict) else None
+        if not isinstance(recorded, dict):
+            continue  # an older backup: nothing recorded to check against
+        missing, corrupted = [], []
+        for path, expected in sorted(recorded.items()):
+            actual = digest(path)
+            if actual is None:
+                missing.append(path)
+            elif actual != str(expected).strip().lower():
+                corrupted.append(path)
+        checked[stamp] = {"files": len(recorded), "missing": missing, "corrupted": corrupted}
+    return checked
+
+
 def interpreter(script):
     """The Python a console script (bin/repozo) runs with: its '#!' line."""
     try:
@@ -143,13 +178,15 @@ for storage in settings["storages"]:
         "snapshots": repository(storage["snapshots"]),
     }
 blobstorage = settings["blobstorage"]
+found_records = records(settings["records"])
 print(json.dumps({
     "now": time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime()),
     "storages": storages,
     "blobstorage": {"exists": bool(blobstorage) and os.path.isdir(blobstorage)},
     "blob_backups": copies(settings["blob_backups"]),
     "blob_snapshots": copies(settings["blob_snapshots"]),
-    "records": records(settings["records"]),
+    "records": found_records,
+    "checksums": checksums(found_records) if settings.get("sizes") else {},
     "repozo": {"exists": os.access(settings["repozo"], os.X_OK), "python": interpreter(settings["repozo"])},
     "rsync": shutil.which("rsync") is not None,
     "free": free_bytes(settings["blob_backups"]),

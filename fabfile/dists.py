@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -116,8 +117,10 @@ def check_python(files: dict[str, Path], cache: Path, target: Target) -> None:
         if needs and not target.accepts(needs):
             refused.append(f"{pin} needs Python {needs} ({path.name}); the host has Python {target.python}")
     known = {name: needs for name, needs in known.items() if (cache / name).is_file()}
-    try:
-        (cache / REQUIRES_PYTHON_CACHE).write_text(json.dumps(known, indent=0, sort_keys=True))
+    try:  # written aside and renamed: another deploy from this machine may read it now
+        written = cache / f"{REQUIRES_PYTHON_CACHE}.{os.getpid()}"
+        written.write_text(json.dumps(known, indent=0, sort_keys=True))
+        written.replace(cache / REQUIRES_PYTHON_CACHE)
     except OSError:
         pass  # only a cache: the next run reads the metadata again
     if refused:

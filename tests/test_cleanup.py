@@ -67,7 +67,8 @@ def test_the_host_script_lists_leftovers_with_their_size_and_age(tmp_path):
                             "incoming": str(tmp_path / "dists" / ".incoming"), "lock": str(tmp_path / "b" / ".lock")}}
     found = json.loads(subprocess.run([sys.executable, "-c", onhost.source("backups"), json.dumps(wanted)],
                                       capture_output=True, text=True, check=True).stdout)
-    assert [(i["path"], i["bytes"]) for i in found["restoring"]] == [(str(var / "filestorage" / "Data.fs.restoring"), 5)]
+    restoring = [(i["path"], i["bytes"]) for i in found["restoring"]]
+    assert restoring == [(str(var / "filestorage" / "Data.fs.restoring"), 5)]
     before = {Path(i["path"]).name: i for i in found["before_restore"]}
     assert before[old_blobs.name]["bytes"] == 10
     assert before["Data.fs.index.before-restore-2020-01-02-03-04-05.000001"]["age_days"] > 365

@@ -36,7 +36,8 @@ def make_wheel(directory: Path, requires: str) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"{MODULE}.py", "")
         archive.writestr(f"{info}/METADATA", metadata(requires))
-        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{info}/WHEEL",
+                         "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         archive.writestr(f"{info}/RECORD", f"{MODULE}.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
     return path
 
@@ -46,9 +47,10 @@ def make_sdist(directory: Path, requires: str) -> Path:
     base = f"{MODULE}-{VERSION}"
     members = {
         f"{base}/PKG-INFO": metadata(requires),
-        f"{base}/pyproject.toml": (f'[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-                                   f'[project]\nname = "{NAME}"\nversion = "{VERSION}"\nrequires-python = "{requires}"\n'
-                                   f'[tool.setuptools]\npy-modules = ["{MODULE}"]\n'),
+        f"{base}/pyproject.toml": (
+            f'[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+            f'[project]\nname = "{NAME}"\nversion = "{VERSION}"\nrequires-python = "{requires}"\n'
+            f'[tool.setuptools]\npy-modules = ["{MODULE}"]\n'),
         f"{base}/{MODULE}.py": "",
     }
     path = directory / f"{base}.tar.gz"

@@ -45,8 +45,10 @@ def size(count: int) -> str:
 
 
 def rows(settings: Settings, found: Inventory) -> list[list[str]]:
-    """One row per backup, oldest first: time, kind, size on disk, release, verified."""
+    """One row per backup, oldest first: time, kind, size on disk, release, verified (CORRUPTED or
+    MISSING when a file differs from the sha256 its record holds, or is gone)."""
     listed = []
+    checked = found.data.get("checksums") or {}
     for snapshot in (False, True):
         copies = found.copies(snapshot)
         for stamp, kind in found.stamps(settings.main, snapshot).items():
@@ -56,6 +58,11 @@ def rows(settings: Settings, found: Inventory) -> list[list[str]]:
             used = sum(found.files(s, snapshot).get(n, 0) for s in settings.storages for n in files.get(s.name, []))
             used += copies.get(stamp, {}).get("new_bytes", 0)
             verified = {True: "yes", False: "NO"}.get(record.get("verified"), "?")
+            check = checked.get(stamp, {})
+            if check.get("corrupted"):
+                verified = "CORRUPTED"
+            elif check.get("missing"):
+                verified = "MISSING"
             listed.append([readable(stamp), "snapshot" if snapshot else kind, size(used),
                            record.get("release") or "", verified, "yes" if stamp in copies else "no"])
     return sorted(listed)
@@ -116,12 +123,22 @@ def backup(c, full=False, snapshot=False, quiet=False, force_unlock=False):
 
 @task
 def backups(c):
-    """Show the backups on the host: time, kind, size, release, verified."""
+    """Show the backups on the host: time, kind, size, release, verified (each file's sha256 re-checked)."""
     site = open_site(c)
     settings = site_settings(site, None)
     found = inventory(site.connection, settings, sizes=True)
     output.table(f"backups on {site.config.name}", ["time (UTC)", "kind", "size", "release", "verified", "blobs"],
                  rows(settings, found))
+    failed = 0
+    for stamp, check in sorted((found.data.get("checksums") or {}).items()):
+        failed += bool(check["corrupted"] or check["missing"])
+        lines = [*(f"CORRUPTED (backup {readable(stamp)}, not the sha256 recorded): {p}" for p in check["corrupted"]),
+                 *(f"MISSING (backup {readable(stamp)}, recorded but gone): {p}" for p in check["missing"])]
+        for line in lines:  # a path is never folded: it can be copied from the terminal
+            output.console.print(escape(line), soft_wrap=True)
+    if failed:
+        raise Exit(f"{failed} backup(s) on {site.config.name} failed their sha256 check: "
+                   f"do not restore them; take a full backup (fab -H {site.config.name} backup --full)", 1)
 
 
 # -- on this machine -------------------------------------------------------

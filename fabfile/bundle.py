@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,10 @@ HOST_BUILDOUT_FILE = "deploy.cfg"
 GREEN_BUILDOUT_FILE = "deploy-green.cfg"  # switch = bluegreen: the same release, listening on the green addresses
 MANIFEST = "manifest.json"
 SECRETS_FILE = "secrets.cfg"   # <root>/secrets.cfg, 0600: the overrides that hold secrets
+# Local bundles that cleanup keeps besides those of the host's releases: the newest few, and any
+# used within a day (a deploy to another host from this machine may be about to push it).
+KEEP_BUNDLES = 10
+KEEP_BUNDLES_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,26 @@ def make(config: HostConfig, target: Target, egg_wheels: list[Path], cache: Path
     archive.parent.mkdir(parents=True, exist_ok=True)
     if not archive.exists():
         archive.write_bytes(data)
+    else:
+        archive.touch()  # in use again: prune_bundles keeps it
     return Bundle(release_id(digest), digest[:8], archive, described, egg_pins, tools)
+
+
+def prune_bundles(directory: Path, releases: tuple[str, ...], dry: bool = False,
+                  now: float | None = None) -> list[tuple[Path, int]]:
+    """Remove old local bundles: keep those of ``releases`` (a host's release ids), the newest
+    ``KEEP_BUNDLES`` and any used within ``KEEP_BUNDLES_SECONDS``. A bundle is reproducible: one
+    removed is made again, byte for byte, when its release is deployed again. What went, with sizes."""
+    now = time.time() if now is None else now
+    hashes = {digest_of(release) for release in releases}
+    found = sorted(directory.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True) \
+        if directory.is_dir() else []
+    doomed = [(p, p.stat().st_size) for p in found[KEEP_BUNDLES:]
+              if p.name[:8] not in hashes and now - p.stat().st_mtime > KEEP_BUNDLES_SECONDS]
+    if not dry:
+        for path, _ in doomed:
+            path.unlink(missing_ok=True)
+    return doomed
 
 
 def reproducible_tarball(members: dict[str, bytes]) -> bytes:

@@ -2,13 +2,22 @@
 
 Third-party pins are downloaded with ``pip download --no-deps`` (wheels where
 there are, sdists otherwise) and never again: the cache is keyed by name and version.
+Every file a release takes must accept the host's Python: its own metadata's
+``Requires-Python`` (a wheel's METADATA, an sdist's PKG-INFO) is checked against the
+host's full version, so a pin that needs a newer Python stops the deploy here, naming
+it, before anything is sent.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 import sys
+import tarfile
+import zipfile
 from dataclasses import dataclass
+from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name
@@ -20,6 +29,8 @@ from .platforms import Target
 # What runs buildout and the services on the host, next to the site's own pins.
 HOST_TOOLS = ("zc.buildout", "setuptools", "pip", "wheel")
 SUPERVISOR_PIN = ("supervisor", "4.3.0")
+IGNORE_REQUIRES_PYTHON = "--ignore-requires-python"  # checked by check_python, against the host's Python
+REQUIRES_PYTHON_CACHE = "requires-python.json"       # file name -> its Requires-Python: files never change
 
 
 class DistError(Exception):
@@ -65,27 +76,87 @@ def runs_on(filename: str, target: Target) -> bool:
 
 
 def fetch(pins: dict[str, str], cache: Path, target: Target) -> list[Path]:
-    """The files for every pin on ``target``: cached ones, then wheels for it, then sdists."""
+    """The files for every pin on ``target``: cached ones, then wheels for it, then sdists;
+    each checked to accept the host's Python."""
     cache.mkdir(parents=True, exist_ok=True)
     missing = [f"{n}=={v}" for n, v in sorted(pins.items()) if not cached(cache, n, v, target)]
-    if missing and _download(missing, cache, target.pip_arguments()):
+    # Requires-Python is checked below from each file's own metadata, against the host's full
+    # version: pip's check (with --python-version X.Y) would skip a wheel for 3.11.5 on 3.11.2
+    # and fall back to the sdist, which then fails deep in buildout on the host.
+    wheels = [*target.pip_arguments(), IGNORE_REQUIRES_PYTHON]
+    if missing and _download(missing, cache, wheels):
         # one of them has no wheel for the target: find which, and take its sdist
         for requirement in missing:
             name, version = requirement.split("==")
             if cached(cache, name, version, target):
                 continue
-            if _download([requirement], cache, target.pip_arguments()) and \
-                    _download([requirement], cache, ["--no-binary=:all:"]):
+            if _download([requirement], cache, wheels) and \
+                    _download([requirement], cache, ["--no-binary=:all:", IGNORE_REQUIRES_PYTHON]):
                 raise DistError(f"no distribution of {requirement} for the host's Python "
                                 f"{target.python} on {target.machine} (glibc {target.glibc}), "
                                 f"neither a wheel nor an sdist")
-    files = []
+    files = {}
     for name, version in sorted(pins.items()):
         path = cached(cache, name, version, target)
         if path is None:
             raise DistError(f"no distribution of {name}=={version} for {target.key} after download")
-        files.append(path)
-    return files
+        files[f"{name}=={version}"] = path
+    check_python(files, cache, target)
+    return list(files.values())
+
+
+def check_python(files: dict[str, Path], cache: Path, target: Target) -> None:
+    """Stop, naming each pin, the Python it needs and the host's, when a file's Requires-Python
+    excludes the host's interpreter."""
+    known = _read_json(cache / REQUIRES_PYTHON_CACHE)
+    refused = []
+    for pin, path in files.items():
+        if path.name not in known:
+            known[path.name] = requires_python(path)
+        needs = known[path.name]
+        if needs and not target.accepts(needs):
+            refused.append(f"{pin} needs Python {needs} ({path.name}); the host has Python {target.python}")
+    known = {name: needs for name, needs in known.items() if (cache / name).is_file()}
+    try:  # written aside and renamed: another deploy from this machine may read it now
+        written = cache / f"{REQUIRES_PYTHON_CACHE}.{os.getpid()}"
+        written.write_text(json.dumps(known, indent=0, sort_keys=True))
+        written.replace(cache / REQUIRES_PYTHON_CACHE)
+    except OSError:
+        pass  # only a cache: the next run reads the metadata again
+    if refused:
+        raise DistError("\n".join([*refused, "pin a version that supports the host's Python, "
+                                               "or give the host a newer Python"]))
+
+
+def requires_python(path: Path) -> str:
+    """The ``Requires-Python`` of a wheel (its METADATA) or an sdist (its PKG-INFO); '' when none."""
+    text = ""
+    try:
+        if path.name.endswith(".whl"):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist()
+                             if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
+                text = archive.read(name).decode("utf-8", "replace") if name else ""
+        elif path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/PKG-INFO")), None)
+                text = archive.read(name).decode("utf-8", "replace") if name else ""
+        elif path.name.endswith(".tar.gz"):
+            with tarfile.open(path) as archive:
+                for member in archive:
+                    if member.isfile() and member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+                        text = archive.extractfile(member).read().decode("utf-8", "replace")
+                        break
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, KeyError) as error:
+        raise DistError(f"cannot read the metadata of {path}: {error}") from None
+    return (HeaderParser().parsestr(text).get("Requires-Python") or "").strip()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _download(requirements: list[str], cache: Path, options: list[str]) -> str:

@@ -8,11 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from packaging import tags
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
 
 # glibc versions that have a legacy manylinux name as well
 LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
@@ -59,6 +62,16 @@ class Target:
             *tags.cpython_tags(version, [self.abi, "abi3", "none"], self.platforms),
             *tags.compatible_tags(version, self.abi, self.platforms),
         ])
+
+    def accepts(self, requires_python: str) -> bool:
+        """Whether this interpreter (its full version: ``3.11.2``) satisfies a ``Requires-Python``;
+        a specifier that is not one is ignored, as pip ignores it."""
+        try:
+            wanted = SpecifierSet(requires_python)
+        except InvalidSpecifier:
+            return True
+        release = re.match(r"\d+(\.\d+)*", self.python)
+        return wanted.contains(Version(release.group(0) if release else self.python_version), prereleases=True)
 
     def pip_arguments(self) -> list[str]:
         """What ``pip download`` needs to fetch wheels for this target."""

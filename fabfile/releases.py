@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from fabric import task
 from invoke import Exit
 
-from . import backup, commands, lock, notify, output, restore, switch
+from . import backup, commands, leftovers, lock, notify, output, restore, switch
 from .events import log_event
 from .site import Facts, Release, Site, open_site, who
 
@@ -43,12 +43,16 @@ def releases_to_remove(releases: tuple[Release, ...], current: str | None, keep:
     return [r.id for r in releases if r.id not in protected and r.id not in newest_built]
 
 
-def cleanup_releases(site: Site, facts: Facts, current: str | None, building: str | None = None) -> list[str]:
-    """Remove old releases (and half-built ones) beyond ``keep_releases``."""
+def cleanup_releases(site: Site, facts: Facts, current: str | None, building: str | None = None,
+                     before_restore_days: float | None = None, mention_kept: bool = False) -> list[str]:
+    """Remove old releases (and half-built ones) beyond ``keep_releases``, then what dead runs left
+    (``leftovers.clean``); the ids of the releases removed."""
     doomed = releases_to_remove(facts.releases, current, site.config.keep_releases, building,
                                 tuple(facts.sets.values()))
     if doomed:
         site.run(commands.remove(*(site.path("releases", r) for r in doomed)))
+    kept = tuple(r.id for r in facts.releases if r.id not in doomed)
+    leftovers.clean(site, kept, before_restore_days, mention_kept)
     return doomed
 
 
@@ -112,11 +116,26 @@ def releases(c):
     output.table(f"releases on {site.config.name}", ["id", "built", "who", "current", "bad", "its backup"], rows)
 
 
-@task
-def cleanup(c):
-    """Remove old releases, keeping keep_releases, current and the previous good one."""
+@task(help={"before_restore_older_than": "also remove the data restores moved aside (*.before-restore-*) "
+                                         "older than DAYS days (never by default)"})
+def cleanup(c, before_restore_older_than=None):
+    """Remove old and half-built releases and what dead deploys and restores left."""
+    days = _days(before_restore_older_than)
     site = open_site(c)
     facts = site.facts()
     with lock.held(site, facts, "cleanup", False):
-        removed = cleanup_releases(site, facts, facts.current)
-    output.say(f"removed {len(removed)} release(s): {' '.join(removed)}" if removed else "nothing to remove")
+        removed = cleanup_releases(site, facts, facts.current, before_restore_days=days, mention_kept=True)
+    output.say(f"removed {len(removed)} release(s): {' '.join(removed)}" if removed else "no release to remove")
+
+
+def _days(value) -> float | None:
+    """``--before-restore-older-than``: a number of days, 0 or more."""
+    if value is None:
+        return None
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        days = -1
+    if not days >= 0:
+        raise Exit(f"--before-restore-older-than {value}: give a number of days, 0 or more", 2)
+    return days

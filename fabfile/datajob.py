@@ -17,6 +17,7 @@ from pathlib import Path
 from invoke import Exit
 
 from . import commands, front, jobs, schedule, services, supervisor, systemd
+from .hostconfig import secret_pattern
 from .site import Site
 
 KEEP_JOBS = 20
@@ -78,7 +79,8 @@ def run(site: Site, action: str, **plan) -> dict:
     code = ship_code(site)
     job = jobs.new_job_id()
     plan = {"action": action, "job": job, "python": site.config.python, "result": f"{directory}/{job}.result.json",
-            "settings": schedule.job_settings(site.config), "secrets": sorted(site.config.secrets), **plan}
+            "settings": schedule.job_settings(site.config),
+            "secret_pattern": secret_pattern(site.config.secrets).pattern if site.config.secrets else None, **plan}
     pid = jobs.start(site, directory, job, plan, f"{code}/run.py")
     try:
         return jobs.follow(site, directory, job, pid, f"{action} job")

@@ -11,7 +11,7 @@ import shlex
 from invoke import Exit
 
 from . import commands, front, jobs, nginx, onhost, supervisor, systemd
-from .hostconfig import HostConfig
+from .hostconfig import HostConfig, secret_pattern
 from .site import Site, who
 
 
@@ -71,7 +71,7 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
             "running": running_programs(config),
             "status": manager.status(config),
         },
-        "secrets": sorted(config.secrets),
+        "secret_pattern": secret_pattern(config.secrets).pattern if config.secrets else None,
     }
 
 

@@ -92,12 +92,10 @@ def now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def redactor(secrets):
-    def redact(text):
-        for secret in sorted(secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
-    return redact
+def redactor(pattern):
+    """Secrets out of what we print and keep, in clear or escaped (``hostconfig.secret_pattern``)."""
+    import re
+    return (lambda text: re.sub(pattern, "***", text)) if pattern else (lambda text: text)
 
 
 class Steps:
@@ -159,7 +157,7 @@ def run_plan(path):
     """The job ``fab`` started: a backup or a restore as the plan says; its verdict in ``<job>.result.json``."""
     with open(path) as handle:
         plan = json.load(handle)
-    redact = redactor(plan.get("secrets", []))
+    redact = redactor(plan.get("secret_pattern"))
 
     def say(message):
         print(redact(message), flush=True)

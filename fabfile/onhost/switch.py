@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,9 +54,8 @@ class Failure(Exception):
 
 
 def redact(text):
-    for secret in sorted(plan.get("secrets", ()), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """``text`` with the secrets, in clear or escaped (the plan's ``secret_pattern``), as ``***``."""
+    return re.sub(plan["secret_pattern"], "***", text) if plan.get("secret_pattern") else text
 
 
 def say(message):

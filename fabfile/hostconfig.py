@@ -91,6 +91,9 @@ class ConfigError(Exception):
     """A host config that cannot be used; the message names file, section and key."""
 
 
+MAX_SOCKET_PATH = 100  # AF_UNIX paths hold 108 bytes; supervisor's socket lives under <root>/var/run
+
+
 @dataclass(frozen=True)
 class Program:
     name: str
@@ -550,6 +553,11 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         raise ConfigError(f"{_origin(values, 'deploy', 'switch')}: [deploy] switch = {switch} needs a [front] "
                           f"that can take instances out (without one: stopstart)")
     root = get("host", "root")
+    socket = f"{root}/var/run/supervisor.sock"
+    if manager == "supervisor" and len(socket.encode()) > MAX_SOCKET_PATH:
+        raise ConfigError(f"{_origin(values, 'host', 'root')}: [host] root: too long: supervisor's socket "
+                          f"{socket} would have {len(socket.encode())} bytes, a unix socket holds "
+                          f"{MAX_SOCKET_PATH} (choose a shorter root)")
     user = get("host", "user", getpass.getuser())
     overrides, green = (tuple(
         (*key.split(":", 1), get(section, key)) for key in sorted(values.get(section, {}))

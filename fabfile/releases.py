@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
 
@@ -56,11 +57,17 @@ def cleanup_releases(site: Site, facts: Facts, current: str | None, building: st
     return doomed
 
 
+RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
+
+
 @task(help={"to": "the release id to go back to (default: the previous good release)",
             "with_data": "also restore the data backed up when that release was left",
             "force_unlock": "remove a stale lock first"})
 def rollback(c, to=None, with_data=False, force_unlock=False):
     """Go back to the previous good release (or --to ID) in seconds."""
+    if to is not None and not RELEASE_ID.fullmatch(str(to)):
+        raise Exit(f"rollback --to takes a release id such as 20261122T031500Z-3f2a9c1d (see: fab releases), "
+                   f"not {to!r}", 2)
     site = open_site(c)
     started = time.monotonic()
     facts = site.facts()

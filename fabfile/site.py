@@ -113,8 +113,13 @@ class Site:
 
 def connect(c, config: HostConfig, user: str, login_hint: str) -> Connection:
     """An open connection to the host as ``user``, its host key checked against the known hosts."""
+    if config.identity and not config.identity.is_file():
+        raise Exit(f"{config.path}: [host] identity = {config.identity}: no such key file "
+                   f"(make one with ssh-keygen, or leave identity out)", 2)
+    if config.known_hosts.is_dir():
+        raise Exit(f"{config.path}: [host] known_hosts = {config.known_hosts} is a directory, not a file", 2)
     kwargs = dict(c.connect_kwargs or {})
-    if config.identity and config.identity.is_file():
+    if config.identity:
         kwargs.setdefault("key_filename", str(config.identity))
     kwargs.setdefault("timeout", 20)
     connection = Connection(config.address, user=user, port=config.port, connect_kwargs=kwargs, config=c.config)

@@ -14,7 +14,6 @@ from . import commands
 from .hostconfig import HostConfig, Program
 
 CONFIG_IN_RELEASE = "etc/supervisord.conf"
-MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
 
 
 def socket_path(config: HostConfig) -> str:
@@ -47,8 +46,6 @@ def processes(config: HostConfig) -> list[tuple[str, Program, str]]:
 
 def render_config(config: HostConfig) -> str:
     """supervisord.conf for the site: every program, none started by supervisord itself."""
-    if len(socket_path(config).encode()) > MAX_SOCKET_PATH:
-        raise ValueError(f"{config.path}: [host] root is too long for supervisor's socket {socket_path(config)}")
     escape = lambda value: value.replace("%", "%%")  # supervisor expands %(name)s
     var = lambda *parts: escape(config.path_on_host("var", *parts))
     lines = [

@@ -81,9 +81,16 @@ def test_a_deleted_file_shows_the_backup_as_missing(two_backups):
     assert checks[full]["missing"] == [str(gone)]
 
 
-def test_a_record_without_sha256_shows_as_before(tmp_path):
+def test_the_engine_records_sha256s_and_a_record_without_them_shows_as_before(tmp_path):
     commit(tmp_path, first=b"first blob")
     record = back_up(tmp_path, full=True)
+    record_file = tmp_path / "var/backups/records" / f"{record['stamp']}.json"
+    written = json.loads(record_file.read_text())
+    assert written["sha256"] and all(len(digest) == 64 for digest in written["sha256"].values())
+    verified, checks = table(tmp_path)
+    assert verified == {shown(record["stamp"]): "yes"} and checks[record["stamp"]]["files"] == len(written["sha256"])
+    del written["sha256"]  # as a backup made before sha256s were recorded
+    record_file.write_text(json.dumps(written))
     verified, checks = table(tmp_path)
     assert verified == {shown(record["stamp"]): "yes"} and checks == {}
 

@@ -99,6 +99,8 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("backup", "pack_days", "-7", "out of range: 0 or more"),
     ("deploy", "keep_releases", "five", "'five' is not a whole number"),
     ("host", "port", "0", "is not a TCP port (1-65535)"),
+    ("host", "port", "70000", "is not a TCP port (1-65535)"),
+    ("host", "root", "/srv/" + "a" * 90, "supervisor's socket"),
 ])
 def test_a_hostile_value_is_refused_naming_file_section_and_key(tmp_path, section, key, value, words):
     path = write(tmp_path, section, key, value)
@@ -194,3 +196,19 @@ def test_every_shipped_config_still_loads(path):
         return
     config = hostconfig.load(path, environ={"DEPLOY_WEBHOOK": "https://hooks.example/x"})
     assert config.root.startswith("/") and config.shared == ("var",)
+
+
+@pytest.mark.parametrize("key, make, words", [
+    ("identity", lambda d: d / "no-such-key", "no such key file"),
+    ("known_hosts", lambda d: (d / "known").mkdir() or d / "known", "is a directory, not a file"),
+])
+def test_a_missing_key_or_a_known_hosts_directory_stops_before_connecting(tmp_path, key, make, words):
+    import os
+    import subprocess
+    from sites import FAB, REPO
+    (tmp_path / "hostconfigs").mkdir()
+    write(tmp_path / "hostconfigs", "host", key, str(make(tmp_path)), name="clumsy.cfg")
+    result = subprocess.run([FAB, "-H", "clumsy", "status"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "DEPLOY_HOSTCONFIGS": str(tmp_path / "hostconfigs")})
+    assert result.returncode == 2, result.stderr
+    assert f"[host] {key} = " in result.stderr and words in result.stderr and "Traceback" not in result.stderr

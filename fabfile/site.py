@@ -9,7 +9,7 @@ from pathlib import Path
 
 import paramiko
 from fabric import Connection
-from invoke import Exit
+from invoke import Exit, UnexpectedExit
 
 from . import commands, hostconfig, hostkeys, onhost, output, platforms
 from .hostconfig import ConfigError, HostConfig
@@ -60,6 +60,22 @@ class Facts:
         return next((r for r in self.releases if r.id == release_id), None)
 
 
+class RemoteFailure(UnexpectedExit):
+    """A command on the host failed: said in a few lines (the command's start and its own error), not
+    with the whole command (a script of ours can be long), secrets redacted."""
+
+    def __init__(self, result, config: HostConfig):
+        super().__init__(result)
+        self.config = config
+
+    def __str__(self) -> str:
+        first = self.result.command.strip().splitlines()[0] if self.result.command.strip() else ""
+        command = first if len(first) <= 120 else first[:117] + "..."
+        said = (self.result.stderr.strip() or self.result.stdout.strip()).splitlines()[-5:]
+        return self.config.redact(f"on {self.config.address}: `{command}` exited {self.result.exited}"
+                                  + (":\n  " + "\n  ".join(said) if said else "") + "\n")
+
+
 class Site:
     """A host config and the connection to its host; every remote command goes through ``run``."""
 
@@ -78,7 +94,10 @@ class Site:
             print(f"[dry] {self.config.redact(command)}")
             return None
         self.commands_run += 1
-        return self.connection.run(command, hide=hide, warn=warn, dry=False, in_stream=False)
+        try:
+            return self.connection.run(command, hide=hide, warn=warn, dry=False, in_stream=False)
+        except UnexpectedExit as error:
+            raise RemoteFailure(error.result, self.config) from None
 
     def write_private(self, remote: str, text: str) -> None:
         """Write ``text`` to a file only our login may read, over SFTP: a secret in it never shows in a

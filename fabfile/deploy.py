@@ -11,6 +11,7 @@ from invoke import Exit, UnexpectedExit
 from . import backup as backups
 from . import bundle as bundles
 from . import certificates, commands, dists, front, lock, notify, output, releases, schedule, switch
+from . import plan as plans
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
 from .dists import DistError, sha256
@@ -199,7 +200,8 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
     if plan or site.dry:
         bundle = prepare(site, facts, allow_dirty)
         existing = _existing(facts, bundle)
-        output.say("\n".join(describe_plan(site, facts, bundle, existing.id if existing else bundle.release_id)))
+        output.say("\n".join(describe_plan(site, facts, bundle, existing.id if existing else bundle.release_id)
+                              + plans.describe(site, facts, bundle)))
         output.say("plan only: the host is unchanged")
         return
     with lock.held(site, facts, "deploy", force_unlock):
@@ -212,7 +214,7 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
             raise Exit(f"release {existing.id} has this content and is marked bad "
                        f"({existing.bad.get('reason')}); change something first", 1)
         release_id = existing.id if existing else bundle.release_id
-        output.say("\n".join(describe_plan(site, facts, bundle, release_id)[:-1]))
+        output.say("\n".join(describe_plan(site, facts, bundle, release_id)[:-1] + plans.describe(site, facts, bundle)))
         notify.send(site, "deploy-started", release_id, who())
         sent = 0
         try:

@@ -15,6 +15,7 @@ from fabfile import backup as backups
 from fabfile import bundle as bundles
 from fabfile import restore as restores
 from fabfile import hostconfig, pin as pins, platforms
+from fabfile import init as inits
 from fabfile.buildoutfiles import ProfileError
 from fabfile.dists import DistError
 from fabfile.repozo import BackupError
@@ -187,6 +188,23 @@ def bundle(c, host="sandbox", allow_dirty=False):
           f"({made.archive.stat().st_size} bytes, {len(made.dists)} distributions)")
 
 
+@task(help={"buildout": "the buildout directory to read", "host": "the name of the host config to write",
+            "address": "the host's address", "root": "the site's root on the host (default: /srv/NAME)",
+            "profile": "the profile the host runs (default: production.cfg, else buildout.cfg)",
+            "port": "the SSH port (default: 22)", "user": "who deploys (default: you)"})
+def init(c, buildout, host, address, root=None, profile=None, port=None, user=None):
+    """Write hostconfigs/NAME.cfg from an existing buildout, saying what it guessed."""
+    try:
+        path, said = inits.init_config(Path(buildout), host, address, hostconfig.CONFIG_DIR, root=root,
+                                       profile=profile, port=int(port) if port else None, user=user)
+    except FileExistsError as error:
+        raise Exit(f"{error} exists: init writes only a new config (remove it, or choose another --host)", 2)
+    except inits.InitError as error:
+        raise Exit(str(error), 2)
+    print("\n".join(f"guessed: {line}" for line in said))
+    print(f"wrote {path}: check it, then fab -H {host} deploy")
+
+
 BACKUP_HELP = {"directory": "a buildout directory, or a site's root on its host (default: example/)",
                "keep": "full backups to keep (0: all)"}
 
@@ -217,4 +235,4 @@ def restore(c, date=None, directory=str(HERE / "example"), snapshot=False, no_pr
         raise Exit(str(error), 1)
 
 
-ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle, backup, restore)
+ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle, init, backup, restore)

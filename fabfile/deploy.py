@@ -10,7 +10,7 @@ from invoke import Exit, UnexpectedExit
 
 from . import backup as backups
 from . import bundle as bundles
-from . import certificates, commands, dists, front, lock, notify, output, releases, schedule, switch
+from . import certificates, commands, dists, front, hooks, lock, notify, output, releases, schedule, switch
 from . import plan as plans
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
@@ -145,7 +145,7 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str
             with output.step("certificate"):
                 done, message = certificates.obtain(site)
             output.say(message if done else f"[yellow]warning: {message}[/]")
-    verdict = switch.run_switch(site, release_id, leaving, live=live)
+    verdict = switch.run_switch(site, release_id, leaving, live=live, with_hooks=True)
     if verdict["result"] == "ok":
         output.say(f"restarted: {switch.describe(verdict)}")
         return verdict
@@ -154,6 +154,28 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str
             f"going back to {leaving or 'nothing'} failed too: see fab -H {site.config.name} status")
     raise Exit(f"deploy of {release_id} failed ({site.config.redact(verdict.get('error', '?'))}); "
                f"{back}; {release_id} {marked}", 1)
+
+
+def run_hook_before_deploy(site: Site) -> None:
+    """``[hooks] before_deploy`` here, in the buildout directory; failing stops the deploy before anything
+    is sent."""
+    if not site.config.hook("before_deploy"):
+        return
+    with output.step("before_deploy hook"):
+        result = hooks.run_local(site, "before_deploy")
+    if not result.ok:
+        raise Exit(f"{result.describe()}: nothing was sent to {site.config.name}", 1)
+
+
+def run_hook_before_switch(site: Site, release_id: str) -> None:
+    """``[hooks] before_switch`` on the host in the new release; failing: no switch, the release marked bad."""
+    if not site.config.hook("before_switch"):
+        return
+    with output.step("before_switch hook"):
+        result = hooks.run_on_host(site, "before_switch", site.path("releases", release_id), release_id)
+    if result and not result.ok:  # None: --dry
+        releases.mark_bad(site, release_id, result.describe())
+        raise Exit(f"{result.describe()}; nothing was switched, {release_id} marked bad", 1)
 
 
 def describe_plan(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> list[str]:
@@ -218,6 +240,7 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
         notify.send(site, "deploy-started", release_id, who())
         sent = 0
         try:
+            run_hook_before_deploy(site)
             if not existing:
                 with output.step("push"):
                     sent = push(site, facts, bundle, release_id)
@@ -227,6 +250,7 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
                     build(site, release_id, new_color(site, facts))
             else:
                 output.say(f"{release_id} is built already: switching to it")
+            run_hook_before_switch(site, release_id)
             output.say(schedule.install_schedule(site, release_id))
             backup = backups.backup_before_switch(site, facts.current)
             with output.step("switch and check"):

@@ -31,7 +31,8 @@ MANAGERS = ("supervisor", "systemd")
 
 # section -> {key: kind}; kinds: str, int, count (>= 0), positive (>= 1), port, bool, list,
 # root (absolute on the host), localpath, address, user, python, command, url, names (program
-# names), release_paths (relative to the release), var_path(s) (under <root>/var), backup_path
+# names), release_paths (relative to the release), var_path(s) (under <root>/var), backup_path,
+# hook (a shell command line)
 SCHEMA: dict[str, dict[str, str]] = {
     "hostconfig": {"extends": "list"},
     "host": {
@@ -60,6 +61,8 @@ SCHEMA: dict[str, dict[str, str]] = {
                "schedule_incremental": "str", "schedule_full": "str", "zeopack_before_full": "bool",
                "pack_days": "count", "zeopack": "str"},
     "notify": {"webhook": "str", "syslog": "str"},
+    "hooks": {"before_deploy": "hook", "before_switch": "hook", "after_switch": "hook", "after_rollback": "hook",
+              "hook_timeout": "positive"},
     "overrides": {"*": "str"},
 }
 LIST_KINDS = ("list", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
@@ -180,6 +183,8 @@ class HostConfig:
     backup_zeopack: str = "bin/zeopack"                 # relative to the release, or absolute
     webhook: str | None = None
     syslog: str | None = None
+    hooks: tuple[tuple[str, str], ...] = ()          # (name, shell command line) of the hooks given
+    hook_timeout: int = 600
     overrides: tuple[tuple[str, str, str], ...] = ()
     green: tuple[tuple[str, str, str], ...] = ()     # buildout options of a release built as the green set
     secrets: frozenset[str] = frozenset()
@@ -196,6 +201,10 @@ class HostConfig:
                     keep=self.backup_keep, keep_blob_days=self.backup_keep_blob_days, quick=self.backup_quick,
                     gzip=self.backup_gzip, verify=self.backup_verify, pre_command=self.backup_pre_command,
                     post_command=self.backup_post_command, blob_archive=self.backup_blob_archive)
+
+    def hook(self, name: str) -> str | None:
+        """The command line of the hook ``name`` (``before_switch``...), or None."""
+        return dict(self.hooks).get(name)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``, in clear or in the escaped forms
@@ -462,6 +471,15 @@ def _typed(kind: str, value: str, where: str, origin: Path):
             raise ConfigError(f"{where}: {value!r} is not an http:// or https:// URL with a host (and a port "
                               f"1-65535, if any)")
         return value
+    if kind == "hook":
+        if not value.strip():
+            raise ConfigError(f"{where}: is empty; leave the key out for no hook")
+        try:
+            shlex.split(value)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {value!r} is not a shell command line ({error}): close every quote") \
+                from None
+        return value
     if kind == "command":
         try:
             words = shlex.split(value)
@@ -598,6 +616,9 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         backup_pack_days=get("backup", "pack_days", 7),
         backup_zeopack=get("backup", "zeopack", "bin/zeopack"),
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
+        hooks=tuple((key, get("hooks", key)) for key in SCHEMA["hooks"] if key != "hook_timeout"
+                    and key in values.get("hooks", {})),
+        hook_timeout=get("hooks", "hook_timeout", 600),
         overrides=overrides, green=green, secrets=secrets,
     )
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from fabric import task
 from invoke import Exit
 
-from . import backup, commands, leftovers, lock, notify, output, restore, switch
+from . import backup, commands, hooks, leftovers, lock, notify, output, restore, switch
 from .events import log_event
 from .site import Facts, Release, Site, open_site, who
 
@@ -100,6 +100,9 @@ def rollback(c, to=None, with_data=False, force_unlock=False):
         log_event(site, "rollback", release=target.id, previous=leaving,
                   data=restored and restored.get("stamp"))
         notify.send(site, "rollback", target.id, who(), time.monotonic() - started)
+        hook = hooks.run_on_host(site, "after_rollback", site.path("current"), target.id)
+    if hook and not hook.ok:  # the rollback stands: going forward again would bring back what was fled
+        raise Exit(f"rolled back to {target.id}, but {hook.describe()}", 1)
     output.say(f"rolled back to {target.id} in {time.monotonic() - started:.1f}s")
 
 

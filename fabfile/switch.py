@@ -10,7 +10,7 @@ import shlex
 
 from invoke import Exit
 
-from . import commands, front, jobs, nginx, onhost, supervisor, systemd
+from . import commands, front, hooks, jobs, nginx, onhost, supervisor, systemd
 from .hostconfig import HostConfig, secret_pattern
 from .site import Site, who
 
@@ -46,8 +46,10 @@ def front_plan(config: HostConfig, live: str) -> dict:
 
 
 def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, *,
-               restart_all: bool = False, mode: str | None = None, live: str = "blue") -> dict:
-    """Everything the job needs, commands built here from quoted tokens."""
+               restart_all: bool = False, mode: str | None = None, live: str = "blue",
+               with_hooks: bool = False) -> dict:
+    """Everything the job needs, commands built here from quoted tokens; ``with_hooks`` (a deploy): the
+    ``after_switch`` hook, a failure of the switch, and ``after_rollback`` once it went back."""
     manager = _manager(config)
     processes = supervisor.processes(config) if config.manager == "supervisor" else \
         [(p.name, p, "current") for p in config.programs]
@@ -72,6 +74,8 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
             "status": manager.status(config),
         },
         "secret_pattern": secret_pattern(config.secrets).pattern if config.secrets else None,
+        "hooks": {name: hooks.job_hook(config, name, config.path_on_host("current"))
+                  for name in ("after_switch", "after_rollback")} if with_hooks else {},
     }
 
 

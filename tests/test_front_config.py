@@ -1,4 +1,5 @@
 """Unit tests: [front] checked at load time, the HAProxy config it renders, the switch job's plan."""
+import re
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,8 @@ def test_secrets_reach_the_job_only_to_be_taken_out_of_its_output(tmp_path):
     path.write_text(SITE.replace("8081/health", "8081/health?token=${env:TOKEN}"))
     config = hostconfig.load(path, environ={"TOKEN": "sekrit-value"})
     plan = switch.build_plan(config, "r2", "r1", "job1")
-    assert plan["secrets"] == ["sekrit-value"]
+    assert re.sub(plan["secret_pattern"], "***", "GET /health?token=sekrit-value") == "GET /health?token=***"
+    assert re.sub(plan["secret_pattern"], "***", "token='sekrit%2Dvalue'") != "token='sekrit%2Dvalue'"
 
 
 def test_acme_sends_the_challenge_to_lego_and_keeps_it_out_of_redirects_and_maintenance(tmp_path):

@@ -465,6 +465,43 @@ def cool_down(color, release, seconds):
     say(f"cool-down: stopped the {color} set ({release}) after {seconds}s warm")
 
 
+# -- hooks ---------------------------------------------------------------------------------------
+
+def log_event(event, **details):
+    """One JSON line in ``<root>/deploy.log``, as the client writes them, secrets redacted."""
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event,
+              "who": plan["who"], **details}
+    with open(os.path.join(plan["root"], "deploy.log"), "a") as handle:
+        handle.write(redact(json.dumps(record, sort_keys=True)) + "\n")
+
+
+def run_hook(name):
+    """Run the plan's hook ``name`` (its line reaches ``sh`` through the environment, bounded by
+    ``timeout``), its output in our log as it comes; what came of it, or None when there is none."""
+    hook = (plan.get("hooks") or {}).get(name)
+    if not hook:
+        return None
+    say(f"{name} hook in {hook['directory']}: {hook['line']}")
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(hook["command"], shell=True, cwd=hook["directory"],
+                                   env={**os.environ, "DEPLOY_HOOK": hook["line"]}, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        for line in process.stdout:
+            print(redact(line.rstrip("\n")), flush=True)
+        code = process.wait()
+    except OSError as error:  # its directory is gone
+        say(f"{name} hook could not start: {error}")
+        code = 127
+    seconds = round(time.monotonic() - started, 1)
+    timed_out = code in (124, 137) and seconds >= hook["timeout"]
+    described = (f"{name} hook stopped after {hook['timeout']}s ([hooks] hook_timeout)" if timed_out else
+                 f"{name} hook failed (exit {code})" if code else f"{name} hook ok")
+    say(f"{described} in {seconds}s")
+    log_event("hook", hook=name, exit=code, seconds=seconds, timed_out=timed_out, release=linked("current"))
+    return {"name": name, "exit": code, "seconds": seconds, "timed_out": timed_out, "described": described}
+
+
 def run():
     target, leaving, mode = plan["release"], plan["leaving"], plan["mode"]
     color = live = None
@@ -488,6 +525,9 @@ def run():
         missing = [p["name"] for p in others() + instances(color) if p["name"] not in up]
         if missing:
             raise Failure(f"not running after the switch: {' '.join(missing)}")
+        hook = run_hook("after_switch")
+        if hook and hook["exit"]:
+            raise Failure(hook["described"])  # as a failed health check: the release's fault
         return {"result": "ok", "restarted": restarted, "flip_seconds": state.get("flip")}
     except Exception as failure:  # a Failure, or the host itself: go back all the same
         say(f"FAILED: {failure}")
@@ -505,6 +545,9 @@ def run():
         say(f"going back failed too: {failure}")
         return {"result": "failed", "error": f"{problem}; going back failed: {failure}", "bad": bad,
                 "went_back": False}
+    hook = run_hook("after_rollback") if leaving else None
+    if hook and hook["exit"]:
+        problem += f"; then {hook['described']}"
     return {"result": "rolled-back" if bad else "failed", "error": problem, "bad": bad, "restarted": restarted,
             "went_back": True}
 

@@ -3,7 +3,8 @@
     python -m benchmarks.deploy
 
 Every number comes from one run: first deploy, no-op deploy, a one-line change,
-rollback; the site is polled every 50 ms during the change deploy to measure how
+rollback, then a push and the deploy that only switches to it, against a full deploy of a
+change; the site is polled every 50 ms during the change deploy to measure how
 long it does not answer; sshd's own log counts the connections and sessions.
 """
 from __future__ import annotations
@@ -86,7 +87,7 @@ def main() -> None:
             elapsed = time.monotonic() - started
             connections, sessions = sshd_counts(log, offset)
             rows.append([label, f"{elapsed:.1f}", f"{downtime.longest:.2f}" if downtime else "",
-                         f"{sent_bytes(result.stdout):,}" if args[0] == "deploy" else "",
+                         f"{sent_bytes(result.stdout):,}" if args[0] in ("deploy", "push") else "",
                          str(connections), str(sessions)])
             return elapsed
 
@@ -110,6 +111,9 @@ def main() -> None:
             site.change_code("# another line changed")
             change = measure("one-line-change deploy", "deploy", poll=True)
             rollback = measure("rollback", "rollback", poll=True)
+            site.change_code("# a change pushed first")
+            pushed = measure("push (builds, switches nothing)", "push", poll=True)
+            switch_only = measure("deploy after push (switch only)", "deploy", poll=True)
         finally:
             site.stop_everything()
             sshd.stop(work / "sshd")
@@ -124,6 +128,8 @@ def main() -> None:
     console.print(f"no-op / first: {noop / first:.3f} (aim < 0.1); rollback / first: {rollback / first:.3f} "
                   f"(aim < 0.05); change / first: {change / first:.3f}; "
                   f"bytes change / first: {bytes_change / bytes_first:.4f}")
+    console.print(f"deploy after push / full change deploy: {switch_only / change:.3f}; "
+                  f"(push + deploy) / full change deploy: {(pushed + switch_only) / change:.3f}")
 
 
 if __name__ == "__main__":

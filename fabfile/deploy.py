@@ -119,6 +119,18 @@ def build(site: Site, release_id: str, color: str = "blue") -> None:
                                commands.write_file(f"{release_dir}/.deploy/built.json", built)))
 
 
+def build_release(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
+    """push, python for buildout, buildout: ``releases/<id>`` built beside the serving release, which
+    keeps serving; the bytes sent. ``deploy`` and ``push`` both build through here."""
+    with output.step("push"):
+        sent = push(site, facts, bundle, release_id)
+    with output.step("python for buildout"):
+        ensure_venv(site, facts, bundle.tools)
+    with output.step("buildout"):
+        build(site, release_id, new_color(site, facts))
+    return sent
+
+
 def write_secrets(site: Site) -> bool:
     """``<root>/secrets.cfg``, the overrides that hold secrets, written over SFTP as 0600 (never on a
     command line) before buildout reads it; False when no override holds a secret."""
@@ -242,12 +254,7 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
         try:
             run_hook_before_deploy(site)
             if not existing:
-                with output.step("push"):
-                    sent = push(site, facts, bundle, release_id)
-                with output.step("python for buildout"):
-                    ensure_venv(site, facts, bundle.tools)
-                with output.step("buildout"):
-                    build(site, release_id, new_color(site, facts))
+                sent = build_release(site, facts, bundle, release_id)
             else:
                 output.say(f"{release_id} is built already: switching to it")
             run_hook_before_switch(site, release_id)

@@ -145,3 +145,20 @@ def test_a_disk_filled_during_a_restore_fails_it_without_touching_the_data_and_t
     site.fab("restore", "latest", "--no-prompt")
     assert_serving_with_the_data(site, data)
     assert says_the_disk_is_full(output), output
+
+
+def test_a_disk_filled_during_a_backup_fails_it_saying_so_and_the_next_backup_works(site):
+    site.add("new since the last backup: disk full in fab backup", "kept")  # so that repozo has work
+    data = site.objects()
+    fillers = []
+    try:
+        output, code = fab_acting_at(site, "▸ repozo ", lambda process: fillers.append(fill_disk(str(site.root))),
+                                     "backup")
+    finally:
+        for path in fillers:
+            os.unlink(path)
+    assert code == 1, output
+    assert_serving_with_the_data(site, data)
+    site.fab("backup")
+    assert_serving_with_the_data(site, data)
+    assert says_the_disk_is_full(output), output

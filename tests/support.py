@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 
@@ -31,3 +32,71 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# -- fault injection: processes on the (local) sandbox host, a full disk -------------------
+
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (Linux /proc); 0 when it is gone."""
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def command_line(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def pids_running(*words: str) -> list[int]:
+    """The processes whose command line holds every one of ``words`` (not this one)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            line = command_line(int(entry))
+            if line and all(word in line for word in words):
+                found.append(int(entry))
+    return found
+
+
+def ssh_session_of(pid: int, listener: int) -> list[int]:
+    """The sshd processes serving the SSH connection that runs ``pid``: its ancestors below the
+    listening sshd (the privileged monitor and the user's session process). Empty when ``pid``
+    does not descend from ``listener``."""
+    chain = []
+    for _ in range(64):  # bounded: a process tree is never this deep
+        parent = parent_of(pid)
+        if parent in (0, 1):
+            return []
+        if parent == listener:
+            return [p for p in [*chain, pid] if "sshd" in command_line(p)]
+        chain.append(pid)
+        pid = parent
+    return []
+
+
+def fill_disk(directory: str, name: str = "filler") -> str:
+    """Fill the file system holding ``directory`` until a write fails with ENOSPC; the filler's path."""
+    path = os.path.join(directory, name)
+    stat = os.statvfs(directory)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, max(stat.f_bavail * stat.f_frsize - 65536, 4096))
+            os.lseek(fd, 0, os.SEEK_END)
+        except OSError:
+            pass  # what fallocate could not take, the writes below take
+        block = b"\0" * 4096
+        for _ in range(1_000_000):  # bounded: 4 GB at most
+            try:
+                os.write(fd, block)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                break
+    finally:
+        os.close(fd)
+    return path

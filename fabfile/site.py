@@ -116,7 +116,15 @@ class Site:
         if self.dry:
             print(f"[dry] upload {local.name} -> {remote}")
             return
-        self.connection.put(str(local), remote)
+        try:
+            self.connection.put(str(local), remote)
+        except OSError as error:  # paramiko's "size mismatch in put!": the file did not arrive whole
+            directory = remote.rsplit("/", 1)[0] or "/"
+            free = self.run(commands.join("df", "-Pk", directory), changes=False, warn=True).stdout.split()
+            room = f"{free[-3]} kB free in {directory}" if len(free) > 3 and free[-3].isdigit() else directory
+            self.run(commands.remove(remote), warn=True)
+            raise Exit(f"uploading {local.name} to {self.config.address} failed ({error}): disk full? {room}", 1) \
+                from None
 
     def facts(self) -> Facts:
         """What the root holds now, in one read-only command."""

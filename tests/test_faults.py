@@ -47,27 +47,6 @@ ROLLBACK_STEPS = [
 ]
 ROLLBACK_POINTS = [(name, marker, sig) for name, marker in ROLLBACK_STEPS for sig in SIGNALS]
 
-STALE_BACKUP_LOCK = ("bug: a deploy killed (SIGKILL) inside its backup before the switch leaves <root>/backups/.lock "
-                     "(a mkdir lock with no keeper, fabfile/backupengine.py exclusive): the next plain deploy exits 1 "
-                     "with 'the backup before the switch failed, nothing was switched: another backup or restore "
-                     "runs: root@HOST since ... for backup (if none does, remove <root>/backups/.lock)'")
-
-STALE_BACKUP_LOCK_AFTER_BACKUP = (
-    "bug: fab backup killed (SIGKILL) while repozo runs leaves <root>/backups/.lock (a mkdir lock with no keeper, "
-    "fabfile/backupengine.py exclusive): the next plain fab backup exits 1 with 'another backup or restore runs: "
-    "root@HOST since ... for backup (if none does, remove <root>/backups/.lock)'")
-STALE_BACKUP_LOCK_AFTER_RESTORE = (
-    "bug: fab restore killed (SIGKILL) while it recovers leaves <root>/backups/.lock (fabfile/backupengine.py "
-    "exclusive, taken by fabfile/restore.py): the next plain fab restore exits 1 with 'another backup or restore "
-    "runs: root@HOST since ... for restore (if none does, remove <root>/backups/.lock)'")
-RESTORE_LEAVES_THE_SITE_DOWN = (
-    "bug: fab restore interrupted (SIGINT or SIGKILL) after it stopped the programs leaves every program STOPPED "
-    "(zeoserver too), the front answering 503 and Data.fs.restoring beside the live Data.fs until someone runs "
-    "fab start; with SIGINT the client exits 1 after '✗ stop, swap the data, start failed' with no message. The stop, "
-    "swap and start are driven from the client (fabfile/restore.py restore_backup, the 'stop, swap the data, start' "
-    "step: nothing starts the programs again on an interrupt; not an on-host job)")
-
-
 def _point_id(name: str, sig: signal.Signals) -> str:
     return f"{name}-{sig.name}"
 
@@ -180,8 +159,7 @@ def deploys_plainly(site) -> None:
     assert "deployed" in result.stdout or "nothing to deploy" in result.stdout
 
 
-@pytest.mark.parametrize("name, marker, sig", _marked(DEPLOY_POINTS, {
-    "backup-before-the-switch-SIGKILL": STALE_BACKUP_LOCK}))
+@pytest.mark.parametrize("name, marker, sig", _marked(DEPLOY_POINTS, {}))
 def test_a_deploy_killed_at_each_step_leaves_a_serving_site_and_the_next_deploy_works(site, name, marker, sig):
     site.change_code(f"# fault: {name} {sig.name}")
     if name.startswith("backup"):
@@ -343,8 +321,7 @@ def test_the_ssh_connection_dropped_mid_rollback_lets_the_rollback_finish_and_th
 
 @pytest.mark.parametrize("sig", [
     pytest.param(signal.SIGINT, id=_point_id("repozo", signal.SIGINT)),
-    pytest.param(signal.SIGKILL, id=_point_id("repozo", signal.SIGKILL),
-                 marks=pytest.mark.xfail(strict=True, reason=STALE_BACKUP_LOCK_AFTER_BACKUP))])
+    pytest.param(signal.SIGKILL, id=_point_id("repozo", signal.SIGKILL))])
 def test_a_backup_killed_mid_way_leaves_the_data_and_the_next_backup_works(site, sig):
     site.add(f"new since the last backup: backup killed {sig.name}", "kept")  # so that repozo has work
     data = site.objects()
@@ -389,10 +366,7 @@ RESTORE_STEPS = [("recover", "▸ recover with repozo"), ("swap-site-stopped", "
 RESTORE_POINTS = [(name, marker, sig) for name, marker in RESTORE_STEPS for sig in SIGNALS]
 
 
-@pytest.mark.parametrize("name, marker, sig", _marked(RESTORE_POINTS, {
-    "recover-SIGKILL": STALE_BACKUP_LOCK_AFTER_RESTORE,
-    "swap-site-stopped-SIGINT": RESTORE_LEAVES_THE_SITE_DOWN,
-    "swap-site-stopped-SIGKILL": RESTORE_LEAVES_THE_SITE_DOWN + "; and <root>/backups/.lock stays, as after recover"}))
+@pytest.mark.parametrize("name, marker, sig", _marked(RESTORE_POINTS, {}))
 def test_a_restore_killed_at_each_step_leaves_a_serving_site_and_the_next_restore_works(site, name, marker, sig):
     site.fab("backup")  # the latest backup holds the data as it is: a restore changes nothing
     data = site.objects()
@@ -418,12 +392,6 @@ def kill_every_session(listener: int) -> list[int]:
     return sessions
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the SSH connection dropped while fab restore has the programs stopped leaves every program STOPPED, the "
-    "front answering 503 and Data.fs.restoring beside the live Data.fs until someone runs fab start; the client "
-    "exits 255 with Invoke's dump 'Encountered a bad command exit code! Command: if .../supervisorctl ... stop "
-    "instance2 instance1 zeoserver ... Exit code: -1' (fabfile/restore.py restore_backup: the stop, swap and start "
-    "are driven from the client, not an on-host job that finishes by itself)"))
 def test_the_ssh_connection_dropped_while_a_restore_has_the_site_stopped_leaves_a_serving_site(site, sandbox_host):
     listener = sshd.running_pid(sandbox_host.state_dir)
     site.fab("backup")  # the latest backup holds the data as it is: a restore changes nothing

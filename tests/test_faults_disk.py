@@ -108,14 +108,6 @@ def test_a_disk_filled_during_the_backup_before_the_switch_fails_the_deploy_and_
     assert says_the_disk_is_full(output), output
 
 
-PUSH_ON_A_FULL_DISK = (
-    "bug: a disk full during the push ends the deploy with a Python traceback whose last line is 'OSError: size "
-    "mismatch in put!  0 != 9235' (paramiko's check after the SFTP upload), naming neither the disk nor the space: "
-    "fabfile/deploy.py push -> fabfile/site.py put lets the OSError of Connection.put through; it should say the "
-    "host's disk is full (df of <root>/dists), exit 1, no traceback. The site serves and the next deploy works")
-
-
-@pytest.mark.xfail(strict=True, reason=PUSH_ON_A_FULL_DISK)
 def test_a_disk_filled_during_the_push_fails_the_deploy_and_the_next_deploy_works(site):
     site.change_code("# fault: the disk full during the push")
     data, leaving = site.objects(), site.current()

@@ -155,11 +155,19 @@ def exclusive(c, settings: Settings, purpose: str, say: Callable[[str], None] = 
     if force_unlock:
         run(c, commands.release_lock(lock_dir))
     taken = _take(c, lock_dir, holder, owner)
+    deadline, said = time.monotonic() + LOCK_WAIT, False
+    while taken.exited == 3 and holder_state(c, settings, lock_dir) == ALIVE and time.monotonic() < deadline:
+        if not said:
+            current = run(c, commands.join("cat", f"{lock_dir}/holder"), warn=True).stdout.strip()
+            say(f"waiting for {current or 'another backup or restore'} to finish (at most {LOCK_WAIT // 60} min)")
+            said = True
+        time.sleep(1)
+        taken = _take(c, lock_dir, holder, owner)
     if taken.exited == 4 or (taken.exited and any(words in taken.stderr for words in DISK_FULL)):
         df = run(c, commands.join("df", "-P", posix_parent(lock_dir)), warn=True).stdout.split()
         free = f"{df[-3]} kB free" if len(df) > 3 else "no room"
         raise BackupError(f"disk full? cannot write the lock {lock_dir} ({free}): {tail(taken)}")
-    if taken.exited and owner and run(c, holder_gone(lock_dir), warn=True).exited == 0:
+    if taken.exited and holder_state(c, settings, lock_dir) == GONE:
         current = run(c, commands.join("cat", f"{lock_dir}/holder"), warn=True).stdout.strip()
         say(f"the lock of {current or 'a backup'} is stale (its process is gone): taking it")
         # the dead job led its own process group: stop what it left running (repozo, rsync) first
@@ -199,10 +207,26 @@ def digests(c, settings: Settings, record: dict, snapshot: bool) -> dict[str, st
     return {path: line.split(None, 1)[0] for path, line in zip(paths, listed.splitlines())}
 
 
-def holder_gone(lock_dir: str) -> str:
-    """Succeeds when the lock names a process (``pid``) and that process is gone."""
-    return (f"test -f {shlex.quote(lock_dir + '/pid')} && "
-            f"! test -d \"/proc/$(cat {shlex.quote(lock_dir + '/pid')})\"")
+GONE, ALIVE, UNKNOWN = 0, 1, 2
+LOCK_WAIT = 900  # seconds a backup or restore waits for one that runs
+
+# Exit GONE when the lock's process is gone (or a zombie nobody reaps), ALIVE when it runs, UNKNOWN when
+# the lock names no process (taken by a client over SSH: copy-data).
+_HOLDER_STATE = ("import sys\n"
+                 "try:\n"
+                 "    pid = open(sys.argv[1] + '/pid').read().strip()\n"
+                 "except OSError:\n"
+                 "    sys.exit(2)\n"
+                 "try:\n"
+                 "    state = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"
+                 "except (OSError, IndexError):\n"
+                 "    sys.exit(0)\n"
+                 "sys.exit(0 if state == 'Z' else 1)\n")
+
+
+def holder_state(c, settings: Settings, lock_dir: str) -> int:
+    """GONE, ALIVE or UNKNOWN: the process that holds the lock, where the data is."""
+    return run(c, commands.python(settings.python, _HOLDER_STATE, lock_dir), warn=True).exited
 
 
 def undo_pending(c, settings: Settings, say: Callable[[str], None]) -> None:

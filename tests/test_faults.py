@@ -135,12 +135,20 @@ def wait_for_switch_jobs(site, seconds: float = 120) -> None:
 def assert_serving_with_the_data(site, data: list[dict] | None = None) -> None:
     """Both instances and the front answer; the data is what it was (``data``, when given)."""
     wait_for_switch_jobs(site)
+    wait_for_data_jobs(site)
     assert site.answers("instance1") and site.answers("instance2")
     assert request(site)[0] == 200
     stored = site.objects()
     assert "before the faults" in [o["title"] for o in stored]
     if data is not None:
         assert stored == data
+
+
+def wait_for_data_jobs(site, seconds: float = 180) -> None:
+    """A backup or restore job left by a dead client finishes on the host: wait until its lock is gone."""
+    lock, deadline = site.root / "backups" / ".lock", time.monotonic() + seconds
+    while lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def remove_a_stale_backup_lock(site) -> None:

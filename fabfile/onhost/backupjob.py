@@ -132,7 +132,11 @@ def site_hooks(plan, shell, say):
             return {}
         for command in plan["start"]:
             shell.run(command)
-        return healthy(plan, shell)
+        failed = healthy(plan, shell)
+        if not failed:
+            for command in plan.get("finally", []):  # the maintenance page off, once it serves
+                shell.run(command, warn=True)
+        return failed
 
     return stop, start
 

@@ -125,6 +125,11 @@ def logs(config: HostConfig, name: str, lines: int) -> str:
     return f"{_ctl(config, 'tail', f'-{lines * 400}', name)} | {commands.join('tail', '-n', str(lines))}"
 
 
+def follow(config: HostConfig, name: str) -> str:
+    """A program's log as it grows (supervisorctl's ``tail -f``, read by supervisord as ``app_user``)."""
+    return _ctl(config, "tail", "-f", name)
+
+
 def status(config: HostConfig, names: list[str] | None = None) -> str:
     """What supervisord runs (non-zero exit when one of ``names``, or of all, is not running)."""
     return _ctl(config, "status", *(names or ()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import grp
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,7 +76,7 @@ def test_following_streams_every_program_and_ends_with_the_session(tmp_path):
 @pytest.fixture(scope="module")
 def site(sandbox_host, tmp_path_factory):
     port = free_port()
-    test_site = make_site(tmp_path_factory.mktemp("logs"), sandbox_host,
+    test_site = make_site(tmp_path_factory.mktemp("logs"), sandbox_host, "[notify]\nsyslog = local3\n",
                           programs=("zeoserver", "instance1", "instance2", "web"),
                           commands={"web": f"{sys.base_prefix}/bin/python3 -u -m http.server {port} "
                                            f"--bind 127.0.0.1"})
@@ -126,6 +127,14 @@ def test_logrotate_rotates_and_the_program_keeps_logging_into_the_fresh_file(sit
     assert site.answers() and site.answers("instance2")
 
 
+def test_supervisord_runs_the_syslog_listener_beside_the_programs(site):
+    ctl = [str(site.root / "venv" / "bin" / "supervisorctl"), "-c", str(site.root / "current" / "etc" /
+                                                                       "supervisord.conf"), "status"]
+    listing = subprocess.run(ctl, capture_output=True, text=True).stdout
+    assert re.search(r"^syslog +RUNNING", listing, re.M), listing
+    assert site.fab("status", check=False).returncode == 0
+
+
 def test_logs_follow_streams_a_new_line_and_stops_cleanly_on_ctrl_c(site):
     follower = subprocess.Popen([*site_fab(site), "logs", "-f"], cwd=Path(__file__).resolve().parent.parent,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -164,3 +173,40 @@ def leftover_tails(site) -> list[str]:
     listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in listing.splitlines()
             if "tail -f" in line and str(site.root) in line and "ps -eo" not in line]
+
+
+# -- program output to syslog, with the site's facility (supervisor) ----------------------
+
+def test_with_a_syslog_facility_supervisor_sends_every_program_line_to_the_listener(tmp_path):
+    from fabfile import supervisor
+    conf = supervisor.render_config(config(tmp_path, "[services]\nprograms = zeo web\n[notify]\nsyslog = local3\n"))
+    assert conf.count("stdout_events_enabled = true") == 2 and "[eventlistener:syslog]" in conf
+    assert "events = PROCESS_LOG" in conf and "local3 buildout-srv-site" in conf
+    assert "eventlistener" not in supervisor.render_config(config(tmp_path, "[services]\nprograms = zeo web\n"))
+    with pytest.raises(ValueError, match=r"\[notify\] syslog = 'local9'"):
+        supervisor.render_config(config(tmp_path, "[services]\nprograms = web\n[notify]\nsyslog = local9\n"))
+
+
+def test_the_listener_logs_each_line_with_the_facility_and_answers_supervisor(tmp_path):
+    """The listener's own code, fed two PROCESS_LOG events as supervisord sends them, with a stand-in
+    for the syslog module that prints what it was given."""
+    import shlex
+    from fabfile import supervisor
+    cfg = config(tmp_path, "[services]\nprograms = web\n[notify]\nsyslog = local3\n")
+    argv = shlex.split(supervisor.syslog_listener_command(cfg))
+    fake = ("import sys, types; fake = types.ModuleType('syslog'); fake.LOG_LOCAL3, fake.LOG_INFO = 19 << 3, 6; "
+            "fake.openlog = lambda tag, option, facility: print('open', tag, facility, file=sys.stderr); "
+            "fake.syslog = lambda priority, text: print('log', priority, text, file=sys.stderr); "
+            "sys.modules['syslog'] = fake; exec(sys.argv.pop(1))")
+
+    def event(program: str, data: str) -> bytes:
+        body = f"processname:{program} groupname:{program} pid:42 channel:stdout\n{data}".encode()
+        return f"ver:3.0 server:supervisor serial:1 pool:syslog poolserial:1 eventname:PROCESS_LOG_STDOUT " \
+               f"len:{len(body)}\n".encode() + body
+
+    result = subprocess.run([sys.executable, "-c", fake, argv[2], *argv[3:]], capture_output=True,
+                            input=event("web", "GET / 200\nGET /x 404\n") + event("zeo", "ready é\n"), timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().splitlines() == [
+        f"open buildout-srv-site {19 << 3}", "log 6 web: GET / 200", "log 6 web: GET /x 404", "log 6 zeo: ready é"]
+    assert result.stdout.decode() == "READY\nRESULT 2\nOK" * 2 + "READY\n"

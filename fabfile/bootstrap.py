@@ -33,7 +33,7 @@ import paramiko
 from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
 
-from . import commands, front, hostconfig, hostkeys, nginx, onhost, output, systemd
+from . import commands, front, hostconfig, hostkeys, logrotate, nginx, onhost, output, systemd
 from .hostconfig import HostConfig
 from .platforms import Target
 from .site import connect, host_config
@@ -189,6 +189,7 @@ def fact_spec(config: HostConfig) -> dict:
     users = list(dict.fromkeys((config.user, config.app_user)))
     units = systemd.unit_names(config) + [supervisord_unit(config)]
     files = [authorized_keys(config, None), config.path_on_host("host.json"), systemd.sudoers_path(config),
+             logrotate.rule_path(config),
              systemd.sudoers_path(config) + "-supervisor", FRONT_DEFAULTS, front_sudoers_path(config),
              *(f"{systemd.UNIT_DIR}/{unit}" for unit in units)]
     paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf"), NGINX_DEFAULT_SITE]
@@ -309,6 +310,15 @@ def plan_host_record(config: HostConfig, facts: dict, plan: Plan) -> None:
     text = host_record(config, facts)
     plan.check(facts["files"].get(path) == text, f"{path} records the host", f"record the host in {path}",
                commands.write_file(path, text), commands.join("chmod", "0644", path))
+
+
+def plan_logrotate(config: HostConfig, facts: dict, plan: Plan) -> None:
+    """The rule that rotates the files the programs write under ``var/log`` (``fabfile/logrotate.py``)."""
+    path, text = logrotate.rule_path(config), logrotate.render_rule(config)
+    plan.check(facts["files"].get(path) == text, f"{path} rotates {config.path_on_host('var', 'log')}",
+               f"rotate the logs under {config.path_on_host('var', 'log')} ({path})",
+               commands.make_directories(logrotate.RULE_DIR), commands.write_file(path, text),
+               commands.join("chmod", "0644", path))
 
 
 def plan_services(config: HostConfig, facts: dict, plan: Plan) -> None:
@@ -452,6 +462,7 @@ def make_plan(config: HostConfig, facts: dict, public_key: str) -> Plan:
     plan_key(config, facts, plan, public_key)
     plan_layout(config, facts, plan)
     plan_host_record(config, facts, plan)
+    plan_logrotate(config, facts, plan)
     plan_services(config, facts, plan)
     plan_front(config, facts, plan)
     plan_hardening(config, facts, plan)  # last: every change before it needs root

@@ -35,7 +35,7 @@ from fabric import task
 from invoke import Exit
 
 from . import commands, output
-from .hostconfig import HostConfig
+from .hostconfig import HostConfig, secret_pattern
 from .site import Site, open_site
 
 PACKAGE = Path(__file__).resolve().parent
@@ -134,7 +134,9 @@ def merged_crontab(existing: str, root: str, block: str) -> str:
 
 
 def job_settings(config: HostConfig) -> dict:
-    """``settings.json`` of the job: where the data and the backups are, and the ``[backup]`` options."""
+    """``settings.json`` of the job: where the data and the backups are, the ``[backup]`` options, and the
+    ``[notify]`` webhook a failed backup posts to, with the pattern that takes the secrets out of what it
+    sends (the file is 0600: the URL's token never shows in a command line)."""
     zeopack = shlex.split(config.backup_zeopack)
     if zeopack and not zeopack[0].startswith("/"):
         zeopack[0] = config.path_on_host("current", zeopack[0])
@@ -142,7 +144,9 @@ def job_settings(config: HostConfig) -> dict:
             "repozo": config.path_on_host("current", "bin", "repozo"), "python": config.python,
             "log": config.path_on_host("deploy.log"), "syslog": config.syslog,
             "zeopack_before_full": config.backup_zeopack_before_full, "pack_days": config.backup_pack_days,
-            "zeopack": zeopack, "options": config.backup_options}
+            "zeopack": zeopack, "options": config.backup_options,
+            "notify": {"webhook": config.webhook, "host": config.name, "address": config.address},
+            "secret_pattern": secret_pattern(config.secrets).pattern if config.secrets else None}
 
 
 def code_files() -> dict[str, bytes]:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
+import threading
 
 from fabric import task
 from invoke import Exit
 
-from . import commands, onhost, output, supervisor, switch, systemd
+from . import commands, jobs, onhost, output, supervisor, switch, systemd
 from .site import Site, open_site
 
 
@@ -112,17 +114,51 @@ def restart(c, everything=False):
             raise Exit(f"{program.name} did not come back: {failed}", 1)
 
 
+# ``fab status`` exit codes, for a monitor (README: "fab status for a monitor"); 2 is a config error
+NOTHING_DEPLOYED, PROGRAM_DOWN, HEALTH_FAILING, LAST_RUN_FAILED = 1, 3, 4, 5
+
+
+def last_backup_command(config) -> str:
+    """The newest backup line of ``deploy.log`` (a verified backup, or a scheduled one that failed)."""
+    return (commands.join("grep", "-E", '"event": "backup(-failed)?"', config.path_on_host("deploy.log"))
+            + " 2>/dev/null | " + commands.join("tail", "-n", "1"))
+
+
+def trouble_code(deployed: bool, programs_down: bool, health_failed: bool, last_switch: dict | None,
+                 last_backup: dict | None) -> int:
+    """The exit code of ``fab status``: the worst trouble found, 0 when there is none."""
+    if not deployed:
+        return NOTHING_DEPLOYED
+    if programs_down:
+        return PROGRAM_DOWN
+    if health_failed:
+        return HEALTH_FAILING
+    if (last_switch and last_switch.get("result") not in (None, "ok")) or \
+            (last_backup and last_backup.get("event") == "backup-failed"):
+        return LAST_RUN_FAILED
+    return 0
+
+
 @task
 def status(c):
-    """Show what runs, and whether each health URL answers."""
+    """Show what runs, and whether each health URL answers (exit 1, 3, 4 or 5 by kind of trouble)."""
     site = open_site(c)
     facts = site.facts()
     output.say(f"current release: {facts.current or 'none'}"
                + (f" (the {facts.color} set serves)" if site.config.switch == "bluegreen" else ""))
+    if facts.current is None:
+        raise Exit(f"nothing is deployed on {site.config.name}", NOTHING_DEPLOYED)
     if facts.last_switch:
         last = facts.last_switch
         output.say(site.config.redact(f"last switch: to {last.get('release')} at {last.get('finished')}: "
                                       f"{last.get('result')}" + (f" ({last['error']})" if last.get("error") else "")))
+    found = site.run(last_backup_command(site.config), changes=False, warn=True)
+    last_backup = json.loads(found.stdout) if found.stdout.strip() else None
+    if last_backup:
+        output.say(site.config.redact(
+            f"last backup: {last_backup.get('time')}: "
+            + (f"failed ({last_backup.get('error')})" if last_backup["event"] == "backup-failed"
+               else f"{last_backup.get('kind')} {last_backup.get('stamp')}, verified")))
     result = site.run(status_command(site), changes=False, warn=True)
     output.say(result.stdout.rstrip() or "the process manager is not running")
     urls = [url for _, url in live(site) if url]
@@ -131,17 +167,64 @@ def status(c):
     rows = [[site.config.redact(url), site.config.redact(
         "ok" if url in data.get("answered", {}) else data.get("failed", {}).get(url, "?"))] for url in urls]
     output.table("health", ["url", "answer"], rows)
-    if result.exited or data.get("failed"):
-        raise Exit("the site is not fully up", 1)
+    code = trouble_code(True, bool(result.exited), bool(data.get("failed")) or (bool(urls) and not data),
+                        facts.last_switch, last_backup)
+    if code:
+        raise Exit({PROGRAM_DOWN: "a program is not running", HEALTH_FAILING: "a health URL does not answer",
+                    LAST_RUN_FAILED: "the site runs, but the last switch or the last backup failed"}[code], code)
 
 
-@task(help={"lines": "how many lines of each log (default 20)"})
-def logs(c, lines=None):
-    """Show the last lines of each program's log."""
+class UntilInterrupted:
+    """The remote command's stdin: nothing, then its end once Ctrl-C is pressed here.
+
+    Invoke, without a pty, answers Ctrl-C by waiting for output that a follow never
+    stops sending; closing the remote stdin instead lets the remote side end itself."""
+
+    def __init__(self):
+        self.interrupted = threading.Event()
+
+    def interrupt(self, signum=None, frame=None) -> None:
+        self.interrupted.set()
+
+    def read(self, size: int = 1) -> str | None:
+        return "" if self.interrupted.is_set() else None  # None: nothing yet; "": the end
+
+
+def follow_command(config, names: list[str], lines: int) -> str:
+    """Stream the programs' logs as they grow, until our SSH session ends.
+
+    Nothing is forwarded to the remote stdin, so it reaches its end only when the
+    session closes (Ctrl-C here): then ``kill 0`` ends the whole process group (sshd makes
+    the shell its leader), so no ``tail`` is left behind on the host."""
+    if config.manager == "systemd":
+        streams = [commands.join("journalctl", "--no-pager", "-f", "-n", str(lines),
+                                 *(token for name in names for token in ("-u", systemd.unit_name(config, name))))]
+    else:  # supervisord reads the files as app_user, who may read var/; one stream per program, each line named
+        streams = [f"{supervisor.follow(config, name)} | {commands.join('sed', '-u', f's|^|{name} |')}"
+                   for name in names]
+    return "".join(f"{stream} & " for stream in streams) + "cat >/dev/null; kill 0"
+
+
+@task(help={"lines": "how many lines of each log (default 20)",
+            "follow": "go on printing what the programs log, until Ctrl-C"})
+def logs(c, lines=None, follow=False):
+    """Show the last lines of each program's log (-f: follow them live until Ctrl-C)."""
     lines = "20" if lines is None else lines  # a string here: Invoke would refuse 'abc' with a traceback
     if not str(lines).isdigit() or not 0 < int(lines) <= 100000:
         raise Exit(f"logs --lines takes a whole number from 1 to 100000, not {lines!r}", 2)
     site = open_site(c)
-    for name, _ in live(site):
+    names = [name for name, _ in live(site)]
+    if follow:
+        output.say(f"following the logs of {' '.join(names)} (Ctrl-C to stop)")
+        until = UntilInterrupted()
+        previous = signal.signal(signal.SIGINT, until.interrupt)
+        try:
+            site.connection.run(follow_command(site.config, names, int(lines)), hide=False, warn=True,
+                                in_stream=until, out_stream=jobs.Redacted(site), err_stream=jobs.Redacted(site))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        output.say("stopped following the logs")
+        return
+    for name in names:
         result = site.run(_manager(site).logs(site.config, name, int(lines)), changes=False, warn=True)
         output.say(f"[bold]== {name}[/]\n{(result.stdout + result.stderr).rstrip()}")

@@ -8,6 +8,7 @@ bootstrap-host makes for ``app_user``. Its config is part of each release
 """
 from __future__ import annotations
 
+import base64
 import shlex
 
 from . import commands
@@ -44,6 +45,45 @@ def processes(config: HostConfig) -> list[tuple[str, Program, str]]:
     return found
 
 
+# An event listener that gives each line the programs print to syslog with the site's facility
+# (supervisor's own ``stdout_syslog`` always uses the ``user`` facility). Standard library only:
+# it runs on the host's python3, from supervisord.conf, where it is one base64 line.
+SYSLOG_LISTENER = """\
+import sys, syslog
+facility, tag = sys.argv[1], sys.argv[2]
+syslog.openlog(tag, 0, getattr(syslog, "LOG_" + facility.upper()))
+events, answers = sys.stdin.buffer, sys.stdout
+while True:
+    answers.write("READY\\n")
+    answers.flush()
+    line = events.readline()
+    if not line:  # supervisord is gone
+        break
+    header = dict(field.split(":", 1) for field in line.decode().split())
+    body = events.read(int(header["len"])).decode("utf-8", "replace")
+    about, _, data = body.partition("\\n")
+    program = dict(field.split(":", 1) for field in about.split()).get("processname", "?")
+    for line in data.splitlines():
+        if line.strip():
+            syslog.syslog(syslog.LOG_INFO, program + ": " + line)
+    answers.write("RESULT 2\\nOK")
+    answers.flush()
+"""
+
+
+FACILITIES = ("user", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
+
+
+def syslog_listener_command(config: HostConfig) -> str:
+    """The listener's command line: ``python3 -c ... FACILITY TAG``, its tag the site's name."""
+    if config.syslog not in FACILITIES:
+        raise ValueError(f"{config.path}: [notify] syslog = {config.syslog!r}: use one of {', '.join(FACILITIES)}")
+    source = base64.b64encode(SYSLOG_LISTENER.encode()).decode()
+    tag = "buildout-" + config.root.strip("/").replace("/", "-")
+    return shlex.join([config.python, "-c", f"import base64; exec(base64.b64decode('{source}'))",
+                       config.syslog, tag])
+
+
 def render_config(config: HostConfig) -> str:
     """supervisord.conf for the site: every program, none started by supervisord itself."""
     escape = lambda value: value.replace("%", "%%")  # supervisor expands %(name)s
@@ -65,8 +105,13 @@ def render_config(config: HostConfig) -> str:
             "autostart = false", "autorestart = true", "startsecs = 0", "stopwaitsecs = 30",
             "stopasgroup = true", "killasgroup = true", "redirect_stderr = true",
             f"stdout_logfile = {var('log', name + '.log')}",
-            "stdout_logfile_maxbytes = 10MB", "stdout_logfile_backups = 5", "",
+            "stdout_logfile_maxbytes = 10MB", "stdout_logfile_backups = 5",
+            *(("stdout_events_enabled = true",) if config.syslog else ()), "",
         ]
+    if config.syslog:  # the files stay (fab logs reads them); syslog gets each line too
+        lines += ["[eventlistener:syslog]", f"command = {escape(syslog_listener_command(config))}",
+                  "events = PROCESS_LOG", "buffer_size = 1024", "autostart = true", "autorestart = true",
+                  "startsecs = 0", f"stderr_logfile = {var('log', 'syslog-listener.log')}", ""]
     return "\n".join(lines)
 
 
@@ -123,6 +168,11 @@ def restart(config: HostConfig, name: str) -> str:
 def logs(config: HostConfig, name: str, lines: int) -> str:
     """The last ``lines`` lines of a program's log, read by supervisord (as ``app_user``, who may read var/)."""
     return f"{_ctl(config, 'tail', f'-{lines * 400}', name)} | {commands.join('tail', '-n', str(lines))}"
+
+
+def follow(config: HostConfig, name: str) -> str:
+    """A program's log as it grows (supervisorctl's ``tail -f``, read by supervisord as ``app_user``)."""
+    return _ctl(config, "tail", "-f", name)
 
 
 def status(config: HostConfig, names: list[str] | None = None) -> str:

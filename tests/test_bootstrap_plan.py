@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bootstrap, supervisor, systemd
+from fabfile import bootstrap, logrotate, supervisor, systemd
 from fabfile.hostconfig import load
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests deployer@laptop"
@@ -50,6 +50,7 @@ def bootstrapped_host(cfg) -> dict:
                                 "locked": False}}
     facts["files"] = {"/home/deploy/.ssh/authorized_keys": KEY + "\n",
                       "/srv/site/host.json": bootstrap.host_record(cfg, facts),
+                      logrotate.rule_path(cfg): logrotate.render_rule(cfg),
                       systemd.sudoers_path(cfg): systemd.render_sudoers(cfg, systemd.unit_names(cfg)),
                       **{f"/etc/systemd/system/{name}": text
                          for name, text in systemd.render_units(cfg, "plone").items()}}

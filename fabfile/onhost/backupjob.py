@@ -206,6 +206,28 @@ def run_plan(path):
     return 0 if verdict["result"] == "ok" else 1
 
 
+def alert(job, release, error, seconds):
+    """A failed scheduled backup: a ``backup-failed`` line in deploy.log (``fab status`` reads it) and the
+    ``[notify]`` webhook, with the JSON ``fab`` sends (``fabfile/notify.py``), secrets redacted."""
+    redact = redactor(job.get("secret_pattern"))
+    error = redact(error)
+    log_line(job["log"], "backup-failed", {"release": release, "error": error, "seconds": seconds})
+    notify = job.get("notify") or {}
+    if not notify.get("webhook"):
+        return
+    import urllib.request
+    who = f"{getpass.getuser()}@{socket.gethostname()} (scheduled)"
+    data = {"event": "backup-failed", "host": notify.get("host"), "address": notify.get("address"),
+            "release": release, "who": who, "duration": seconds, "error": error}
+    data = {key: redact(value) if isinstance(value, str) else value for key, value in data.items()}
+    request = urllib.request.Request(notify["webhook"], data=json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except Exception as problem:  # said, never fatal: cron mails what we print
+        print(redact(f"webhook failed: {problem}"), file=sys.stderr)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="a full backup (packed first when configured)")
@@ -240,10 +262,15 @@ def main(argv=None):
     except (BackupError, CommandFailed) as error:
         problems.append(str(error))
         outcome = "backup failed"
+    except Exception as error:  # a bug of ours still fails the backup loudly, and alerts
+        problems.append(f"{type(error).__name__}: {error}")
+        outcome = "backup failed"
     seconds = round(time.monotonic() - started, 1)
     message = f"{root}: {outcome} in {seconds}s" + (f"; {'; '.join(problems)}" if problems else "")
+    message = redactor(job.get("secret_pattern"))(message)
     syslog(job.get("syslog") or "user", message)
     if problems:
+        alert(job, os.path.basename(current), "; ".join(problems), seconds)
         print(message, file=sys.stderr)
         return 1
     say(message)

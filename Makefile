@@ -2,6 +2,8 @@
 
 PYTHON ?= python3
 VENV := .venv
+# pytest-xdist workers for make test (each module stays on one: tests/conftest.py)
+WORKERS ?= 2
 BIN := $(VENV)/bin
 
 .PHONY: venv ensure-sshd sandbox sandbox-stop test demo demo-stop bench
@@ -25,7 +27,7 @@ sandbox-stop:
 	$(BIN)/python -m sandbox.sshd stop
 
 test: venv ensure-sshd
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup tests
 
 demo: venv ensure-sshd
 	$(BIN)/invoke demo

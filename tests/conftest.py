@@ -22,6 +22,21 @@ def sandbox_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshd.Sand
         sshd.stop(state_dir)
 
 
+# Modules that share something outside their own temporary directories run on one worker, one after
+# the other: the test hosts (network namespaces, addresses, the debootstrap cache), the crontab of
+# this login.
+SHARED = {"test_bootstrap": "test hosts", "test_bootstrap_systemd": "test hosts",
+          "test_backup_schedule": "crontab", "test_alerts": "crontab"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), keep each module on one worker, so
+    its module-scoped site is deployed once, and the modules in ``SHARED`` together."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+        item.add_marker(pytest.mark.xdist_group(SHARED.get(module, module)))
+
+
 def _skipped(config: pytest.Config) -> list[pytest.TestReport]:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     return reporter.stats.get("skipped", []) if reporter else []

@@ -10,6 +10,7 @@ on one host.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -172,6 +173,9 @@ def test_with_the_hardening_removed_bootstrap_runs_and_hardens_again(site, host)
 def test_without_an_include_the_hardening_goes_first_in_sshd_config(site, host):
     host.run("sh", "-c", f'rm {HARDEN_DROPIN} && sed -i "s|^Include .*|PermitRootLogin yes|" /etc/ssh/sshd_config '
                          '&& kill -HUP "$(cat /run/sshd.pid)"')
+    deadline = time.monotonic() + 10  # sshd re-reads its config after the HUP, in its own time
+    while not hosts.password_login_works(host, "deploy", "a-password") and time.monotonic() < deadline:
+        time.sleep(0.25)
     assert hosts.password_login_works(host, "deploy", "a-password")
     result = site.fab("bootstrap-host", password=host.root_password)
     assert "turn off password and root logins in sshd (/etc/ssh/sshd_config)" in result.stdout

@@ -33,7 +33,7 @@ settings = json.loads(sys.argv[1])
 def entries(directory):
     try:
         names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, PermissionError):  # app_user's 0700 data: not ours to list
         return None
     return sorted(names)
 

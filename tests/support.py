@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import http.server
 import os
 import socket
+import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -100,3 +103,27 @@ def fill_disk(directory: str, name: str = "filler") -> str:
     finally:
         os.close(fd)
     return path
+
+
+@contextmanager
+def webhook_receiver():
+    """A webhook receiver on 127.0.0.1 for as long as the block runs: ``(port, received)``, each POST
+    kept as ``(request path, body bytes)``."""
+    received: list[tuple[str, bytes]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,19 +7,17 @@ JSON that ``fab`` sends for its own events, with no form of the token in it.
 """
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import stat
 import subprocess
-import threading
-from pathlib import Path
 
 import pytest
 
 from fabfile import hostconfig, schedule, services
 from sites import make_site
+from support import webhook_receiver
 
 TOKEN = "hook-t0ken-7"
 
@@ -51,22 +49,8 @@ def test_the_job_settings_carry_the_webhook_and_the_pattern_of_its_secrets(tmp_p
 
 @pytest.fixture(scope="module")
 def webhook():
-    received: list[tuple[str, bytes]] = []
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], received
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")

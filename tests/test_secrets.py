@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import html
-import http.server
 import io
 import json
 import os
@@ -30,6 +29,7 @@ import pytest
 from fabfile import bundle, notify
 from fabfile.hostconfig import ConfigError, load, secret_pattern
 from sites import FAB, REPO, make_site
+from support import webhook_receiver
 
 HOSTILE = 'pä"ss w\'ord'
 
@@ -172,22 +172,8 @@ SECRETS = {"ZOPE_PASSWORD": "zope-Pa55word-1", "HEALTH_TOKEN": "health-t0ken-2",
 @pytest.fixture(scope="module")
 def webhook():
     """A webhook receiver on 127.0.0.1 that keeps what it was sent, the request line too."""
-    received: list[tuple[str, bytes]] = []
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], received
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")

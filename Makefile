@@ -27,7 +27,7 @@ sandbox-stop:
 	$(BIN)/python -m sandbox.sshd stop
 
 test: venv ensure-sshd
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup tests
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile tests
 
 demo: venv ensure-sshd
 	$(BIN)/invoke demo

@@ -94,7 +94,7 @@ class ConfigError(Exception):
     """A host config that cannot be used; the message names file, section and key."""
 
 
-MAX_SOCKET_PATH = 100  # AF_UNIX paths hold 108 bytes; supervisor's socket lives under <root>/var/run
+MAX_SOCKET_PATH = 107  # AF_UNIX paths hold 108 bytes with the NUL; supervisor's socket lives under <root>/var/run
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,19 +24,35 @@ def sandbox_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshd.Sand
         sshd.stop(state_dir)
 
 
-# Modules that share something outside their own temporary directories run on one worker, one after
-# the other: the test hosts (network namespaces, addresses, the debootstrap cache), the crontab of
-# this login.
-SHARED = {"test_bootstrap": "test hosts", "test_bootstrap_systemd": "test hosts",
+# Modules that share something outside their own temporary directories take turns, whichever
+# pytest-xdist worker runs them (``make test``: ``-n 2 --dist loadfile``, each module on one worker):
+# the test hosts (network namespaces, the debootstrap cache), the crontab of this login.
+SHARED = {"test_bootstrap": "test-hosts", "test_bootstrap_systemd": "test-hosts",
           "test_backup_schedule": "crontab", "test_alerts": "crontab"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), keep each module on one worker, so
-    its module-scoped site is deployed once, and the modules in ``SHARED`` together."""
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
-        item.add_marker(pytest.mark.xdist_group(SHARED.get(module, module)))
+@pytest.fixture(scope="module", autouse=True)
+def take_turns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hold the module's ``SHARED`` lock (a flock beside the workers' temporary directories) while it runs."""
+    name = SHARED.get(request.module.__name__.rsplit(".", 1)[-1])
+    if name is None:
+        yield
+        return
+    path = tmp_path_factory.getbasetemp().parent / f"turn-{name}.lock"
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + 3600
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _skipped(config: pytest.Config) -> list[pytest.TestReport]:

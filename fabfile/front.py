@@ -131,7 +131,7 @@ def _virtual_hosting(front: Front) -> list[str]:
 def config_check(config: HostConfig, path: str) -> str:
     """HAProxy's own check of the config at ``path`` (with Debian's global part under systemd)."""
     files = (("-f", SYSTEM_CONFIG) if config.front.control == "systemd" else ()) + ("-f", path)
-    return commands.join(*HAPROXY, "-c", "-q", *files)
+    return commands.join(*HAPROXY, "-c", *files)  # not -q: a refusal says why
 
 
 def _pid_file(config: HostConfig) -> str:

@@ -95,6 +95,7 @@ class ConfigError(Exception):
 
 
 MAX_SOCKET_PATH = 107  # AF_UNIX paths hold 108 bytes with the NUL; supervisor's socket lives under <root>/var/run
+MAX_HAPROXY_SOCKET = 97  # HAProxy binds <path>.<pid>.tmp first, then renames: its own limit
 
 
 @dataclass(frozen=True)
@@ -576,6 +577,11 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         raise ConfigError(f"{_origin(values, 'host', 'root')}: [host] root: too long: supervisor's socket "
                           f"{socket} would have {len(socket.encode())} bytes, a unix socket holds "
                           f"{MAX_SOCKET_PATH} (choose a shorter root)")
+    admin = f"{root}/front/run/admin.sock"  # HAProxy run by the site (control = self): its runtime API
+    if front and front.server == "haproxy" and front.control == "self" and len(admin.encode()) > MAX_HAPROXY_SOCKET:
+        raise ConfigError(f"{_origin(values, 'host', 'root')}: [host] root: too long: HAProxy's admin socket "
+                          f"{admin} would have {len(admin.encode())} bytes, HAProxy takes {MAX_HAPROXY_SOCKET} "
+                          f"(choose a shorter root)")
     user = get("host", "user", getpass.getuser())
     overrides, green = (tuple(
         (*key.split(":", 1), get(section, key)) for key in sorted(values.get(section, {}))

@@ -428,11 +428,12 @@ def test_the_ssh_connection_dropped_while_a_restore_has_the_site_stopped_leaves_
 # -- a first deploy: nothing serves yet --------------------------------------------------
 
 @pytest.fixture
-def new_site(sandbox_host, tmp_path):
-    """A site never deployed (its own front), stopped afterwards."""
+def new_site(sandbox_host, tmp_path_factory):
+    """A site never deployed (its own front), stopped afterwards. (A short directory: HAProxy's admin
+    socket under the root takes 97 bytes at most.)"""
     require(shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy"), "haproxy not found: apt-get install haproxy")
     ports = free_port(), free_port()
-    test_site = make_site(tmp_path, sandbox_host, front_extra(*ports))
+    test_site = make_site(tmp_path_factory.mktemp("first"), sandbox_host, front_extra(*ports))
     test_site.front_ports = ports
     yield test_site
     test_site.stop_everything()

@@ -203,3 +203,13 @@ def test_nginx_renders_the_same_front_and_marks_idle_instances_down(tmp_path):
     plan = switch.build_plan(config, "r2", "r1", "job")
     assert plan["front"]["kind"] == "nginx" and plan["front"]["enabled"] == ["instance1", "instance2"]
     assert plan["front"]["upstream_file"] == "/srv/site/front/conf/upstream.inc"
+
+
+def test_a_root_too_long_for_haproxys_admin_socket_is_refused_only_when_the_site_runs_haproxy(tmp_path):
+    long_root = "/srv/" + "s" * 75  # <root>/front/run/admin.sock: 101 bytes, HAProxy takes 97
+    path = tmp_path / "prod.cfg"
+    path.write_text(SITE.replace("root = /srv/site", f"root = {long_root}") + "[front]\ncontrol = self\n")
+    with pytest.raises(ConfigError, match=r"\[host\] root: too long: HAProxy's admin socket .* 101 bytes"):
+        hostconfig.load(path, environ={})
+    path.write_text(SITE.replace("root = /srv/site", f"root = {long_root}") + "[front]\ncontrol = systemd\n")
+    assert hostconfig.load(path, environ={}).root == long_root  # Debian's haproxy.service: /run/haproxy/admin.sock

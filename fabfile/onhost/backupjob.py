@@ -157,6 +157,21 @@ def healthy(plan, shell):
     return failed
 
 
+def with_free_space(message, *directories):
+    """``message``, opening with "disk full" when a directory we write to has (almost) no room left: a full
+    disk shows as many things ("I/O error" from printf, a short write), not always as ENOSPC."""
+    if "disk full" in message:
+        return message
+    for directory in directories:
+        try:
+            free = shutil.disk_usage(directory).free
+        except OSError:
+            continue
+        if free < 1024 * 1024:
+            return f"disk full ({free} bytes free in {directory}): {message}"
+    return message
+
+
 def run_plan(path):
     """The job ``fab`` started: a backup or a restore as the plan says; its verdict in ``<job>.result.json``."""
     with open(path) as handle:
@@ -187,7 +202,7 @@ def run_plan(path):
                                     force_unlock=plan.get("force_unlock", False))
             verdict.update(result="ok", record=record)
     except (BackupError, CommandFailed) as error:
-        verdict["error"] = redact(str(error))
+        verdict["error"] = redact(with_free_space(str(error), job["backups"], job["data"]))
     except Exception as error:  # a bug of ours: said in one line, the traceback in the log
         import traceback
         traceback.print_exc()
@@ -260,7 +275,7 @@ def main(argv=None):
         outcome = (f"{record['kind']} backup {record['stamp']} verified" if record
                    else "no changes since the last backup: nothing to back up")
     except (BackupError, CommandFailed) as error:
-        problems.append(str(error))
+        problems.append(with_free_space(str(error), job["backups"], job["data"]))
         outcome = "backup failed"
     except Exception as error:  # a bug of ours still fails the backup loudly, and alerts
         problems.append(f"{type(error).__name__}: {error}")

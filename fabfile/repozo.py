@@ -242,12 +242,20 @@ def blob_restore_command(copy: str, target: str, rsync: bool) -> str:
 def swap_command(pairs: list[tuple[str, str]], suffix: str) -> str:
     """Move each live path aside to ``path + suffix`` (when it exists), then the new one in place.
 
-    Nothing is deleted: the old data stays beside the new until someone removes it."""
+    Nothing is deleted: the old data stays beside the new until someone removes it. A move that
+    fails puts every pair moved so far back as it was (the new data at its own path again) and
+    exits 1: all pairs swapped, or none."""
     script = ('suffix=$1; shift; for path in "$@"; do if [ -e "$path$suffix" ]; then '
               'echo "$path$suffix exists already: nothing moved" >&2; exit 1; fi; done; '
-              'while [ $# -gt 0 ]; do new=$1 live=$2; shift 2; '
-              'if [ -e "$live" ]; then mv -T "$live" "$live$suffix" || exit 1; fi; '
-              'if [ -e "$new" ]; then mv -T "$new" "$live" || exit 1; fi; done')
+              'swap() { while [ $# -gt 0 ]; do new=$1 live=$2; shift 2; started=$((started + 1)); '
+              'if [ -e "$live" ]; then mv -T "$live" "$live$suffix" || return 1; fi; '
+              'if [ -e "$new" ]; then mv -T "$new" "$live" || return 1; fi; done; }; '
+              'back() { while [ $# -gt 0 ] && [ "$started" -gt 0 ]; do new=$1 live=$2; shift 2; '
+              'started=$((started - 1)); '
+              'if [ ! -e "$new" ] && [ -e "$live" ]; then mv -T "$live" "$new"; fi; '
+              'if [ -e "$live$suffix" ]; then mv -T "$live$suffix" "$live"; fi; done; }; '
+              'started=0; swap "$@" && exit 0; '
+              'echo "the swap failed: every path moved back, nothing changed" >&2; back "$@"; exit 1')
     return commands.join("sh", "-c", script, "sh", suffix, *(p for pair in pairs for p in pair))
 
 

@@ -118,15 +118,18 @@ def _locked_restore(c, settings: Settings, hooks: Hooks, found, date, chosen: st
     if settings.blobstorage:
         pairs.append((f"{settings.blobstorage}.restoring", settings.blobstorage))
     with hooks.step("stop, swap the data, start"):
-        hooks.stop()
-        busy = [s.live for s in settings.storages
-                if inventory(c, settings).data["storages"][s.name]["live"]["locked"]]
-        if busy:
+        try:  # until the swap is done, a failure leaves the live data as it was and no .restoring copy
+            hooks.stop()
+            busy = [s.live for s in settings.storages
+                    if inventory(c, settings).data["storages"][s.name]["live"]["locked"]]
+            if busy:
+                hooks.start()
+                raise BackupError(f"{', '.join(busy)} is in use by a running process: stop the site first; "
+                                  f"nothing changed")
+            run(c, swap_command(pairs, suffix))
+        except BaseException:
             discard(c, settings)
-            hooks.start()
-            raise BackupError(f"{', '.join(busy)} is in use by a running process: stop the site first; "
-                              f"nothing changed")
-        run(c, swap_command(pairs, suffix))
+            raise
         failed = hooks.start()
     record = {"stamp": chosen, "blob_copy": copy, "snapshot": snapshot, "kept_aside": f"*{suffix}",
               "release": found.records.get(chosen, {}).get("release"), "seconds": round(time.monotonic() - started, 1)}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import subprocess
+
 import pytest
 
 from fabfile import hostconfig, retention
@@ -157,3 +159,32 @@ def test_an_unknown_backup_key_names_file_section_and_key(tmp_path):
                                     "[backup]\nkepe = 3\n")
     with pytest.raises(hostconfig.ConfigError, match=r"h.cfg: \[backup\] kepe: unknown key"):
         hostconfig.load(tmp_path / "h.cfg", environ={})
+
+
+def _swapped(tmp_path, pairs):
+    return subprocess.run(swap_command([(str(tmp_path / new), str(tmp_path / live)) for new, live in pairs],
+                                       ".before"), shell=True, capture_output=True, text=True)
+
+
+def test_the_swap_puts_each_new_path_in_place_and_keeps_the_live_one_aside(tmp_path):
+    for name, text in [("Data.fs", "old"), ("Data.fs.restoring", "new"), ("blobs.restoring", "new blobs")]:
+        (tmp_path / name).write_text(text)
+    done = _swapped(tmp_path, [("Data.fs.restoring", "Data.fs"), ("blobs.restoring", "blobs")])
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "Data.fs").read_text() == "new" and (tmp_path / "Data.fs.before").read_text() == "old"
+    assert (tmp_path / "blobs").read_text() == "new blobs"
+    assert not list(tmp_path.glob("*.restoring"))
+
+
+def test_a_swap_that_fails_half_way_puts_every_path_back(tmp_path):
+    for name, text in [("Data.fs", "old"), ("Data.fs.restoring", "new"), ("blobs", "old blobs"),
+                       ("blobs.restoring", "new blobs"), ("extra.restoring", "new extra")]:
+        (tmp_path / name).write_text(text)
+    # The third pair's live path is in a directory that does not exist: its move fails.
+    done = _swapped(tmp_path, [("Data.fs.restoring", "Data.fs"), ("blobs.restoring", "blobs"),
+                               ("extra.restoring", "gone/extra")])
+    assert done.returncode == 1
+    assert "nothing changed" in done.stderr
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        "Data.fs": "old", "Data.fs.restoring": "new", "blobs": "old blobs", "blobs.restoring": "new blobs",
+        "extra.restoring": "new extra"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import paramiko
@@ -50,8 +51,10 @@ def test_sandbox_accepts_sftp_uploads(sandbox_host):
 
 @pytest.mark.integration
 def test_starting_a_running_sandbox_reuses_its_sshd(sandbox_host):
+    running = sshd.running_pid(sandbox_host.state_dir)  # a fault test may have restarted it since the session began
     again = sshd.start(sandbox_host.state_dir, port=sandbox_host.port)
-    assert again == sandbox_host
+    assert running is not None and again.pid == running
+    assert dataclasses.replace(again, pid=sandbox_host.pid) == sandbox_host
 
 
 def test_stopping_a_stopped_sandbox_says_nothing_ran(tmp_path):

@@ -170,7 +170,7 @@ def pin(c, host="sandbox", allow_dirty=False):
     except RELEASE_ERRORS as error:
         raise Exit(str(error), 1)
     path = config.buildout_dir / "versions.cfg"
-    path.write_text(pins.render(resolved, config.buildout_config))
+    path.write_text(pins.render(resolved, config.buildout_config, path.read_text() if path.is_file() else ""))
     print(f"pinned {len(resolved)} distributions in {path}")
 
 

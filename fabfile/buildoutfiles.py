@@ -5,10 +5,13 @@ and its ``[versions]``. Values are raw (``${...}`` is not substituted).
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from zc.buildout.configparser import parse
+
+from . import remotefiles
 
 
 class ProfileError(Exception):
@@ -17,8 +20,10 @@ class ProfileError(Exception):
 
 @dataclass(frozen=True)
 class Profile:
-    files: tuple[Path, ...]          # the profile and everything it extends, bases first
+    files: tuple[Path, ...]          # the profile and every local file it extends, bases first
     sections: dict[str, dict[str, str]]
+    remote: tuple[remotefiles.RemoteFile, ...] = ()  # the URLs it extends, fetched and cached here
+    local_pins: frozenset[str] = frozenset()         # the pins its local files set (not only a URL)
 
     def option(self, section: str, key: str, default: str = "") -> str:
         return self.sections.get(section, {}).get(key, default)
@@ -43,27 +48,51 @@ class Profile:
         return {name: value.strip() for name, value in self.sections.get(section, {}).items() if value.strip()}
 
 
-def read_profile(path: Path) -> Profile:
-    """The profile at ``path`` with everything it extends."""
+def read_profile(path: Path, cache: Path = remotefiles.CACHE) -> Profile:
+    """The profile at ``path`` with everything it extends (URLs fetched into ``cache``)."""
     files: list[Path] = []
-    sections = _read(path.resolve(), files, ())
-    return Profile(tuple(files), sections)
+    remote: list[remotefiles.RemoteFile] = []
+    local: list[dict[str, dict[str, str]]] = []
+    sections = _read(path.resolve(), files, remote, (), cache, local)
+    versions = sections.get("buildout", {}).get("versions", "versions")
+    pins = {key.rstrip("+-").strip() for data in local for key in data.get(versions, {})}
+    return Profile(tuple(files), sections, tuple(remote), frozenset(pins))
 
 
-def _read(path: Path, files: list[Path], seen: tuple[Path, ...]) -> dict[str, dict[str, str]]:
-    if path in seen:
-        raise ProfileError(f"{path}: extends loops back to itself")
-    if not path.is_file():
-        raise ProfileError(f"{seen[-1] if seen else 'buildout'}: extends a missing file {path}")
-    with path.open() as handle:
-        data = parse(handle, str(path))
+def _read(location: Path | str, files: list[Path], remote: list, seen: tuple, cache: Path,
+          local: list) -> dict[str, dict[str, str]]:
+    """One file (a path or a URL) merged over what it extends; each local file's own options in ``local``."""
+    if location in seen:
+        raise ProfileError(f"{location}: extends loops back to itself")
+    referrer = str(seen[-1]) if seen else "buildout"
+    if isinstance(location, str):
+        try:
+            fetched = remotefiles.fetch(location, referrer, cache)
+        except remotefiles.RemoteFileError as error:
+            raise ProfileError(str(error)) from None
+        if fetched not in remote:
+            remote.append(fetched)
+        text = fetched.path.read_text()
+    elif not location.is_file():
+        raise ProfileError(f"{referrer}: extends a missing file {location}")
+    else:
+        text = location.read_text()
+    try:
+        data = parse(io.StringIO(text), str(location))
+    except Exception as error:  # buildout's parser raises its own ParsingError, and others
+        raise ProfileError(f"{location}: not a buildout file ({str(error).splitlines()[0][:200]})") from None
     merged: dict[str, dict[str, str]] = {}
     for base in data.get("buildout", {}).get("extends", "").split():
-        if "://" in base:
-            raise ProfileError(f"{path}: extends a URL ({base}); keep the profile's files in the buildout")
-        _merge(merged, _read((path.parent / base).resolve(), files, (*seen, path)))
-    if path not in files:
-        files.append(path)
+        if isinstance(location, str):
+            if not remotefiles.is_url(base) and base.startswith("/"):
+                raise ProfileError(f"{location}: extends a path on this machine ({base})")
+            following: Path | str = remotefiles.resolve(location, base)
+        else:
+            following = base if remotefiles.is_url(base) else (location.parent / base).resolve()
+        _merge(merged, _read(following, files, remote, (*seen, location), cache, local))
+    if isinstance(location, Path) and location not in files:
+        files.append(location)
+        local.append(data)
     _merge(merged, data)
     merged.get("buildout", {}).pop("extends", None)
     return merged

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import buildoutfiles, dists, eggs, supervisor
+from . import buildoutfiles, dists, eggs, remotefiles, supervisor
 from .hostconfig import HostConfig
 from .platforms import Target
 from .site import CACHE
@@ -52,9 +52,10 @@ def digest_of(release: str) -> str:
     return release.rsplit("-", 1)[-1]
 
 
-def host_buildout(config: HostConfig, profile: str, pins: dict[str, str]) -> str:
+def host_buildout(config: HostConfig, profile: str, pins: dict[str, str], remote: bool = False) -> str:
     """The buildout file the host runs: the profile, offline against ``<root>/dists``; overrides that
-    hold a secret come from ``<root>/secrets.cfg`` (extended), never from this file."""
+    hold a secret come from ``<root>/secrets.cfg`` (extended), never from this file. The URLs the
+    profile extends (``remote``) are read from the release's copies, never fetched."""
     private = secrets_buildout(config)
     extends = [profile, config.path_on_host(SECRETS_FILE)] if private else [profile]
     lines = [
@@ -65,6 +66,8 @@ def host_buildout(config: HostConfig, profile: str, pins: dict[str, str]) -> str
         f"find-links = {config.path_on_host('dists')}",
         "allow-picked-versions = false", "newest = false", "show-picked-versions = false", "",
     ]
+    if remote:  # relative to the release, where buildout runs; its own naming (see remotefiles)
+        lines.insert(3, f"extends-cache = {remotefiles.IN_RELEASE}")
     if private:
         # A changed secret must make a new release (the same bundle would be "nothing to deploy"
         # and never rebuilt): the secrets file's fingerprint is part of the bundle, its values are not.
@@ -113,10 +116,12 @@ def secrets_fingerprint(config: HostConfig, text: str) -> str:
     return "scrypt:" + hashlib.scrypt(text.encode(), salt=salt, n=2 ** 14, r=8, p=1, dklen=12).hex()
 
 
-def green_buildout(config: HostConfig) -> str:
+def green_buildout(config: HostConfig, remote: bool = False) -> str:
     """``deploy.cfg`` with the ``[green]`` options: the build of a release that runs as the green set."""
     lines = ["# Written by the deploy: this release built as the green set (switch = bluegreen).",
              "[buildout]", f"extends = {HOST_BUILDOUT_FILE}", ""]
+    if remote:  # buildout takes its download options from the file it starts from
+        lines.insert(3, f"extends-cache = {remotefiles.IN_RELEASE}")
     sections: dict[str, list[str]] = {}
     for section, option, value in config.green:
         sections.setdefault(section, []).append(f"{option} = {value}")
@@ -166,8 +171,12 @@ def make(config: HostConfig, target: Target, egg_wheels: list[Path], cache: Path
     production = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
     check_production(production, config.buildout_config)
     egg_pins = {eggs.egg_name(w): eggs.parse_version(w) for w in egg_wheels}
-    third_party = {n: v for n, v in production.versions.items() if _canonical(n) not in egg_pins}
-    tools = {n: third_party[n] for n in third_party if _canonical(n) in {_canonical(t) for t in dists.HOST_TOOLS}}
+    # A remote versions file (Plone's) pins hundreds of distributions a site does not use: then only
+    # the pins the site's own files set are shipped (`invoke pin` writes the ones the build uses).
+    host_tools = {_canonical(t) for t in dists.HOST_TOOLS}
+    third_party = {n: v for n, v in production.versions.items() if _canonical(n) not in egg_pins and (
+        not production.remote or n in production.local_pins or _canonical(n) in host_tools)}
+    tools = {n: third_party[n] for n in third_party if _canonical(n) in host_tools}
     missing = sorted(set(map(_canonical, dists.HOST_TOOLS)) - set(map(_canonical, tools)))
     if missing:
         raise buildoutfiles.ProfileError(f"{config.buildout_config}: [versions] must pin {', '.join(missing)}")
@@ -179,15 +188,18 @@ def make(config: HostConfig, target: Target, egg_wheels: list[Path], cache: Path
         path.relative_to(config.buildout_dir).as_posix(): path.read_bytes()
         for path in buildoutfiles.bundled_files(production, config.buildout_dir)
     }
-    members[HOST_BUILDOUT_FILE] = host_buildout(config, config.buildout_config, egg_pins).encode()
+    members.update({remote.member: remote.path.read_bytes() for remote in production.remote})
+    members[HOST_BUILDOUT_FILE] = host_buildout(config, config.buildout_config, egg_pins,
+                                                bool(production.remote)).encode()
     if config.switch == "bluegreen":
-        members[GREEN_BUILDOUT_FILE] = green_buildout(config).encode()
+        members[GREEN_BUILDOUT_FILE] = green_buildout(config, bool(production.remote)).encode()
     if config.manager == "supervisor":
         members[supervisor.CONFIG_IN_RELEASE] = supervisor.render_config(config).encode()
     members[MANIFEST] = json.dumps({
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())},
         "dists": {d.name: d.sha256 for d in described},
         "eggs": egg_pins, "tools": tools, "target": target.key,
+        "extends": {r.url: {"file": r.member, "sha256": r.sha256} for r in production.remote},
     }, indent=1, sort_keys=True).encode()
     data = reproducible_tarball(members)
     digest = hashlib.sha256(data).hexdigest()

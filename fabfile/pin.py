@@ -21,7 +21,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from . import buildoutfiles, bundle, dists, eggs
+from . import buildoutfiles, bundle, dists, eggs, remotefiles
 from .hostconfig import HostConfig
 
 EGG_DIRECTORY = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-py\d")
@@ -52,7 +52,8 @@ def resolve(config: HostConfig, egg_wheels: list[Path], cache: Path = bundle.CAC
     (scratch / "pin.cfg").write_text("\n".join([
         "[buildout]", f"extends = {config.buildout_config}", f"eggs-directory = {scratch / 'eggs'}",
         f"find-links = {cache / 'eggs'} {cache / 'dists'}", "allow-picked-versions = true",
-        "newest = false", "show-picked-versions = true", "",
+        "newest = false", "show-picked-versions = true",
+        *([f"extends-cache = {remotefiles.CACHE}"] if production.remote else []), "",
         "[versions]", *(f"{name} = {version}" for name, version in sorted(egg_pins.items())), "",
     ]))
     tools = {name: production.versions.get(name) or metadata.version(name) for name in dists.HOST_TOOLS}
@@ -68,6 +69,17 @@ def resolve(config: HostConfig, egg_wheels: list[Path], cache: Path = bundle.CAC
     # the tools and what they need: the host's venv is installed from these pins too
     tools = {entry["name"]: entry["version"] for entry in json.loads(installed)}
     return pins_from_eggs(scratch / "eggs", tools)
+
+
+def buildout_section(text: str) -> list[str]:
+    """The lines of ``text``'s ``[buildout]`` section, header included (none: empty)."""
+    kept, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("["):
+            inside = line.split("]")[0].strip("[ ") == "buildout"
+        if inside:
+            kept.append(line)
+    return kept if not kept or kept[-1].strip() == "" else [*kept, ""]
 
 
 def buildout_venv(tools: dict[str, str], directory: Path) -> Path:
@@ -127,10 +139,12 @@ def _metadata(egg: Path) -> tuple[str | None, list[str]]:
     return None, []
 
 
-def render(pins: list[Pin], profile: str) -> str:
-    """versions.cfg: sorted pins, each with the distributions that require it."""
+def render(pins: list[Pin], profile: str, before: str = "") -> str:
+    """versions.cfg: sorted pins, each with the distributions that require it; the ``[buildout]``
+    section of the file ``before`` (the versions files it extends: Plone's) kept as it was."""
     lines = [f"# Every distribution {profile} uses, pinned by `invoke pin` from buildout's own",
-             "# resolution. Run it again after changing eggs or requirements.", "", "[versions]"]
+             "# resolution. Run it again after changing eggs or requirements.", "",
+             *buildout_section(before), "[versions]"]
     for pin in sorted(pins, key=lambda p: p.name.lower()):
         if pin.required_by:
             lines.append(f"# required by: {', '.join(pin.required_by)}")

@@ -84,6 +84,12 @@ def file_diff(name: str, old: str | None, new: str | None) -> list[str]:
     return diff
 
 
+def remote_files(*sides: Release) -> dict[str, str]:
+    """``{file in the release: URL}`` of the remote ``extends`` either side froze (see remotefiles)."""
+    return {entry["file"]: url for side in sides
+            for url, entry in json.loads(side.texts.get(bundles.MANIFEST) or "{}").get("extends", {}).items()}
+
+
 def changed_files(before: Release, after: Release) -> list[str]:
     """The bundle's files (not the manifest) whose content differs from the current release's."""
     names = (set(before.files) | set(after.files)) - NOT_DIFFED
@@ -215,8 +221,10 @@ def describe(site: Site, facts: Facts, bundle: Bundle) -> list[str]:
     lines += pins
     changed = changed_files(before, after)
     lines.append(f"buildout files: {len(changed)} change" if facts.current else "buildout files: all new (first deploy)")
+    urls = remote_files(before, after)
     for name in changed if facts.current else []:
-        lines += ["  " + line for line in file_diff(name, before.texts.get(name), after.texts.get(name))]
+        lines += ["  " + line for line in file_diff(urls.get(name, name), before.texts.get(name),
+                                                     after.texts.get(name))]
     running = set(site.run(switch.running_programs(site.config), changes=False).stdout.split()) \
         if facts.current else set()
     wanted = {p.name for p in site.config.programs}

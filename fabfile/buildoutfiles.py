@@ -52,16 +52,50 @@ def read_profile(path: Path, cache: Path = remotefiles.CACHE) -> Profile:
     """The profile at ``path`` with everything it extends (URLs fetched into ``cache``)."""
     files: list[Path] = []
     remote: list[remotefiles.RemoteFile] = []
-    local: list[dict[str, dict[str, str]]] = []
-    sections = _read(path.resolve(), files, remote, (), cache, local)
+    local: dict[Path, tuple[dict, set[Path]]] = {}
+    sections: dict[str, dict[str, str]] = {}
+    for data in _read(path.resolve(), files, remote, (), cache, local):
+        _merge(sections, data)  # in buildout's order, flat: a nested file's += adds to all before it
+    sections.get("buildout", {}).pop("extends", None)
     versions = sections.get("buildout", {}).get("versions", "versions")
-    pins = {key.rstrip("+-").strip() for data in local for key in data.get(versions, {})}
-    return Profile(tuple(files), sections, tuple(remote), frozenset(pins))
+    pins = {path: {key.rstrip("+-").strip(): value.strip() for key, value in data.get(versions, {}).items()}
+            for path, (data, _) in local.items()}
+    check_pins(pins, {path: extended_by for path, (_, extended_by) in local.items()})
+    return Profile(tuple(files), sections, tuple(remote), frozenset(name for found in pins.values() for name in found))
+
+
+# The versions file `invoke pin` writes: what the build used, layered under everything else by design.
+PINNED_BY_PIN = "versions.cfg"
+
+
+def check_pins(pins: dict[Path, dict[str, str]], extended_by: dict[Path, set[Path]]) -> None:
+    """Two files that do not extend one another (two modules, a module and the site's settings) that
+    pin one distribution to different versions: buildout would silently take the later. Stop, naming
+    both, unless a file that extends both pins it too (it decides). ``versions.cfg`` is not compared."""
+    setters: dict[str, list[Path]] = {}
+    for path, found in pins.items():
+        if path.name != PINNED_BY_PIN:
+            for name in found:
+                setters.setdefault(name.lower(), []).append(path)
+    for name, paths in sorted(setters.items()):
+        for index, first in enumerate(paths):
+            for second in paths[index + 1:]:
+                one, other = _pin(pins[first], name), _pin(pins[second], name)
+                related = first in extended_by[second] or second in extended_by[first]
+                decided = any(name in {n.lower() for n in pins[p]} for p in extended_by[first] & extended_by[second])
+                if one != other and not related and not decided:
+                    raise ProfileError(f"{first} pins {name} = {one} and {second} pins {name} = {other}: "
+                                       f"pin it in one of them (or in a file that extends both)")
+
+
+def _pin(found: dict[str, str], name: str) -> str:
+    return next(value for key, value in found.items() if key.lower() == name)
 
 
 def _read(location: Path | str, files: list[Path], remote: list, seen: tuple, cache: Path,
-          local: list) -> dict[str, dict[str, str]]:
-    """One file (a path or a URL) merged over what it extends; each local file's own options in ``local``."""
+          local: dict) -> list[dict[str, dict[str, str]]]:
+    """One file (a path or a URL) after what it extends, each file's options in the order buildout
+    merges them; each local file's own options, and the local files that extend it, in ``local``."""
     if location in seen:
         raise ProfileError(f"{location}: extends loops back to itself")
     referrer = str(seen[-1]) if seen else "buildout"
@@ -81,7 +115,7 @@ def _read(location: Path | str, files: list[Path], remote: list, seen: tuple, ca
         data = parse(io.StringIO(text), str(location))
     except Exception as error:  # buildout's parser raises its own ParsingError, and others
         raise ProfileError(f"{location}: not a buildout file ({str(error).splitlines()[0][:200]})") from None
-    merged: dict[str, dict[str, str]] = {}
+    layers: list[dict[str, dict[str, str]]] = []
     for base in data.get("buildout", {}).get("extends", "").split():
         if isinstance(location, str):
             if not remotefiles.is_url(base) and base.startswith("/"):
@@ -89,13 +123,12 @@ def _read(location: Path | str, files: list[Path], remote: list, seen: tuple, ca
             following: Path | str = remotefiles.resolve(location, base)
         else:
             following = base if remotefiles.is_url(base) else (location.parent / base).resolve()
-        _merge(merged, _read(following, files, remote, (*seen, location), cache, local))
-    if isinstance(location, Path) and location not in files:
-        files.append(location)
-        local.append(data)
-    _merge(merged, data)
-    merged.get("buildout", {}).pop("extends", None)
-    return merged
+        layers += _read(following, files, remote, (*seen, location), cache, local)
+    if isinstance(location, Path):
+        if location not in files:
+            files.append(location)
+        local.setdefault(location, (data, set()))[1].update(p for p in seen if isinstance(p, Path))
+    return [*layers, data]
 
 
 def _merge(into: dict[str, dict[str, str]], data: dict[str, dict[str, str]]) -> None:

@@ -16,6 +16,7 @@ from fabfile import bundle as bundles
 from fabfile import restore as restores
 from fabfile import hostconfig, pin as pins, platforms
 from fabfile import init as inits
+from fabfile import newsite
 from fabfile.buildoutfiles import ProfileError
 from fabfile.dists import DistError
 from fabfile.repozo import BackupError
@@ -205,6 +206,23 @@ def init(c, buildout, host, address, root=None, profile=None, port=None, user=No
     print(f"wrote {path}: check it, then fab -H {host} deploy")
 
 
+@task(name="new-site", help={"name": "the site's name: sites/NAME, hostconfigs/NAME-*.cfg",
+                             "kind": "plain (the example's app), zope or plone (default: plain)",
+                             "modules": "profiles/modules to use, comma-separated (e.g. mailhost)"})
+def new_site(c, name, kind="plain", modules=""):
+    """Make a new site: a layered buildout in sites/NAME and hostconfigs for its stages."""
+    try:
+        site = newsite.plan(name, kind, tuple(filter(None, (m.strip() for m in modules.split(",")))))
+        written = newsite.write(site)
+    except newsite.NewSiteError as error:
+        raise Exit(str(error), 2)
+    for path in written:
+        print(f"wrote {path}")
+    if kind != "plain":
+        print(f"the Zope admin password is {site.env_key} in {site.configs.parent / '.env'}")
+    print(f"ports {', '.join(map(str, site.ports))}; next: fab -H {name}-sandbox deploy")
+
+
 BACKUP_HELP = {"directory": "a buildout directory, or a site's root on its host (default: example/)",
                "keep": "full backups to keep (0: all)"}
 
@@ -235,4 +253,4 @@ def restore(c, date=None, directory=str(HERE / "example"), snapshot=False, no_pr
         raise Exit(str(error), 1)
 
 
-ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle, init, backup, restore)
+ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle, init, new_site, backup, restore)

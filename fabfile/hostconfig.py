@@ -263,7 +263,7 @@ def _character_forms(character: str) -> str:
 
 def available(config_dir: Path = CONFIG_DIR) -> list[str]:
     """Names of the host configs in ``config_dir``."""
-    return sorted(p.stem for p in config_dir.glob("*.cfg") if not p.stem.startswith("base"))
+    return sorted(p.stem for p in config_dir.glob("*.cfg") if not (p.stem.startswith("base") or p.stem.endswith("-base")))
 
 
 def resolve(name: str, config_dir: Path = CONFIG_DIR, environ: dict | None = None) -> HostConfig:

@@ -31,6 +31,7 @@ PORTS = {"plain": 3, "zope": 2, "plone": 2}  # zeo, then the instances
 PROGRAMS = {"plain": ("zeoserver", "instance1", "instance2"), "zope": ("zeoserver", "instance"),
             "plone": ("zeoserver", "instance")}
 COMMANDS = {"zope": {"zeoserver": "bin/zeoserver fg", "instance": "bin/instance console"}}
+IN_SITE = {"gitignore": ".gitignore", "github-deploy.yml": ".github/workflows/deploy.yml"}  # profiles' names
 HEALTH = {"plain": "health", "zope": "++resource++logo/Zope.svg", "plone": "++resource++logo/Zope.svg"}
 
 
@@ -175,7 +176,8 @@ def _buildout(site: Plan) -> list[Path]:
     site.buildout.mkdir(parents=True)
     written = []
     for name, source in sorted(sources.items()):
-        target = site.buildout / (".gitignore" if name == "gitignore" else name)
+        target = site.buildout / IN_SITE.get(name, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(_fill(source.read_text(), site))
         written.append(target)
     if site.kind == "plain":  # the example's app and its known-good set

@@ -63,6 +63,8 @@ def test_a_plain_site_deploys_to_the_sandbox_with_no_edit(place):
         assert (buildout / name).read_text().startswith("# "), name  # each says what it is for
     for stage in ("base", "sandbox", "staging", "production"):
         assert (workdir / "hostconfigs" / f"blog-{stage}.cfg").read_text().startswith("# ")
+    workflow = (buildout / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "fab -H blog-" in workflow and "secrets.DEPLOY_SSH_KEY" in workflow  # CI: staging on main, production on a tag
     clean = subprocess.run(["git", "-C", str(buildout), "status", "--porcelain"], capture_output=True, text=True)
     assert clean.returncode == 0 and clean.stdout == ""  # its own repository, committed: the deploy releases it
     site = deployed(place, "blog")

@@ -38,7 +38,7 @@ def stop_programs(site: Site, shutdown: bool = False) -> None:
     site.run(_manager(site).stop(site.config, list(reversed(names)), shutdown))
 
 
-def _health(site: Site, urls: list[str], timeout: int) -> str:
+def health_command(site: Site, urls: list[str], timeout: int) -> str:
     """The health script over ``urls``, which it reads from a 0600 file (a token in a URL never shows
     in the process list)."""
     directory = site.path(".switch")
@@ -60,7 +60,7 @@ def check_health(site: Site, programs=None) -> dict:
     """Wait for the health URLs (bounded by ``health_timeout``), then check that every program
     still runs; the failures, if any."""
     urls = [p.health_url for p in programs if p.health_url] if programs else [url for _, url in live(site) if url]
-    result = site.run(_health(site, urls, site.config.health_timeout), changes=False, warn=True)
+    result = site.run(health_command(site, urls, site.config.health_timeout), changes=False, warn=True)
     failed = json.loads(result.stdout)["failed"] if result.stdout.strip() else {url: "no answer" for url in urls}
     running = site.run(status_command(site), changes=False, warn=True)
     if running.exited:
@@ -162,7 +162,7 @@ def status(c):
     result = site.run(status_command(site), changes=False, warn=True)
     output.say(result.stdout.rstrip() or "the process manager is not running")
     urls = [url for _, url in live(site) if url]
-    health = site.run(_health(site, urls, 3), changes=False, warn=True)
+    health = site.run(health_command(site, urls, 3), changes=False, warn=True)
     data = json.loads(health.stdout or "{}")
     rows = [[site.config.redact(url), site.config.redact(
         "ok" if url in data.get("answered", {}) else data.get("failed", {}).get(url, "?"))] for url in urls]

@@ -37,7 +37,8 @@ def run(place, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     workdir, _ = place
     command = [INVOKE, *args] if args[0] == "new-site" else [FAB, *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "DEPLOY_HOSTCONFIGS": str(workdir / "hostconfigs")})
+                          env={**os.environ, "DEPLOY_HOSTCONFIGS": str(workdir / "hostconfigs"),
+                               "COLUMNS": "400"})  # tables on one line each
 
 
 def deployed(place, name: str) -> TestSite:
@@ -131,3 +132,21 @@ def test_a_zope_site_with_a_module_deploys_with_its_secret_from_env(place):
         f"admin:{password}".encode()).decode())
     with urllib.request.urlopen(request, timeout=30) as answer:
         assert answer.status == 200  # the admin password from .env lets in
+
+
+def test_fab_sites_lists_every_site_on_the_host_and_exits_1_when_one_is_down(place):
+    workdir, made = place
+    listed = run(place, "-H", "blog-sandbox", "sites")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if line.count("│") > 5}
+    for site in made:  # blog, shop, intranet: each with its current release, healthy, its disk counted
+        name = f"{site.root.name}-sandbox"
+        assert site.current() in rows[name] and " ok " in rows[name], listed.stdout
+        cells = [cell.strip() for cell in rows[name].split("│")[1:-1]]
+        assert float(cells[6]) > 1, cells  # releases MB: the disk it uses, counted
+    assert "nothing deployed" in rows["sandbox"]  # the test's sandbox.cfg: on the same host, never deployed
+    shop = next(site for site in made if site.root.name == "shop")
+    shop.stop_everything()
+    down = run(place, "-H", "intranet-sandbox", "sites")
+    assert down.returncode == 1 and "not healthy: shop-sandbox" in down.stderr, down.stdout + down.stderr
+    assert "programs down" in next(line for line in down.stdout.splitlines() if "│ shop-sandbox" in line)

@@ -1,0 +1,79 @@
+"""``fab -H NAME sites``: every site that ``hostconfigs/`` puts on NAME's host, side by side.
+
+A site is a hostconfig with the same address and SSH port. Each is read over its own connection
+(its own user), read-only: current release, health, the disk its data, backups and releases
+use, and its last backup. A site that cannot be read shows why in its row, not as a traceback.
+"""
+from __future__ import annotations
+
+import json
+
+from fabric import task
+from invoke import Exit
+
+from . import commands, hostconfig, output, services
+from .hostconfig import ConfigError, HostConfig
+from .site import Site, host_config
+
+
+def neighbours(config: HostConfig) -> list[HostConfig]:
+    """The configs of the sites on ``config``'s host (itself included), by name; those that do not load are
+    left out (they deploy nothing)."""
+    found = {config.name: config}
+    for name in hostconfig.available(config.path.parent):
+        try:
+            other = hostconfig.load(config.path.parent / f"{name}.cfg")
+        except ConfigError:
+            continue
+        if (other.address, other.port) == (config.address, config.port):
+            found.setdefault(other.name, other)
+    return [found[name] for name in sorted(found)]
+
+
+def megabytes(kilobytes: str) -> str:
+    return f"{int(kilobytes) / 1024:.1f}" if kilobytes.isdigit() else "-"
+
+
+def describe(c, config: HostConfig) -> tuple[list[str], bool]:
+    """One row of the table, and whether the site is healthy."""
+    try:
+        site = Site(c, config)
+    except (Exit, OSError) as error:
+        return [config.name, config.root, "-", f"cannot connect: {error}", "-", "-", "-", "-"], False
+    with site.connection:
+        current = site.facts().current
+        places = [config.path_on_host(part) for part in ("var", "backups", "releases")]
+        sizes = site.run(commands.join("du", "-sk", "--", *places) + " 2>/dev/null", changes=False, warn=True)
+        used = {line.split("\t", 1)[1]: line.split("\t", 1)[0] for line in sizes.stdout.splitlines() if "\t" in line}
+        found = site.run(services.last_backup_command(config), changes=False, warn=True)
+        last = json.loads(found.stdout) if found.stdout.strip() else None
+        backup = "never" if not last else (f"{last.get('time')} failed" if last["event"] == "backup-failed"
+                                           else f"{last.get('time')} {last.get('kind')}")
+        healthy = current is None  # a config not deployed yet is not a site in trouble
+        if current is None:
+            health = "nothing deployed"
+        else:
+            urls = [url for _, url in services.live(site) if url]
+            answer = site.run(services.health_command(site, urls, 3), changes=False, warn=True)
+            failed = json.loads(answer.stdout or "{}").get("failed", {u: "no answer" for u in urls})
+            running = site.run(services.status_command(site), changes=False, warn=True)
+            healthy = not failed and not running.exited
+            health = "ok" if healthy else ("programs down" if running.exited else f"{len(failed)} of {len(urls)} failing")
+    return [config.name, config.root, current or "-", health,
+            *(megabytes(used.get(place, "")) for place in places), config.redact(backup)], healthy
+
+
+@task
+def sites(c):
+    """List every site on this host: release, health, disk (MB), last backup (exit 1: one deployed is unwell)."""
+    here = host_config(c)
+    rows, unwell = [], []
+    for config in neighbours(here):
+        row, healthy = describe(c, config)
+        rows.append(row)
+        if not healthy:
+            unwell.append(config.name)
+    output.table(f"sites on {here.address}:{here.port}",
+                 ["site", "root", "current", "health", "data MB", "backups MB", "releases MB", "last backup"], rows)
+    if unwell:
+        raise Exit(f"not healthy: {', '.join(unwell)}", 1)

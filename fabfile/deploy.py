@@ -10,7 +10,7 @@ from invoke import Exit, UnexpectedExit
 
 from . import backup as backups
 from . import bundle as bundles
-from . import certificates, commands, dists, front, hooks, lock, notify, output, releases, schedule, switch
+from . import certificates, commands, dists, front, hooks, hostsites, lock, notify, output, releases, schedule, switch
 from . import plan as plans
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
@@ -208,6 +208,7 @@ def describe_plan(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> 
 
 def prepare(site: Site, facts: Facts, allow_dirty: bool) -> Bundle:
     """release-eggs, pin and bundle, locally, for this host's platform."""
+    hostsites.check_ports(site.config)
     if allow_dirty and not site.config.allow_dirty:
         raise Exit(f"{site.config.path}: [deploy] allow_dirty = false: {site.config.name} "
                    f"takes committed code only", 2)

@@ -7,11 +7,12 @@ use, and its last backup. A site that cannot be read shows why in its row, not a
 from __future__ import annotations
 
 import json
+import re
 
 from fabric import task
 from invoke import Exit
 
-from . import commands, hostconfig, output, services
+from . import buildoutfiles, commands, hostconfig, output, services
 from .hostconfig import ConfigError, HostConfig
 from .site import Site, host_config
 
@@ -28,6 +29,35 @@ def neighbours(config: HostConfig) -> list[HostConfig]:
         if (other.address, other.port) == (config.address, config.port):
             found.setdefault(other.name, other)
     return [found[name] for name in sorted(found)]
+
+
+def ports_of(config: HostConfig) -> set[int]:
+    """The TCP ports ``config``'s site uses on its host: its front's, its health URLs', and its buildout's
+    ``[ports]`` and ``*port*`` / ``*address`` options (as far as this machine can read the buildout)."""
+    used = {config.front.http_port, config.front.https_port} if config.front else set()
+    used |= {int(p) for program in config.programs for p in re.findall(r":(\d+)", program.health_url or "")}
+    try:
+        profile = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
+    except (buildoutfiles.ProfileError, OSError):
+        return used
+    for section, options in profile.sections.items():
+        for key, value in options.items():
+            if section == "ports" or "port" in key or key.endswith("address"):
+                used |= {int(p) for p in re.findall(r"(?<![\w.$])(\d{4,5})\b", value) if int(p) < 65536}
+    return used
+
+
+def check_ports(config: HostConfig) -> None:
+    """Stop (exit 2) when another site on the host uses one of this site's ports, naming both."""
+    mine = ports_of(config)
+    for other in neighbours(config):
+        if other.root == config.root:
+            continue  # the same site under another name
+        shared = sorted(mine & ports_of(other))
+        if shared:
+            raise Exit(f"{config.path}: port {', '.join(map(str, shared))} of site {config.name} is also used by "
+                       f"site {other.name} ({other.path}) on {config.address}: give one of them other ports; "
+                       f"nothing changed", 2)
 
 
 def megabytes(kilobytes: str) -> str:

@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import buildoutfiles, hostconfig
+from . import hostconfig, hostsites
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
@@ -102,27 +102,15 @@ def sandbox_host(configs: Path) -> dict[str, str]:
 
 
 def ports_in_use(configs: Path, address: str, port: int) -> set[int]:
-    """Every port the sites that ``configs`` puts on ``address:port`` use: the front's, the health
-    URLs', and their buildouts' ``[ports]`` and ``*-address`` / ``*port*`` options."""
+    """Every port the sites that ``configs`` puts on ``address:port`` use (see ``hostsites.ports_of``)."""
     used: set[int] = set()
     for name in hostconfig.available(configs):
         try:
             config = hostconfig.load(configs / f"{name}.cfg")
         except hostconfig.ConfigError:
             continue  # a config that does not load deploys nothing
-        if (config.address, config.port) != (address, port):
-            continue
-        if config.front:
-            used |= {config.front.http_port, config.front.https_port}
-        used |= {int(p) for program in config.programs for p in re.findall(r":(\d+)", program.health_url or "")}
-        try:
-            profile = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
-        except (buildoutfiles.ProfileError, OSError):
-            continue
-        for section, options in profile.sections.items():
-            for key, value in options.items():
-                if section == "ports" or "port" in key or key.endswith("address"):
-                    used |= {int(p) for p in re.findall(r"(?<![\w.$])(\d{4,5})\b", value) if int(p) < 65536}
+        if (config.address, config.port) == (address, port):
+            used |= hostsites.ports_of(config)
     return used
 
 

@@ -134,6 +134,21 @@ def test_a_zope_site_with_a_module_deploys_with_its_secret_from_env(place):
         assert answer.status == 200  # the admin password from .env lets in
 
 
+def test_a_site_using_a_port_of_another_site_on_the_host_is_refused_naming_both(place):
+    workdir, _ = place
+    configs = workdir / "hostconfigs"
+    host = "".join(f"{key} = {value}\n" for key, value in newsite.sandbox_host(configs).items())
+    twin = configs / "twin.cfg"  # blog's buildout again, under another root: the same ports
+    twin.write_text(f"# blog's twin\n[hostconfig]\nextends = blog-base.cfg\n[host]\n{host}root = {workdir}/twin\n")
+    try:
+        result = run(place, "-H", "twin", "deploy")
+    finally:
+        twin.unlink()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "site twin" in result.stderr and "site blog-sandbox" in result.stderr and "nothing changed" in result.stderr
+    assert not (workdir / "twin" / "releases").exists()
+
+
 def test_fab_sites_lists_every_site_on_the_host_and_exits_1_when_one_is_down(place):
     workdir, made = place
     listed = run(place, "-H", "blog-sandbox", "sites")
@@ -143,7 +158,7 @@ def test_fab_sites_lists_every_site_on_the_host_and_exits_1_when_one_is_down(pla
         name = f"{site.root.name}-sandbox"
         assert site.current() in rows[name] and " ok " in rows[name], listed.stdout
         cells = [cell.strip() for cell in rows[name].split("│")[1:-1]]
-        assert float(cells[6]) > 1, cells  # releases MB: the disk it uses, counted
+        assert float(cells[6]) > 0 and float(cells[4]) > 0, cells  # releases and data MB: its disk, counted
     assert "nothing deployed" in rows["sandbox"]  # the test's sandbox.cfg: on the same host, never deployed
     shop = next(site for site in made if site.root.name == "shop")
     shop.stop_everything()

@@ -33,7 +33,7 @@ import paramiko
 from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
 
-from . import commands, front, hostkeys, logrotate, nginx, onhost, output, systemd
+from . import commands, datadirs, front, hostkeys, logrotate, nginx, onhost, output, systemd
 from .hostconfig import HostConfig
 from .platforms import Target
 from .site import PROJECT_KEY, connect, deploy_key, host_config
@@ -189,7 +189,7 @@ def fact_spec(config: HostConfig) -> dict:
     units = systemd.unit_names(config) + [supervisord_unit(config)]
     files = [authorized_keys(config, None), config.path_on_host("host.json"), systemd.sudoers_path(config),
              logrotate.rule_path(config),
-             systemd.sudoers_path(config) + "-supervisor", FRONT_DEFAULTS, front_sudoers_path(config),
+             systemd.sudoers_path(config) + "-supervisor", data_sudoers_path(config), FRONT_DEFAULTS, front_sudoers_path(config),
              *(f"{systemd.UNIT_DIR}/{unit}" for unit in units)]
     paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf"), NGINX_DEFAULT_SITE]
     if config.front and config.front.server == "nginx":
@@ -324,6 +324,7 @@ def plan_services(config: HostConfig, facts: dict, plan: Plan) -> None:
     """systemd units and the sudo rule for them; or supervisord's unit where systemd runs."""
     if config.manager == "supervisor" and config.app_user != config.user:
         plan_supervisor_sudo(config, facts, plan)
+    plan_data_sudo(config, facts, plan)
     if not facts["systemd"]:
         plan.checked.append("no systemd: the deploy starts supervisord (nothing starts it at boot)")
         return
@@ -366,6 +367,20 @@ def plan_supervisor_sudo(config: HostConfig, facts: dict, plan: Plan) -> None:
     text = supervisor_sudoers(config)
     plan.check(facts["files"].get(path) == text, f"{path} lets {config.user} run supervisor as {config.app_user}",
                f"let {config.user} run supervisor as {config.app_user} ({path})", *install_sudoers(path, text))
+
+
+def data_sudoers_path(config: HostConfig) -> str:
+    return systemd.sudoers_path(config) + "-data"
+
+
+def plan_data_sudo(config: HostConfig, facts: dict, plan: Plan) -> None:
+    """With a separate ``app_user``: the deploy user makes the directories a build wants in var/ as it."""
+    if config.app_user == config.user:
+        return
+    path, text = data_sudoers_path(config), datadirs.sudoers(config)
+    plan.check(facts["files"].get(path) == text, f"{path} lets {config.user} make directories in var/ as "
+               f"{config.app_user}", f"let {config.user} make directories in var/ as {config.app_user} ({path})",
+               *install_sudoers(path, text))
 
 
 def install_sudoers(path: str, text: str) -> tuple[str, ...]:

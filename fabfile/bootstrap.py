@@ -33,14 +33,13 @@ import paramiko
 from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
 
-from . import commands, front, hostconfig, hostkeys, logrotate, nginx, onhost, output, systemd
+from . import commands, datadirs, front, hostkeys, logrotate, nginx, onhost, output, systemd
 from .hostconfig import HostConfig
 from .platforms import Target
-from .site import connect, host_config
+from .site import PROJECT_KEY, connect, deploy_key, host_config
 
 SYSTEM_PACKAGES = ("python3", "python3-venv", "python3-dev", "build-essential", "rsync", "sudo")
 MIN_FREE_BYTES = 512 * 1024 * 1024
-PROJECT_KEY = hostconfig.CONFIG_DIR.parent / ".deploy-keys" / "id_ed25519"
 APT_ENV = ("env", "DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none")
 
 
@@ -190,7 +189,7 @@ def fact_spec(config: HostConfig) -> dict:
     units = systemd.unit_names(config) + [supervisord_unit(config)]
     files = [authorized_keys(config, None), config.path_on_host("host.json"), systemd.sudoers_path(config),
              logrotate.rule_path(config),
-             systemd.sudoers_path(config) + "-supervisor", FRONT_DEFAULTS, front_sudoers_path(config),
+             systemd.sudoers_path(config) + "-supervisor", data_sudoers_path(config), FRONT_DEFAULTS, front_sudoers_path(config),
              *(f"{systemd.UNIT_DIR}/{unit}" for unit in units)]
     paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf"), NGINX_DEFAULT_SITE]
     if config.front and config.front.server == "nginx":
@@ -325,6 +324,7 @@ def plan_services(config: HostConfig, facts: dict, plan: Plan) -> None:
     """systemd units and the sudo rule for them; or supervisord's unit where systemd runs."""
     if config.manager == "supervisor" and config.app_user != config.user:
         plan_supervisor_sudo(config, facts, plan)
+    plan_data_sudo(config, facts, plan)
     if not facts["systemd"]:
         plan.checked.append("no systemd: the deploy starts supervisord (nothing starts it at boot)")
         return
@@ -367,6 +367,20 @@ def plan_supervisor_sudo(config: HostConfig, facts: dict, plan: Plan) -> None:
     text = supervisor_sudoers(config)
     plan.check(facts["files"].get(path) == text, f"{path} lets {config.user} run supervisor as {config.app_user}",
                f"let {config.user} run supervisor as {config.app_user} ({path})", *install_sudoers(path, text))
+
+
+def data_sudoers_path(config: HostConfig) -> str:
+    return systemd.sudoers_path(config) + "-data"
+
+
+def plan_data_sudo(config: HostConfig, facts: dict, plan: Plan) -> None:
+    """With a separate ``app_user``: the deploy user makes the directories a build wants in var/ as it."""
+    if config.app_user == config.user:
+        return
+    path, text = data_sudoers_path(config), datadirs.sudoers(config)
+    plan.check(facts["files"].get(path) == text, f"{path} lets {config.user} make directories in var/ as "
+               f"{config.app_user}", f"let {config.user} make directories in var/ as {config.app_user} ({path})",
+               *install_sudoers(path, text))
 
 
 def install_sudoers(path: str, text: str) -> tuple[str, ...]:
@@ -471,28 +485,21 @@ def make_plan(config: HostConfig, facts: dict, public_key: str) -> Plan:
 
 # --- this machine's side ---------------------------------------------------------------
 
-def deploy_key_file(config: HostConfig) -> Path | None:
-    """The deployer's public key file: the config's identity, ~/.ssh/id_ed25519, or this project's."""
-    candidates = [Path(f"{config.identity}.pub")] if config.identity else []
-    candidates += [Path.home() / ".ssh" / "id_ed25519.pub", Path(f"{PROJECT_KEY}.pub")]
-    return next((candidate for candidate in candidates if candidate.is_file()), None)
-
-
 def deploy_public_key(config: HostConfig, dry: bool) -> str:
-    """The deployer's public key: the config's identity, ~/.ssh/id_ed25519, or one made for this project."""
-    found = deploy_key_file(config)
-    if found:
-        return found.read_text().strip()
-    if config.identity:
-        raise Exit(f"{config.path}: [host] identity = {config.identity}: no public key {config.identity}.pub", 2)
+    """The public half of ``site.deploy_key``; this project's key pair is made when it is the one and missing."""
+    key = deploy_key(config)
+    public = Path(f"{key}.pub")
+    if public.is_file():
+        return public.read_text().strip()
+    if key != PROJECT_KEY:
+        raise Exit(f"{config.path}: [host] identity = {config.identity}: no public key {public}", 2)
     if dry:
         return "ssh-ed25519 (a key pair this run would make) dry-run"
     PROJECT_KEY.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"deploy key for {config.name}",
                     "-f", str(PROJECT_KEY)], check=True)
-    output.say(f"made a key pair for this project: {PROJECT_KEY} (add 'identity = {PROJECT_KEY}' "
-               f"to [host] in {config.path})")
-    return Path(f"{PROJECT_KEY}.pub").read_text().strip()
+    output.say(f"made a key pair for this project: {PROJECT_KEY} (every login as {config.user} uses it)")
+    return public.read_text().strip()
 
 
 def connect_as_root(c, config: HostConfig) -> Connection:
@@ -521,10 +528,10 @@ HARDEN_UNDO_HINT = {
 def key_login(c, config: HostConfig, attempts: int = 1) -> Connection:
     """A new connection as ``user`` with the deploy key and nothing else (no password, no root);
     up to ``attempts`` tries while sshd does not answer (a refused key is final)."""
-    public = deploy_key_file(config)
-    kwargs = {key: value for key, value in (c.connect_kwargs or {}).items() if key != "password"}
-    if public:
-        kwargs["key_filename"] = str(public.with_suffix(""))
+    key = deploy_key(config)
+    kwargs = {name: value for name, value in (c.connect_kwargs or {}).items() if name != "password"}
+    if key.is_file():
+        kwargs["key_filename"] = str(key)
     kwargs.update(look_for_keys=False, timeout=20)
     attempt = 1
     while True:

@@ -10,7 +10,8 @@ from invoke import Exit, UnexpectedExit
 
 from . import backup as backups
 from . import bundle as bundles
-from . import certificates, commands, dists, front, hooks, hostsites, lock, notify, output, releases, schedule, switch
+from . import (certificates, commands, datadirs, dists, front, hooks, hostsites, lock, notify, output, releases,
+               schedule, switch)
 from . import plan as plans
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
@@ -95,7 +96,7 @@ def build(site: Site, release_id: str, color: str = "blue") -> None:
     profile = bundles.GREEN_BUILDOUT_FILE if color == "green" else bundles.HOST_BUILDOUT_FILE
     pid_file = f"{release_dir}/.deploy/buildout.pid"
     site.run(commands.and_then(
-        commands.link_shared(release_dir, site.path(), site.config.shared),
+        datadirs.link_for_build(site.config, release_dir),
         commands.make_directories(f"{release_dir}/.deploy"),
     ))
     private = write_secrets(site)
@@ -110,6 +111,8 @@ def build(site: Site, release_id: str, color: str = "blue") -> None:
     except BaseException:
         site.run(commands.kill_from_pid_file(pid_file), warn=True)
         raise
+    for left in datadirs.make_data_directories(site, release_dir):
+        output.say(f"  [yellow]not copied to {site.path()}: {left} (made in var/ while building)[/]")
     built = json.dumps({"who": who(), "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "seconds": round(time.monotonic() - started, 1)})
     if private:  # buildout records each part's options, a secret override's value too

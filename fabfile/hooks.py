@@ -7,8 +7,8 @@ them, so they run even when the client is gone); ``after_rollback`` of ``fab rol
 over SSH in ``current`` once the rollback stands. Every hook's output is shown as it
 comes, secrets redacted; its exit code and duration go to ``deploy.log``.
 
-Hooks run as the deploy ``user``: the only sudo rule bootstrap-host writes lets it run
-supervisor as ``app_user``, not a shell. On the host a hook's command line is written to a
+Hooks run as the deploy ``user``: the sudo rules bootstrap-host writes let it run
+supervisor (and ``mkdir`` in ``var/``) as ``app_user``, not a shell. On the host a hook's command line is written to a
 0600 file (it may hold a secret) and run with ``sh``, never put on a command line.
 """
 from __future__ import annotations

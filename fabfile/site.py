@@ -16,6 +16,10 @@ from .hostconfig import ConfigError, HostConfig
 from .platforms import Target
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache"
+# The key pair bootstrap-host makes when the deployer has none of its own: beside hostconfigs/
+# (git-ignored), so DEPLOY_HOSTCONFIGS=DIR moves it too and a test never writes into the checkout.
+PROJECT_KEY = hostconfig.CONFIG_DIR.parent / ".deploy-keys" / "id_ed25519"
+HOME_KEYS = ("id_ed25519", "id_rsa")  # ~/.ssh/NAME, with NAME.pub beside it
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Site:
     def __init__(self, c, config: HostConfig):
         self.config = config
         self.dry = bool(c.config.run.dry)
-        self.connection = connect(c, config, config.user, "(a key for it in [host] identity?)")
+        self.connection = connect(c, config, config.user, "(bootstrap-host authorizes it)")
         self.commands_run = 0
 
     def path(self, *parts: str) -> str:
@@ -138,16 +142,28 @@ class Site:
         self.connection.close()
 
 
+def deploy_key(config: HostConfig) -> Path:
+    """The private key every login uses and bootstrap-host authorizes for ``user``: ``[host] identity``,
+    else ``~/.ssh/id_ed25519`` or ``~/.ssh/id_rsa`` (with its ``.pub``), else this project's own
+    (``PROJECT_KEY``, which bootstrap-host makes when it is missing)."""
+    if config.identity:
+        return config.identity
+    home = [Path.home() / ".ssh" / name for name in HOME_KEYS]
+    return next((key for key in home if key.is_file() and Path(f"{key}.pub").is_file()), PROJECT_KEY)
+
+
 def connect(c, config: HostConfig, user: str, login_hint: str) -> Connection:
-    """An open connection to the host as ``user``, its host key checked against the known hosts."""
+    """An open connection to the host as ``user``, with the deploy key, its host key checked against the
+    known hosts."""
     if config.identity and not config.identity.is_file():
         raise Exit(f"{config.path}: [host] identity = {config.identity}: no such key file "
                    f"(make one with ssh-keygen, or leave identity out)", 2)
     if config.known_hosts.is_dir():
         raise Exit(f"{config.path}: [host] known_hosts = {config.known_hosts} is a directory, not a file", 2)
     kwargs = dict(c.connect_kwargs or {})
-    if config.identity:
-        kwargs.setdefault("key_filename", str(config.identity))
+    key = deploy_key(config)
+    if key.is_file():
+        kwargs.setdefault("key_filename", str(key))
     kwargs.setdefault("timeout", 20)
     connection = Connection(config.address, user=user, port=config.port, connect_kwargs=kwargs, config=c.config)
     hostkeys.check_host_keys(connection, config.known_hosts, output.say)
@@ -157,7 +173,8 @@ def connect(c, config: HostConfig, user: str, login_hint: str) -> Connection:
     except paramiko.BadHostKeyException as error:
         raise Exit(hostkeys.changed_key_message(error, config.known_hosts), 1)
     except paramiko.AuthenticationException:
-        raise Exit(f"{where} refused the login: wrong password or key {login_hint}", 1)
+        tried = f"key {key}" if key.is_file() else f"no key: none in [host] identity, ~/.ssh or {PROJECT_KEY}"
+        raise Exit(f"{where} refused the login: wrong password or key ({tried}) {login_hint}", 1)
     except (OSError, paramiko.SSHException) as error:
         raise Exit(f"cannot reach {where}: {error}", 1)
     return connection

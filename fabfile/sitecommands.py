@@ -6,8 +6,8 @@ exits with the command's exit code. The arguments after ``--`` are taken from th
 command line as they were given (Invoke joins them with spaces, which loses their
 quoting) and each is quoted once: no argument can start another command.
 
-They run as the deploy login (``user``): the sudo rule bootstrap-host writes lets it
-run supervisor as ``app_user`` and nothing else, on purpose. Where ``app_user``
+They run as the deploy login (``user``): the sudo rules bootstrap-host writes let it
+run supervisor (and ``mkdir`` in ``var/``) as ``app_user`` and nothing else, on purpose. Where ``app_user``
 differs, the task says so; ``pack`` needs no access to the data (the ZEO server packs).
 """
 from __future__ import annotations

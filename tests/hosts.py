@@ -438,8 +438,9 @@ class HostSite:
     host: TestHost
     workdir: Path
     configs: Path
-    key: Path
+    key: Path | None               # None: the hostconfig names no identity
     root: str = "/srv/site"
+    env: dict[str, str] = field(default_factory=dict)  # fab's environment: HOME, say
 
     def fab(self, *args: str, password: str | None = None, check: bool = True,
             timeout: float = 900) -> subprocess.CompletedProcess:
@@ -448,7 +449,7 @@ class HostSite:
         # a new session has no terminal, so getpass reads the password from stdin
         result = subprocess.run([FAB, *prompt, "-H", "test", *args], cwd=REPO, capture_output=True, text=True,
                                 input=f"{password}\n" if password is not None else "", timeout=timeout,
-                                env={**os.environ, "DEPLOY_HOSTCONFIGS": str(self.configs)},
+                                env={**os.environ, "DEPLOY_HOSTCONFIGS": str(self.configs), **self.env},
                                 start_new_session=True)
         if check and result.returncode:
             raise AssertionError(f"fab {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bootstrap, logrotate, supervisor, systemd
+from fabfile import bootstrap, datadirs, logrotate, supervisor, systemd
 from fabfile.hostconfig import load
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests deployer@laptop"
@@ -52,6 +52,7 @@ def bootstrapped_host(cfg) -> dict:
                       "/srv/site/host.json": bootstrap.host_record(cfg, facts),
                       logrotate.rule_path(cfg): logrotate.render_rule(cfg),
                       systemd.sudoers_path(cfg): systemd.render_sudoers(cfg, systemd.unit_names(cfg)),
+                      bootstrap.data_sudoers_path(cfg): datadirs.sudoers(cfg),
                       **{f"/etc/systemd/system/{name}": text
                          for name, text in systemd.render_units(cfg, "plone").items()}}
     facts["paths"] = {d.path: {"owner": d.owner, "group": d.group, "mode": d.mode, "kind": "dir"}
@@ -208,3 +209,30 @@ def test_supervisor_tails_a_log_as_the_app_user_the_sudo_rule_allows(tmp_path):
     assert supervisor.logs(cfg, "instance1", 20) == (
         "sudo -n -u plone /srv/site/venv/bin/supervisorctl -c /srv/site/current/etc/supervisord.conf "
         "tail -8000 instance1 | tail -n 20")
+
+
+def test_an_app_user_gets_a_sudo_rule_to_make_directories_in_var_as_that_user_and_nothing_else(tmp_path):
+    plan = bootstrap.make_plan(config(tmp_path), fresh_host(), KEY)
+    rule = next(c for c in plan.changes if c.what.startswith("let deploy make directories in var/ as plone"))
+    assert "deploy ALL=(plone) NOPASSWD: /bin/mkdir -p -m 0700 -- /srv/site/var/*\n" in rule.command
+    assert "visudo -q -c -f /etc/sudoers.d/srv-site-data.check" in rule.command
+    same = replace(config(tmp_path), app_user="deploy")
+    assert not any("directories in var/" in c.what for c in bootstrap.make_plan(same, fresh_host(), KEY).changes)
+
+
+def test_with_an_app_user_the_build_links_var_to_its_own_directory_and_makes_what_it_made_as_that_user(tmp_path):
+    cfg = config(tmp_path)
+    release = "/srv/site/releases/R"
+    assert datadirs.link_for_build(cfg, release) == (
+        "mkdir -p /srv/site/releases/R/.deploy/build-data/var /srv/site/releases/R && "
+        "rm -rf /srv/site/releases/R/var && ln -s /srv/site/releases/R/.deploy/build-data/var /srv/site/releases/R/var")
+    assert datadirs.make_as_app_user(cfg, release) == (
+        "find /srv/site/releases/R/.deploy/build-data -mindepth 1 '!' -type d -printf '%P\\n' && "
+        "find /srv/site/releases/R/.deploy/build-data/var -type d -printf '/srv/site/var/%P\\0' | "
+        "xargs -0 -r sudo -n -u plone /bin/mkdir -p -m 0700 -- && "
+        "ln -sfn /srv/site/var /srv/site/releases/R/var && rm -rf /srv/site/releases/R/.deploy/build-data")
+    same = replace(cfg, app_user="deploy")
+    assert datadirs.link_for_build(same, release) == (
+        "mkdir -p /srv/site/var /srv/site/releases/R && rm -rf /srv/site/releases/R/var && "
+        "ln -s /srv/site/var /srv/site/releases/R/var")
+    assert datadirs.make_as_app_user(same, release) is None

@@ -143,11 +143,19 @@ def manifest_command(paths: list[str]) -> str:
     return commands.join("sh", "-c", _MANIFEST, "sh", *paths)
 
 
+def must(c, command: str, what: str):
+    """Run ``command``; a failure is a BackupError saying ``what`` failed and why, in the command's own words."""
+    result = run(c, command, warn=True)
+    if result.exited:
+        raise BackupError(f"{what} failed (exit {result.exited}): {tail(result)}")
+    return result
+
+
 def manifest(c, paths: list[str]) -> list[list[str]]:
     """[sha256, size] of each path, through ``c`` (here, or on the offsite host)."""
     if not paths:
         return []
-    lines = run(c, manifest_command(paths)).stdout.split("\n")
+    lines = must(c, manifest_command(paths), "reading sha256 and sizes").stdout.split("\n")
     return [line.split(" ", 1) for line in lines[:len(paths)]]
 
 
@@ -205,29 +213,33 @@ def copy_backups(c, settings: Settings, offsite: Offsite, hooks: Hooks) -> str:
 def _locked_copy(c, settings: Settings, offsite: Offsite, hooks: Hooks) -> str:
     remote = Remote(c, offsite)
     there = laid_out(settings, offsite.path, "python3")
-    run(remote, commands.make_directories(offsite.path, there.records, there.blob_backups,
-                                          *(there.repository(s, False) for s in there.storages), mode="0700"))
+    must(remote, commands.make_directories(offsite.path, there.records, there.blob_backups,
+                                           *(there.repository(s, False) for s in there.storages), mode="0700"),
+         f"reaching {offsite.host}")
     found_here, found_there = inventory(c, settings), inventory(remote, there)
     missing = sorted(set(_regular(found_here.records)) - set(found_there.records))
     if not missing:
         return f"offsite {offsite}: up to date"
     with hooks.step(f"offsite copy to {offsite.host}"):
         for storage, theirs in zip(settings.storages, there.storages):
-            run(c, rsync_command(offsite, f"{storage.repository}/", offsite.target(f"{theirs.repository}/")))
+            must(c, rsync_command(offsite, f"{storage.repository}/", offsite.target(f"{theirs.repository}/")),
+                 f"rsync of {storage.repository}")
         copies = {stamp: info for stamp, info in found_there.copies(False).items() if not info.get("archive")}
         for stamp in missing:
             if not found_here.records[stamp].get("blob_copy") or not settings.blobstorage:
                 continue
             source = found_here.copy_path(settings, stamp, False)
             if settings.blob_archive:
-                run(c, rsync_command(offsite, source, offsite.target(f"{there.blob_backups}/")))
+                must(c, rsync_command(offsite, source, offsite.target(f"{there.blob_backups}/")), f"rsync of {source}")
                 continue
             older = [s for s in copies if s < stamp] or list(copies)
             link = [f"--link-dest={there.blob_backups}/{max(older)}"] if older else []
             partial = f"{there.blob_backups}/{stamp}.partial"
-            run(c, rsync_command(offsite, f"{source}/", offsite.target(f"{partial}/"), "--delete", *link))
-            run(remote, commands.and_then(commands.remove(f"{there.blob_backups}/{stamp}"),
-                                          commands.join("mv", "-T", partial, f"{there.blob_backups}/{stamp}")))
+            must(c, rsync_command(offsite, f"{source}/", offsite.target(f"{partial}/"), "--delete", *link),
+                 f"rsync of {source}")
+            must(remote, commands.and_then(commands.remove(f"{there.blob_backups}/{stamp}"),
+                                           commands.join("mv", "-T", partial, f"{there.blob_backups}/{stamp}")),
+                 f"naming the blob copy {stamp}")
             copies[stamp] = {"name": stamp}
     with hooks.step("offsite check: sha256 and size"):
         written = []
@@ -250,7 +262,7 @@ def _locked_copy(c, settings: Settings, offsite: Offsite, hooks: Hooks) -> str:
             offsite_record = {**record, "offsite": {name: mine for (name, _), mine in zip(pairs, ours)}}
             written.append(commands.write_file(f"{there.records}/{stamp}.json",
                                                json.dumps(offsite_record, sort_keys=True)))
-        run(remote, commands.and_then(*written))  # complete and checked: they count there from now on
+        must(remote, commands.and_then(*written), "writing the records")  # complete and checked: they count there from now on
     apply_retention(remote, there, False, Hooks(quiet=hooks.quiet, show=lambda m: hooks.show(f"offsite {m}")))
     return f"offsite {offsite}: {len(missing)} backup(s) copied and checked (sha256 and size)"
 
@@ -265,11 +277,9 @@ def restore_from_offsite(c, settings: Settings, offsite: Offsite, hooks: Hooks, 
     with exclusive(c, settings, "restore from offsite", hooks.show, force_unlock):
         with hooks.step(f"fetch the offsite copies from {offsite.host}"):
             run(c, commands.make_directories(base, mode="0700"))
-            result = run(c, rsync_command(offsite, offsite.target(f"{offsite.path}/"), f"{base}/", "-H", "--delete",
-                                          "--exclude=/.lock", "--exclude=/.work", "--exclude=/.pending.json"),
-                         warn=True)
-            if result.exited:
-                raise BackupError(f"cannot fetch the offsite copies from {offsite}: {tail(result)}; nothing changed")
+            must(c, rsync_command(offsite, offsite.target(f"{offsite.path}/"), f"{base}/", "-H", "--delete",
+                                  "--exclude=/.lock", "--exclude=/.work", "--exclude=/.pending.json"),
+                 f"fetching the offsite copies from {offsite} (nothing changed here)")
         found = inventory(c, fetched)
         uncounted = [f"{fetched.repository(s, False)}/{name}" for s in fetched.storages
                      for name in found.files(s, False)

@@ -192,7 +192,8 @@ def test_the_scheduled_backup_posts_the_webhook_when_its_offsite_copy_fails(site
                              env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")})
     finally:
         sshd.start(offsite_host.state_dir, port=offsite_host.port)
-    assert ran.returncode == 3 and "verified; the offsite copy failed" in ran.stderr, ran.stderr
+    assert ran.returncode == 3 and "verified in" in ran.stderr and "the offsite copy failed" in ran.stderr, ran.stderr
+    assert "Connection refused" in ran.stderr and "ssh -p" not in ran.stderr
     payload = json.loads(received[-1][1])
     assert payload["event"] == "offsite-failed" and "offsite copy to" in payload["error"]
     assert here(site)[max(here(site))]["verified"]

@@ -233,3 +233,16 @@ def test_a_corrupted_offsite_copy_is_detected_and_not_restored(site, copies, wha
     # a blob is a hard link in every copy that holds it: the first copy of the chain read names it
     assert (f"filestorage/{damaged.name}" if what == "repozo file" else "offsite copy blobstorage/") in refused.stderr
     assert site.objects() == live and site.answers()
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--from", "elsewhere"), "--from takes offsite"),
+    (("--from", "offsite", "--snapshot"), "snapshots are not copied offsite"),
+    (("--from", "offsite", "--date", "yesterday"), "is not yyyy-mm-dd"),
+])
+def test_a_restore_from_offsite_mistake_exits_2_and_changes_nothing(site, args, says):
+    live = site.objects()
+    refused = site.fab("restore", *args, "--no-prompt", check=False) if "--date" in args else \
+        site.fab("restore", "latest", *args, "--no-prompt", check=False)
+    assert refused.returncode == 2 and says in refused.stderr and "Traceback" not in refused.stderr
+    assert site.objects() == live

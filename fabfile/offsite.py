@@ -250,11 +250,11 @@ def _locked_copy(c, settings: Settings, offsite: Offsite, hooks: Hooks) -> str:
             theirs = manifest(remote, [f"{offsite.path}/{name}" for name, _ in pairs])
             recorded = record.get("sha256") or {}
             for (name, path), mine, copied in zip(pairs, ours, theirs):
+                if mine[0] == "missing":
+                    raise BackupError(f"{path} of backup {stamp} is gone here: it cannot be copied offsite")
                 if recorded.get(path, mine[0]) != mine[0]:
                     raise BackupError(f"{path} no longer has the sha256 its record holds: not copied offsite; "
                                       f"check this backup (fab backups)")
-                if mine[0] == "missing":
-                    raise BackupError(f"{path} of backup {stamp} is gone here: it cannot be copied offsite")
                 if copied != mine:
                     raise BackupError(f"the offsite copy of {name} differs from the backup here "
                                       f"({'missing' if copied[0] == 'missing' else 'sha256 or size'}); "
@@ -262,7 +262,8 @@ def _locked_copy(c, settings: Settings, offsite: Offsite, hooks: Hooks) -> str:
             offsite_record = {**record, "offsite": {name: mine for (name, _), mine in zip(pairs, ours)}}
             written.append(commands.write_file(f"{there.records}/{stamp}.json",
                                                json.dumps(offsite_record, sort_keys=True)))
-        must(remote, commands.and_then(*written), "writing the records")  # complete and checked: they count there from now on
+        # complete and checked: from now on they count there
+        must(remote, commands.and_then(*written), "writing the records")
     apply_retention(remote, there, False, Hooks(quiet=hooks.quiet, show=lambda m: hooks.show(f"offsite {m}")))
     return f"offsite {offsite}: {len(missing)} backup(s) copied and checked (sha256 and size)"
 

@@ -246,8 +246,9 @@ def run_plan(path):
 
 
 def alert(job, release, error, seconds, event="backup-failed"):
-    """A failed scheduled backup (or its offsite copy: ``offsite-failed``): a line in deploy.log (``fab status`` reads it) and the
-    ``[notify]`` webhook, with the JSON ``fab`` sends (``fabfile/notify.py``), secrets redacted."""
+    """A failed scheduled backup (``backup-failed``, which ``fab status`` reads; or its offsite copy:
+    ``offsite-failed``): a line in deploy.log and the ``[notify]`` webhook, with the JSON ``fab`` sends
+    (``fabfile/notify.py``), secrets redacted."""
     redact = redactor(job.get("secret_pattern"))
     error = redact(error)
     log_line(job["log"], event, {"release": release, "error": error, "seconds": seconds})

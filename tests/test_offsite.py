@@ -144,7 +144,7 @@ def files(directory: Path) -> dict[str, os.stat_result]:
 
 def test_unchanged_blobs_are_hard_links_offsite_as_here(site, copies):
     site.add("second", "second blob bytes")
-    site.fab("backup")
+    print(site.fab("backup").stdout)  # its steps and their times: pytest -rP shows them
     first, second = sorted(there(copies))
     older, newer = files(copies / "blobstorage" / first), files(copies / "blobstorage" / second)
     assert older and len(newer) > len(older)

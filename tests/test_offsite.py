@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from fabfile import hostconfig, offsite
+from fabfile.repozo import layout
 from sandbox import sshd
 from sites import make_site
 from support import free_port, webhook_receiver
@@ -80,6 +81,23 @@ def test_the_offsite_host_key_is_checked_never_accepted_blindly():
     assert argv[argv.index("-i") + 1] == "/k" and "UserKnownHostsFile=/kh" in argv
 
 
+def test_the_offsite_layout_is_the_default_one_whatever_the_locations_here():
+    settings = layout("/srv/s/var", "/srv/s/backups", "/srv/s/current/bin/repozo", "python3",
+                      additional=("catalog",), location="/data/repo", blob_location="blobs")
+    record = {"stamp": "2026-11-30-03-15-00", "blob_copy": True,
+              "files": {"catalog": ["2026-11-30-03-14-58.fsz", "2026-11-30-03-14-58.dat"],
+                        "main": ["2026-11-30-03-15-00.fsz", "2026-11-30-03-15-00.index"]}}
+    assert offsite.entries(settings, record) == [
+        ("filestorage-catalog/2026-11-30-03-14-58.fsz", "/data/repo-catalog/2026-11-30-03-14-58.fsz"),
+        ("filestorage/2026-11-30-03-15-00.fsz", "/data/repo/2026-11-30-03-15-00.fsz"),
+        ("filestorage/2026-11-30-03-15-00.index", "/data/repo/2026-11-30-03-15-00.index"),
+        ("blobstorage/2026-11-30-03-15-00", "/srv/s/backups/blobs/2026-11-30-03-15-00")]  # the growing .dat apart
+    there = offsite.laid_out(settings, "/copies/s", "python3")
+    assert [s.repository for s in there.storages] == ["/copies/s/filestorage-catalog", "/copies/s/filestorage"]
+    assert (there.blob_backups, there.records, there.keep) == ("/copies/s/blobstorage", "/copies/s/records", 2)
+    assert [s.live for s in there.storages] == [s.live for s in settings.storages]
+
+
 # -- against a second sshd -------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -115,6 +133,18 @@ def site(sandbox_host, offsite_host, copies, webhook, tmp_path_factory):
     yield test_site
     subprocess.run(f"crontab -l 2>/dev/null | grep -v {test_site.root} | crontab -", shell=True)
     test_site.stop_everything()
+
+
+def test_an_offsite_host_whose_key_is_not_known_is_refused(offsite_host, tmp_path):
+    (tmp_path / "known_hosts").write_text("")
+    unknown = offsite.Offsite(offsite_host.user, "127.0.0.1", offsite_host.port, "/tmp",
+                              str(offsite_host.key_file), str(tmp_path / "known_hosts"))
+    refused = subprocess.run(offsite.remote_command(unknown, "true"), shell=True, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
+    known = offsite.Offsite(offsite_host.user, "127.0.0.1", offsite_host.port, "/tmp",
+                            str(offsite_host.key_file), str(offsite_host.known_hosts))
+    assert subprocess.run(offsite.remote_command(known, "true"), shell=True, timeout=60).returncode == 0
 
 
 def here(site) -> dict[str, dict]:

@@ -68,7 +68,8 @@ SCHEMA: dict[str, dict[str, str]] = {
               "hook_timeout": "positive"},
     "overrides": {"*": "str"},
 }
-SCHEMA["backup"].update({"offsite": "offsite_url", "offsite_identity": "host_path", "offsite_known_hosts": "host_path"})
+SCHEMA["backup"].update({"offsite": "offsite_url", "offsite_identity": "host_path",  # fabfile/offsite.py
+                         "offsite_known_hosts": "host_path"})
 LIST_KINDS = ("list", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
 SWITCHES = ("stopstart", "rolling", "bluegreen")
 FRONT_SERVERS = ("haproxy", "nginx")

@@ -80,6 +80,15 @@ def site_settings(site: Site, release: str | None) -> Settings:
         raise Exit(f"{config.path}: [backup] {error}", 2)
 
 
+def offsite_failure(verdict: dict) -> str | None:
+    """What went wrong with the offsite copy after a backup that counts here, in words; None when nothing did."""
+    copied = verdict.get("offsite") or {}
+    if copied.get("result") != "failed":
+        return None
+    return (f"the backup here is verified and counts, but {copied['error']}; the next backup copies what the "
+            f"offsite host lacks")
+
+
 def site_hooks(site: Site, quiet: bool = False) -> Hooks:
     return Hooks(quiet=quiet, log=lambda event, record: log_event(site, event, **record))
 
@@ -96,6 +105,8 @@ def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | N
         verdict = datajob.run(site, "backup", release=leaving_release_id)
     if verdict["result"] != "ok":
         raise Exit(f"the backup before the switch failed, nothing was switched: {verdict.get('error')}", 1)
+    if offsite_failure(verdict):  # the backup here holds the data: the deploy goes on
+        output.say(f"[yellow]warning:[/] {escape(offsite_failure(verdict))}")
     record = verdict.get("record")
     if record is None:  # nothing changed since the last backup: that one holds this data
         found = inventory(site.connection, settings)
@@ -119,6 +130,8 @@ def backup(c, full=False, snapshot=False, quiet=False, force_unlock=False):
                           force_unlock=force_unlock)
     if verdict["result"] != "ok":
         raise Exit(verdict.get("error", "the backup failed"), 1)
+    if offsite_failure(verdict):
+        raise Exit(offsite_failure(verdict), 3)
 
 
 @task

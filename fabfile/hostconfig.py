@@ -11,6 +11,7 @@ Refused: paths out of their base, a system root, line breaks outside lists, unpl
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import functools
 import getpass
 import ipaddress
@@ -23,6 +24,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+
+from . import offsite as offsites
 
 # DEPLOY_HOSTCONFIGS points elsewhere (tests, or one checkout serving several projects)
 CONFIG_DIR = Path(os.environ.get("DEPLOY_HOSTCONFIGS") or Path(__file__).resolve().parent.parent / "hostconfigs")
@@ -65,6 +68,8 @@ SCHEMA: dict[str, dict[str, str]] = {
               "hook_timeout": "positive"},
     "overrides": {"*": "str"},
 }
+SCHEMA["backup"].update({"offsite": "offsite_url", "offsite_identity": "host_path",  # fabfile/offsite.py
+                         "offsite_known_hosts": "host_path"})
 LIST_KINDS = ("list", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
 SWITCHES = ("stopstart", "rolling", "bluegreen")
 FRONT_SERVERS = ("haproxy", "nginx")
@@ -182,6 +187,7 @@ class HostConfig:
     backup_zeopack_before_full: bool = False
     backup_pack_days: int = 7
     backup_zeopack: str = "bin/zeopack"                 # relative to the release, or absolute
+    offsite: offsites.Offsite | None = None             # [backup] offsite: where the copies go
     webhook: str | None = None
     syslog: str | None = None
     hooks: tuple[tuple[str, str], ...] = ()          # (name, shell command line) of the hooks given
@@ -449,6 +455,13 @@ def _typed(kind: str, value: str, where: str, origin: Path):
         return tuple(value.split())
     if kind == "root":
         return _root(value, where, origin)
+    if kind in ("offsite_url", "host_path"):
+        if not value:  # empty: none (an extending file may take a base's offsite away)
+            return None
+        try:
+            return offsites.parse_url(value) if kind == "offsite_url" else offsites.host_path(value)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
     if kind == "localpath":
         return (origin.parent / os.path.expanduser(value)).resolve()
     if kind == "user":
@@ -621,12 +634,26 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         backup_zeopack_before_full=get("backup", "zeopack_before_full", False),
         backup_pack_days=get("backup", "pack_days", 7),
         backup_zeopack=get("backup", "zeopack", "bin/zeopack"),
+        offsite=_offsite(values, get),
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
         hooks=tuple((key, get("hooks", key)) for key in SCHEMA["hooks"] if key != "hook_timeout"
                     and key in values.get("hooks", {})),
         hook_timeout=get("hooks", "hook_timeout", 600),
         overrides=overrides, green=green, secrets=secrets,
     )
+
+
+def _offsite(values, get) -> offsites.Offsite | None:
+    """``[backup] offsite`` with the key and known_hosts it is reached with."""
+    offsite = get("backup", "offsite")
+    for key in ("offsite_identity", "offsite_known_hosts"):
+        if get("backup", key) and not offsite:
+            raise ConfigError(f"{_origin(values, 'backup', key)}: [backup] {key}: set only with [backup] offsite "
+                              f"= ssh://user@host/path")
+    if not offsite:
+        return None
+    return dataclasses.replace(offsite, identity=get("backup", "offsite_identity"),
+                               known_hosts=get("backup", "offsite_known_hosts"))
 
 
 def _origin(values, section: str, key: str) -> Path | str:

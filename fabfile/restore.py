@@ -84,11 +84,35 @@ def restore_for_rollback(site: Site, backup_record_or_release_id) -> dict:
     return verdict["record"]
 
 
+def restore_from_offsite(site: Site, wanted: str | None, no_prompt: bool, force_unlock: bool, source: str,
+                         snapshot: bool) -> None:
+    """``restore --from offsite``: the job fetches the offsite copies, checks the chain it restores, restores."""
+    config = site.config
+    if source != "offsite" or snapshot:
+        raise Exit(f"restore: --from takes offsite (and no --snapshot: snapshots are not copied offsite), "
+                   f"not {source!r}", 2)
+    if not config.offsite:
+        raise Exit(f"restore --from offsite: {config.path} has no [backup] offsite", 2)
+    question_text = (f"Restore the offsite backup {'of ' + wanted if wanted else 'newest'} from {config.offsite} "
+                     f"over the live data of {config.name}?\nThe live data is kept aside, not deleted. "
+                     f"Type yes to go on: ")
+    if not ((lambda text: True) if no_prompt else ask)(question_text):
+        raise Exit("restore cancelled: nothing changed", 1)
+    if site.dry:
+        output.say(f"\\[dry] would fetch the backups from {config.offsite} and restore {wanted or 'the newest'}")
+        return
+    verdict = datajob.run(site, "restore", date=wanted, from_offsite=True, force_unlock=force_unlock,
+                          **datajob.site_commands(site, maintenance=True))
+    if verdict["result"] != "ok":
+        raise Exit(verdict.get("error", "the restore from offsite failed"), 1)
+
+
 @task(positional=["date"],
       help={"date": "the UTC time to restore, yyyy-mm-dd[-hh[-mm[-ss]]], or latest",
             "snapshot": "restore from the snapshots", "no_prompt": "do not ask for yes first",
-            "force_unlock": "remove the backup lock first, whatever holds it"})
-def restore(c, date=None, snapshot=False, no_prompt=False, force_unlock=False):
+            "force_unlock": "remove the backup lock first, whatever holds it",
+            "from": "offsite: fetch the backups from [backup] offsite, check them, restore from them"})
+def restore(c, date=None, snapshot=False, no_prompt=False, force_unlock=False, from_=""):
     """Restore a backup on the host, stopping and starting the services."""
     site = open_site(c)
     settings = site_settings(site, None)
@@ -96,6 +120,8 @@ def restore(c, date=None, snapshot=False, no_prompt=False, force_unlock=False):
         wanted = None if date in (None, "", LATEST) else parse_date(date)
     except BackupError as error:
         raise Exit(f"restore: {error}", 2)
+    if from_:
+        return restore_from_offsite(site, wanted, no_prompt, force_unlock, from_, snapshot)
     found = inventory(site.connection, settings)
     try:
         chosen, _ = choose(settings, found, wanted, snapshot)

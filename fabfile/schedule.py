@@ -34,13 +34,14 @@ from pathlib import Path
 from fabric import task
 from invoke import Exit
 
-from . import commands, output
+from . import commands, offsite, output
 from .hostconfig import HostConfig, secret_pattern
 from .site import Site, open_site
 
 PACKAGE = Path(__file__).resolve().parent
 JOB_DIR = ".deploy/backup-job"                # inside a release
 JOB_MODULES = ("__init__.py", "backupengine.py", "restoreengine.py", "commands.py", "repozo.py", "retention.py",
+               "offsite.py",
                "onhost/__init__.py", "onhost/backups.py", "onhost/zodbcheck.py", "onhost/health.py")
 NAMED = {  # minute, hour, day of month, month, day of week
     "hourly": ("15", "*", "*", "*", "*"),
@@ -146,7 +147,8 @@ def job_settings(config: HostConfig) -> dict:
             "zeopack_before_full": config.backup_zeopack_before_full, "pack_days": config.backup_pack_days,
             "zeopack": zeopack, "options": config.backup_options,
             "notify": {"webhook": config.webhook, "host": config.name, "address": config.address},
-            "secret_pattern": secret_pattern(config.secrets).pattern if config.secrets else None}
+            "secret_pattern": secret_pattern(config.secrets).pattern if config.secrets else None,
+            "offsite": offsite.as_settings(config.offsite)}
 
 
 def code_files() -> dict[str, bytes]:

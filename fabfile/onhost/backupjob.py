@@ -34,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from deploybackup.backupengine import Hooks, make_backup  # noqa: E402
+from deploybackup.offsite import copy_backups, from_settings, restore_from_offsite  # noqa: E402
 from deploybackup.repozo import BackupError, layout  # noqa: E402
 from deploybackup.restoreengine import restore_backup  # noqa: E402
 
@@ -172,6 +173,22 @@ def with_free_space(message, *directories):
     return message
 
 
+def copy_offsite(shell, settings, job, hooks, redact):
+    """The offsite copy after a backup (``[backup] offsite``): {"result": "ok", "said"} or {"result": "failed",
+    "error"}. Its failure is reported, never taken for the backup's: the backup here counts."""
+    offsite = from_settings(job["offsite"])
+    try:
+        said = copy_backups(shell, settings, offsite, hooks)
+    except (BackupError, CommandFailed) as error:
+        return {"result": "failed", "error": redact(f"offsite copy to {offsite}: {error}")}
+    except Exception as error:  # a bug of ours: said, and the backup here still counts
+        import traceback
+        traceback.print_exc()
+        return {"result": "failed", "error": redact(f"offsite copy to {offsite}: {type(error).__name__}: {error}")}
+    hooks.say(said)
+    return {"result": "ok", "said": said}
+
+
 def run_plan(path):
     """The job ``fab`` started: a backup or a restore as the plan says; its verdict in ``<job>.result.json``."""
     with open(path) as handle:
@@ -194,12 +211,19 @@ def run_plan(path):
             record = make_backup(shell, settings, hooks, full=plan.get("full", False),
                                  snapshot=plan.get("snapshot", False), force_unlock=plan.get("force_unlock", False))
             verdict.update(result="ok", record=record)
+            if job.get("offsite") and not plan.get("snapshot"):
+                verdict["offsite"] = copy_offsite(shell, settings, job, hooks, redact)
         else:
             stop, start = site_hooks(plan, shell, say)
             hooks.stop = lambda: (stopped.append("stop"), stop())
             hooks.start = lambda: (stopped.append("start"), start())[1]
-            record = restore_backup(shell, settings, hooks, date=plan["date"], snapshot=plan.get("snapshot", False),
-                                    force_unlock=plan.get("force_unlock", False))
+            if plan.get("from_offsite"):
+                record = restore_from_offsite(shell, settings, from_settings(job["offsite"]), hooks,
+                                              date=plan["date"], force_unlock=plan.get("force_unlock", False))
+            else:
+                record = restore_backup(shell, settings, hooks, date=plan["date"],
+                                        snapshot=plan.get("snapshot", False),
+                                        force_unlock=plan.get("force_unlock", False))
             verdict.update(result="ok", record=record)
     except (BackupError, CommandFailed) as error:
         verdict["error"] = redact(with_free_space(str(error), job["backups"], job["data"]))
@@ -221,18 +245,19 @@ def run_plan(path):
     return 0 if verdict["result"] == "ok" else 1
 
 
-def alert(job, release, error, seconds):
-    """A failed scheduled backup: a ``backup-failed`` line in deploy.log (``fab status`` reads it) and the
-    ``[notify]`` webhook, with the JSON ``fab`` sends (``fabfile/notify.py``), secrets redacted."""
+def alert(job, release, error, seconds, event="backup-failed"):
+    """A failed scheduled backup (``backup-failed``, which ``fab status`` reads; or its offsite copy:
+    ``offsite-failed``): a line in deploy.log and the ``[notify]`` webhook, with the JSON ``fab`` sends
+    (``fabfile/notify.py``), secrets redacted."""
     redact = redactor(job.get("secret_pattern"))
     error = redact(error)
-    log_line(job["log"], "backup-failed", {"release": release, "error": error, "seconds": seconds})
+    log_line(job["log"], event, {"release": release, "error": error, "seconds": seconds})
     notify = job.get("notify") or {}
     if not notify.get("webhook"):
         return
     import urllib.request
     who = f"{getpass.getuser()}@{socket.gethostname()} (scheduled)"
-    data = {"event": "backup-failed", "host": notify.get("host"), "address": notify.get("address"),
+    data = {"event": event, "host": notify.get("host"), "address": notify.get("address"),
             "release": release, "who": who, "duration": seconds, "error": error}
     data = {key: redact(value) if isinstance(value, str) else value for key, value in data.items()}
     request = urllib.request.Request(notify["webhook"], data=json.dumps(data).encode(),
@@ -258,7 +283,7 @@ def main(argv=None):
     root = job["root"]
     current = os.path.realpath(os.path.join(root, "current"))
     say = (lambda message: None) if args.quiet else print
-    problems = []
+    problems, offsite_error = [], None
     shell = Shell()
     started = time.monotonic()
     if args.full and job.get("zeopack_before_full"):
@@ -274,6 +299,8 @@ def main(argv=None):
         record = make_backup(shell, settings, hooks, full=args.full)
         outcome = (f"{record['kind']} backup {record['stamp']} verified" if record
                    else "no changes since the last backup: nothing to back up")
+        if job.get("offsite"):
+            offsite_error = copy_offsite(shell, settings, job, hooks, redactor(job.get("secret_pattern"))).get("error")
     except (BackupError, CommandFailed) as error:
         problems.append(with_free_space(str(error), job["backups"], job["data"]))
         outcome = "backup failed"
@@ -282,12 +309,17 @@ def main(argv=None):
         outcome = "backup failed"
     seconds = round(time.monotonic() - started, 1)
     message = f"{root}: {outcome} in {seconds}s" + (f"; {'; '.join(problems)}" if problems else "")
+    message += f"; the offsite copy failed: {offsite_error}" if offsite_error else ""
     message = redactor(job.get("secret_pattern"))(message)
     syslog(job.get("syslog") or "user", message)
     if problems:
         alert(job, os.path.basename(current), "; ".join(problems), seconds)
         print(message, file=sys.stderr)
         return 1
+    if offsite_error:  # the backup here counts; the copy is reported, and tried again by the next backup
+        alert(job, os.path.basename(current), offsite_error, seconds, event="offsite-failed")
+        print(message, file=sys.stderr)
+        return 3
     say(message)
     return 0
 

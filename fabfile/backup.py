@@ -99,7 +99,7 @@ def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | N
     if not site.config.backup_before_deploy or not leaving_release_id:
         return None
     settings = site_settings(site, leaving_release_id)
-    if not inventory(site.connection, settings).data["storages"][settings.main.name]["live"]["exists"]:
+    if not inventory(datajob.DataShell(site), settings).data["storages"][settings.main.name]["live"]["exists"]:
         return None
     with output.step(f"backup (tagged {leaving_release_id})"):
         verdict = datajob.run(site, "backup", release=leaving_release_id)
@@ -109,7 +109,7 @@ def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | N
         output.say(f"[yellow]warning:[/] {escape(offsite_failure(verdict))}")
     record = verdict.get("record")
     if record is None:  # nothing changed since the last backup: that one holds this data
-        found = inventory(site.connection, settings)
+        found = inventory(datajob.DataShell(site), settings)
         stamp = max(found.stamps(settings.main, False), default=None)
         record = found.records.get(stamp) if stamp else None
     return record
@@ -139,7 +139,7 @@ def backups(c):
     """Show the backups on the host: time, kind, size, release, verified (each file's sha256 re-checked)."""
     site = open_site(c)
     settings = site_settings(site, None)
-    found = inventory(site.connection, settings, sizes=True)
+    found = inventory(datajob.DataShell(site), settings, sizes=True)
     output.table(f"backups on {site.config.name}", ["time (UTC)", "kind", "size", "release", "verified", "blobs"],
                  rows(settings, found))
     failed = 0

@@ -378,8 +378,9 @@ def plan_data_sudo(config: HostConfig, facts: dict, plan: Plan) -> None:
     if config.app_user == config.user:
         return
     path, text = data_sudoers_path(config), datadirs.sudoers(config)
-    plan.check(facts["files"].get(path) == text, f"{path} lets {config.user} make directories in var/ as "
-               f"{config.app_user}", f"let {config.user} make directories in var/ as {config.app_user} ({path})",
+    plan.check(facts["files"].get(path) == text,
+               f"{path} lets {config.user} make directories in var/ and back up as {config.app_user}",
+               f"let {config.user} make directories in var/ and back up as {config.app_user} ({path})",
                *install_sudoers(path, text))
 
 

@@ -104,6 +104,12 @@ def write_file(path: str, text: str) -> str:
     return and_then(f"printf %s {shlex.quote(text)} > {shlex.quote(path + '.new')}", join("mv", "-f", path + ".new", path))
 
 
+def as_user(user: str | None, command: str) -> str:
+    """``command`` run as ``user`` through sudo and ``/bin/sh`` (the data's owner, a separate ``app_user``:
+    the rule bootstrap-host writes allows it); ``command`` itself when ``user`` is None."""
+    return join("sudo", "-n", "-u", user, "--", "/bin/sh", "-c", command) if user else command
+
+
 def remove(*paths: str) -> str:
     """Remove ``paths`` and everything under them."""
     return join("rm", "-rf", "--", *paths)

@@ -35,7 +35,7 @@ from fabric import task
 from invoke import Exit
 
 from . import backup as backups
-from . import commands, hostconfig, output, restore as restores
+from . import commands, datajob, hostconfig, output, restore as restores
 from .backupengine import Inventory, posix_parent
 from .events import log_event
 from .hostconfig import ConfigError
@@ -146,7 +146,7 @@ def take_snapshot(source: Site, settings: Settings) -> str:
     record = backups.make_backup(source.connection, settings, backups.site_hooks(source), snapshot=True)
     if record is not None:
         return record["stamp"]
-    stamps = backups.inventory(source.connection, settings).stamps(settings.main, True)
+    stamps = backups.inventory(datajob.DataShell(source), settings).stamps(settings.main, True)
     if not stamps:
         raise BackupError("the snapshot made nothing")
     return max(stamps)
@@ -162,7 +162,7 @@ def copy_data_between(source: Site, receiver: Receiver, confirm: Callable[[str],
         raise BackupError("copy-data cancelled: nothing changed")
     with output.step(f"snapshot of {source.config.name}"):
         stamp = take_snapshot(source, settings)
-    found = backups.inventory(source.connection, settings)
+    found = backups.inventory(datajob.DataShell(source), settings)
     archive = f"{settings.work}/copy-data-{stamp}.tar"
     incoming = f"{posix_parent(receiver.settings.records)}/{INCOMING}"
     arriving = f"{receiver.settings.work}/copy-data-{stamp}.tar"

@@ -58,14 +58,17 @@ def make_as_app_user(config: HostConfig, release_dir: str) -> str | None:
 
 
 def sudoers(config: HostConfig) -> str:
-    """Let the deploy user make directories under ``<root>/var`` as ``app_user``, and nothing else.
+    """Let the deploy user make directories under ``<root>/var`` as ``app_user``, and run the backup
+    and restore jobs' data commands (repozo, rsync, reading the backups) as ``app_user`` with ``/bin/sh``.
 
-    sudoers' ``*`` also matches ``..`` and more paths; that gives the deploy user no more than it
-    has: it owns the code ``app_user`` runs. It still cannot read or change what is in ``var/``."""
+    That gives the deploy user no more than it has: it owns the code ``app_user`` runs (and sudoers'
+    ``*`` also matches ``..``). What it gains is that backups read the data it cannot read itself."""
     return (f"# Written by bootstrap-host: {config.user} makes the directories a build wants under "
-            f"{config.path_on_host('var')} as {config.app_user}.\n"
+            f"{config.path_on_host('var')} as {config.app_user},\n"
+            f"# and runs the backups' data commands as {config.app_user} (who owns the data) with /bin/sh.\n"
             f"{config.user} ALL=({config.app_user}) NOPASSWD: {MKDIR} -p -m {MODE} -- "
-            f"{config.path_on_host('var')}/*\n")
+            f"{config.path_on_host('var')}/*\n"
+            f"{config.user} ALL=({config.app_user}) NOPASSWD: /bin/sh\n")
 
 
 def make_data_directories(site, release_dir: str) -> list[str]:

@@ -54,6 +54,21 @@ def prune(site: Site) -> str:
             f"ls -1td -- code-* 2>/dev/null | tail -n +4 | xargs -r rm -rf --; true")
 
 
+def data_owner(site: Site) -> str | None:
+    """Who the data's commands run as: a separate ``app_user`` (the deploy user cannot read its data), or None."""
+    return site.config.app_user if site.config.app_user and site.config.app_user != site.config.user else None
+
+
+class DataShell:
+    """``site.connection`` for the backup engine's reads on this side (``inventory``): as the data's owner."""
+
+    def __init__(self, site: Site):
+        self.site, self.owner = site, data_owner(site)
+
+    def run(self, command: str, **options):
+        return self.site.connection.run(commands.as_user(self.owner, command), **options)
+
+
 def _manager(site: Site):
     return {"supervisor": supervisor, "systemd": systemd}[site.config.manager]
 
@@ -79,7 +94,7 @@ def run(site: Site, action: str, **plan) -> dict:
     code = ship_code(site)
     job = jobs.new_job_id()
     plan = {"action": action, "job": job, "python": site.config.python, "result": f"{directory}/{job}.result.json",
-            "settings": schedule.job_settings(site.config),
+            "settings": schedule.job_settings(site.config), "as_user": data_owner(site),
             "secret_pattern": secret_pattern(site.config.secrets).pattern if site.config.secrets else None, **plan}
     pid = jobs.start(site, directory, job, plan, f"{code}/run.py")
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from rich.markup import escape
 
 from . import bundle as bundles
-from . import commands, dists, supervisor, switch
+from . import commands, datajob, dists, supervisor, switch
 from .backup import inventory, site_settings
 from .bundle import Bundle
 from .site import Facts, Site
@@ -204,7 +204,7 @@ def backup_line(site: Site, facts: Facts) -> str:
         return "backup: none (nothing deployed yet)"
     try:
         settings = site_settings(site, facts.current)
-        exists = inventory(site.connection, settings).data["storages"][settings.main.name]["live"]["exists"]
+        exists = inventory(datajob.DataShell(site), settings).data["storages"][settings.main.name]["live"]["exists"]
     except Exception as error:  # noqa: BLE001 - the plan says it cannot tell rather than failing the deploy
         return f"backup: runs before the switch if there is data (cannot tell: {error})"
     if not exists:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from fabric import task
 from invoke import Exit
 
-from . import backup, commands, hooks, leftovers, lock, notify, output, restore, switch
+from . import backup, commands, datajob, hooks, leftovers, lock, notify, output, restore, switch
 from .events import log_event
 from .site import Facts, Release, Site, open_site, who
 
@@ -111,7 +111,7 @@ def releases(c):
     """Show the releases: id, date, who, current, bad, its backup."""
     site = open_site(c)
     facts = site.facts()
-    records = backup.inventory(site.connection, backup.site_settings(site, None)).records
+    records = backup.inventory(datajob.DataShell(site), backup.site_settings(site, None)).records
     taken = {}  # release -> the newest backup taken while it was current (a deploy's: as it left)
     for stamp, record in sorted(records.items()):
         taken[record.get("release")] = stamp

@@ -66,7 +66,7 @@ def restore_for_rollback(site: Site, backup_record_or_release_id) -> dict:
     """``rollback --with-data``: put back the newest backup tagged with that release (or the record
     ``backup_before_switch`` returned), and leave the programs stopped for the switch that follows."""
     settings = site_settings(site, None)
-    found = inventory(site.connection, settings)
+    found = inventory(datajob.DataShell(site), settings)
     wanted = backup_record_or_release_id
     if isinstance(wanted, dict):
         stamp = wanted["stamp"]
@@ -122,7 +122,7 @@ def restore(c, date=None, snapshot=False, no_prompt=False, force_unlock=False, f
         raise Exit(f"restore: {error}", 2)
     if from_:
         return restore_from_offsite(site, wanted, no_prompt, force_unlock, from_, snapshot)
-    found = inventory(site.connection, settings)
+    found = inventory(datajob.DataShell(site), settings)
     try:
         chosen, _ = choose(settings, found, wanted, snapshot)
     except BackupError as error:

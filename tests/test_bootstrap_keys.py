@@ -109,6 +109,18 @@ def test_the_recipes_directories_belong_to_the_app_user_and_the_deploy_user_cann
     assert not host.path(f"{release}/.deploy/build-data").exists()
 
 
+def test_the_app_users_data_is_backed_up_and_restored_as_the_app_user(site, host):
+    site.fab("backup", "--full")
+    backed_up = host.run("sh", "-c", f"find {ROOT}/backups -type f -name '*.fs*' -printf '%u %p\\n'").stdout
+    assert backed_up.strip() and {line.split()[0] for line in backed_up.splitlines()} == {"plone"}, backed_up
+    assert as_deploy(host, f"ls {ROOT}/backups") != 0  # the deploy user still cannot read the data
+    listed = site.fab("backups").stdout
+    assert "full" in listed and "CORRUPTED" not in listed and "MISSING" not in listed, listed
+    site.fab("restore", "latest", "--no-prompt")
+    assert ZOPE_PAGE in site.host.http_get("http://127.0.0.1:8380/")
+    assert host.run("stat", "-c", "%U", f"{ROOT}/var/filestorage/Data.fs").stdout.strip() == "plone"
+
+
 def test_a_second_bootstrap_changes_nothing_and_makes_no_second_key(site, host):
     key = site.workdir / ".deploy-keys" / "id_ed25519"
     made = key.stat().st_mtime_ns
@@ -134,7 +146,8 @@ def test_from_a_machine_with_only_an_rsa_key_bootstrap_authorizes_it_and_deploy_
     before = host.run("readlink", f"{ROOT}/current").stdout.strip()
     cfg = site.configs.parent / "buildout" / "buildout.cfg"
     cfg.write_text(cfg.read_text() + "\n# a configuration change\n")
-    rsa.fab("deploy")
+    deployed = rsa.fab("deploy")
+    assert f"backup (tagged {before.rsplit('/', 1)[-1]})" in deployed.stdout  # the data's backup is not skipped
     assert host.run("readlink", f"{ROOT}/current").stdout.strip() != before
     assert ZOPE_PAGE in host.http_get("http://127.0.0.1:8380/")
     assert host.run("stat", "-c", "%U %a", f"{ROOT}/var/filestorage").stdout.strip() == "plone 700"

@@ -51,11 +51,18 @@ class CommandFailed(Exception):
 
 class Shell:
     """What the engine needs of an invoke Context: ``run`` a shell command, capture its output.
-    Locks it takes name this process."""
+    Locks it takes name this process. With ``as_user`` (a separate ``app_user``, who owns the data),
+    each command runs as that user through sudo and ``/bin/sh``, as the rule bootstrap-host writes allows."""
 
     owner_pid = os.getpid()
 
+    def __init__(self, as_user=None):
+        self.as_user = as_user
+
     def run(self, command, hide=True, warn=False, in_stream=False, dry=False):
+        if self.as_user:
+            command = " ".join(shlex.quote(word) for word in ("sudo", "-n", "-u", self.as_user, "--", "/bin/sh", "-c",
+                                                              command))
         completed = subprocess.run(command, shell=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         result = Result(command, completed)
         if result.exited and not warn:
@@ -198,7 +205,7 @@ def run_plan(path):
     def say(message):
         print(redact(message), flush=True)
 
-    shell = Shell()
+    shell, plain = Shell(plan.get("as_user")), Shell()  # the data's commands; the site's stop and start
     job = plan["settings"]
     settings = layout(job["data"], job["backups"], job["repozo"], job["python"],
                       release=plan.get("release"), log=job["log"], **job["options"])
@@ -214,7 +221,7 @@ def run_plan(path):
             if job.get("offsite") and not plan.get("snapshot"):
                 verdict["offsite"] = copy_offsite(shell, settings, job, hooks, redact)
         else:
-            stop, start = site_hooks(plan, shell, say)
+            stop, start = site_hooks(plan, plain, say)
             hooks.stop = lambda: (stopped.append("stop"), stop())
             hooks.start = lambda: (stopped.append("start"), start())[1]
             if plan.get("from_offsite"):
@@ -235,9 +242,9 @@ def run_plan(path):
         if plan["action"] == "restore":
             if stopped and "start" not in stopped and verdict["result"] != "ok":
                 for command in plan["start"]:  # stopped, then failed: serve again before giving up
-                    shell.run(command, warn=True)
+                    plain.run(command, warn=True)
             for command in plan.get("finally", []):
-                shell.run(command, warn=True)
+                plain.run(command, warn=True)
         verdict["finished"] = now()
         with open(plan["result"] + ".new", "w") as handle:
             json.dump(verdict, handle, sort_keys=True)

@@ -91,8 +91,11 @@ def layout(config: HostConfig) -> list[Directory]:
     # <root>/venv is the deploy's: it makes it again whenever the pinned tools change
     # supervisord, run as app_user, writes its socket, pid and logs there; the deploy user
     # cannot make them inside the 0700 var
-    return [code(), code("releases"), code("dists"), code("eggs"), data("var"), data("var", "run"),
-            data("var", "log"), data("backups")]
+    # [host] store: the dists and eggs the deploy user's sites share, readable by each app_user (its group)
+    shared = [Directory(path, config.user, shared_group(config), "0750")
+              for path in (config.store, config.dists_path, config.eggs_path)] if config.store else []
+    return [code(), code("releases"), *([] if config.store else [code("dists"), code("eggs")]), *shared,
+            data("var"), data("var", "run"), data("var", "log"), data("backups")]
 
 
 FRONT_PACKAGES = {"haproxy": ("haproxy", "openssl"), "nginx": ("nginx", "openssl")}

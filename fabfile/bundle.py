@@ -61,9 +61,9 @@ def host_buildout(config: HostConfig, profile: str, pins: dict[str, str], remote
     lines = [
         "# Written by the deploy: the production profile, built offline on this host.",
         "[buildout]", f"extends = {' '.join(extends)}",
-        f"eggs-directory = {config.path_on_host('eggs')}",
-        f"index = {config.index or config.path_on_host('dists')}",
-        f"find-links = {config.path_on_host('dists')}",
+        f"eggs-directory = {config.eggs_path}",
+        f"index = {config.index or config.dists_path}",
+        f"find-links = {config.dists_path}",
         "allow-picked-versions = false", "newest = false", "show-picked-versions = false", "",
     ]
     if remote:  # relative to the release, where buildout runs; its own naming (see remotefiles)

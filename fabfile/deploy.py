@@ -29,7 +29,7 @@ PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null", "PIP_NO_BUIL
 def pip_offline(site: Site) -> dict[str, str]:
     """The environment for pip on the host: no config, ``<root>/dists``, and no index but
     the one the hostconfig names."""
-    env = {**PIP_OFFLINE, "PIP_FIND_LINKS": site.path("dists")}
+    env = {**PIP_OFFLINE, "PIP_FIND_LINKS": site.config.dists_path}
     if site.config.index:
         del env["PIP_NO_INDEX"]
         env["PIP_INDEX_URL"] = site.config.index
@@ -46,8 +46,8 @@ def missing_dists(bundle: Bundle, facts: Facts, index: str | None = None):
 
 def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
     """Upload what the host lacks, check it, and unpack the bundle into ``releases/<id>``; bytes sent."""
-    incoming = site.path("dists", ".incoming")
-    site.run(commands.and_then(commands.make_directories(incoming, site.path("releases"), site.path("eggs")),
+    incoming = site.config.incoming_path
+    site.run(commands.and_then(commands.make_directories(incoming, site.path("releases"), site.config.eggs_path),
                                commands.make_directories(site.path("var"), mode="0700")))
     sent = 0
     missing = missing_dists(bundle, facts, site.config.index)
@@ -66,8 +66,8 @@ def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
     steps = [commands.unpack(f"{incoming}/{archive}", site.path("releases", release_id))]
     if missing:
         steps[:0] = [commands.join("mv", "-f", "--", *(f"{incoming}/{name}" for name in sorted(checksums)),
-                                   site.path("dists")),
-                     commands.append_text(site.path("dists", "SHA256SUMS"), sums)]
+                                   site.config.dists_path),
+                     commands.append_text(f"{site.config.dists_path}/SHA256SUMS", sums)]
     site.run(commands.and_then(*steps))
     return sent
 

@@ -14,6 +14,7 @@ import configparser
 import dataclasses
 import functools
 import getpass
+import hashlib
 import ipaddress
 import os
 import posixpath
@@ -41,7 +42,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "host": {
         "address": "address", "port": "port", "user": "user", "app_user": "user",
         "root_user": "user", "root": "root", "identity": "localpath", "known_hosts": "localpath",
-        "packages": "list", "harden": "bool",
+        "packages": "list", "harden": "bool", "store": "root",
     },
     "buildout": {
         "directory": "localpath", "config": "str", "development": "str",
@@ -153,6 +154,7 @@ class HostConfig:
     user: str = field(default_factory=getpass.getuser)
     app_user: str = ""
     root_user: str = "root"
+    store: str | None = None          # a directory on the host whose dists and eggs the sites share
     identity: Path | None = None
     known_hosts: Path | None = None   # default: known_hosts beside the config file
     packages: tuple[str, ...] = ()
@@ -199,6 +201,24 @@ class HostConfig:
     def path_on_host(self, *parts: str) -> str:
         """A path under the site's root on the host."""
         return str(PurePosixPath(self.root, *parts))
+
+    @property
+    def dists_path(self) -> str:
+        """The distributions' directory on the host: the site's, or the host's store that sites share."""
+        return str(PurePosixPath(self.store, "dists")) if self.store else self.path_on_host("dists")
+
+    @property
+    def incoming_path(self) -> str:
+        """Where this site's uploads wait for their check, beside the distributions (one per site: a
+        store's sites may push at the same time)."""
+        if not self.store:
+            return self.path_on_host("dists", ".incoming")
+        return str(PurePosixPath(self.dists_path, ".incoming-" + hashlib.sha256(self.root.encode()).hexdigest()[:12]))
+
+    @property
+    def eggs_path(self) -> str:
+        """buildout's eggs directory on the host: the site's, or the host's store that sites share."""
+        return str(PurePosixPath(self.store, "eggs")) if self.store else self.path_on_host("eggs")
 
     @property
     def backup_options(self) -> dict:
@@ -607,7 +627,7 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         app_user=get("host", "app_user", user), root_user=get("host", "root_user", "root"),
         root=root, identity=get("host", "identity"),
         known_hosts=get("host", "known_hosts", path.parent / "known_hosts"),
-        packages=get("host", "packages", ()), harden=get("host", "harden", False),
+        packages=get("host", "packages", ()), harden=get("host", "harden", False), store=get("host", "store"),
         buildout_dir=get("buildout", "directory"),
         buildout_config=get("buildout", "config", "production.cfg"),
         development_config=get("buildout", "development", "development.cfg"),

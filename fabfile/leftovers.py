@@ -38,7 +38,7 @@ def find(site: Site) -> dict:
     """The leftovers on the host, in one read-only command."""
     settings = site_settings(site, None)
     beside = [s.live for s in settings.storages] + ([settings.blobstorage] if settings.blobstorage else [])
-    wanted = {"leftovers": {"beside": beside, "incoming": site.path("dists", ".incoming"),
+    wanted = {"leftovers": {"beside": beside, "incoming": site.config.incoming_path,
                             "lock": backup_lock(settings.records)}}
     result = site.run(commands.python(site.config.python, onhost.source("backups"), json.dumps(wanted)),
                       changes=False)
@@ -59,10 +59,10 @@ def clean(site: Site, releases: tuple[str, ...], older_than: float | None = None
     freed = 0
     verb = "would remove" if site.dry else "removed"
     if found["incoming"]:
-        site.run(commands.remove(site.path("dists", ".incoming")))
+        site.run(commands.remove(site.config.incoming_path))
         bytes_ = sum(item["bytes"] for item in found["incoming"])
         freed += bytes_
-        output.say(f"{verb} {site.path('dists', '.incoming')} of a dead push: "
+        output.say(f"{verb} {site.config.incoming_path} of a dead push: "
                    f"{len(found['incoming'])} file(s), {size(bytes_)}")
     if found["restoring"]:
         paths = [item["path"] for item in found["restoring"]]

@@ -201,17 +201,18 @@ def _hostconfigs(site: Plan) -> list[Path]:
         "sandbox": f"# {site.name} on the sandbox host (invoke sandbox): fab -H {site.name}-sandbox deploy.\n"
                    f"[hostconfig]\nextends = {site.name}-base.cfg\n\n[host]\n"
                    + "".join(f"{key} = {value}\n" for key, value in site.sandbox_host.items())
-                   + f"root = ${{here}}/../.sandbox/sites/{site.name}\n",
+                   + f"root = ${{here}}/../.sandbox/sites/{site.name}\n"
+                   + "store = ${here}/../.sandbox/sites/.store\n",
         "staging": f"# {site.name} on its staging host: set the address, bootstrap it, then deploy.\n"
                    f"[hostconfig]\nextends = {site.name}-base.cfg\n\n"
                    f"[host]\naddress = staging.{site.name}.example.org\nuser = deploy\napp_user = {site.name}\n"
-                   f"root = /srv/{site.name}\n\n[buildout]\nconfig = staging.cfg\n\n"
+                   f"root = /srv/{site.name}\nstore = /srv/.deploy-store\n\n[buildout]\nconfig = staging.cfg\n\n"
                    f"[front]\ndomains = staging.{site.name}.example.org\ntls = acme\n"
                    f"email = admin@{site.name}.example.org\n",
         "production": f"# {site.name} in production: set the address, bootstrap it, then deploy.\n"
                       f"[hostconfig]\nextends = {site.name}-base.cfg\n\n"
                       f"[host]\naddress = {site.name}.example.org\nuser = deploy\napp_user = {site.name}\n"
-                      f"root = /srv/{site.name}\n\n[deploy]\nallow_dirty = false\n\n"
+                      f"root = /srv/{site.name}\nstore = /srv/.deploy-store\n\n[deploy]\nallow_dirty = false\n\n"
                       f"[front]\ndomains = {site.name}.example.org\ntls = acme\n"
                       f"email = admin@{site.name}.example.org\n",
     }

@@ -132,8 +132,8 @@ class Site:
 
     def facts(self) -> Facts:
         """What the root holds now, in one read-only command."""
-        result = self.run(commands.python(self.config.python, onhost.source("facts"), self.config.root),
-                          changes=False)
+        result = self.run(commands.python(self.config.python, onhost.source("facts"), self.config.root,
+                                          self.config.dists_path), changes=False)
         facts = Facts.parse(result.stdout)
         platforms.remember(self.config.name, facts.target, CACHE)
         return facts

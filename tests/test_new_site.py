@@ -4,6 +4,7 @@ to the sandbox with no edit, two of them side by side, a module's eggs included.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -52,6 +53,7 @@ def deployed(place, name: str) -> TestSite:
     made.append(test_site)
     result = run(place, "-H", f"{name}-sandbox", "deploy")
     assert result.returncode == 0, result.stdout + result.stderr
+    test_site.sent = int(re.search(r"\((\d+) bytes sent", result.stdout).group(1))
     return test_site
 
 
@@ -86,6 +88,8 @@ def test_a_second_site_gets_other_ports_and_both_answer(place):
     assert ports("blog") <= blog  # what new-site saw in use when it chose shop's
     shop = deployed(place, "shop")
     assert shop.get("health")
+    blog_site = next(site for site in place[1] if site.root.name == "blog")
+    assert shop.sent < blog_site.sent / 20, (shop.sent, blog_site.sent)  # the host's store had its distributions
     blog_port = [line for line in (workdir / "hostconfigs" / "blog-base.cfg").read_text().splitlines()
                  if line.startswith("health_url")][0]
     with urllib.request.urlopen(blog_port.split("=", 1)[1].strip(), timeout=10) as answer:

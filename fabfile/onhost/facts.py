@@ -1,6 +1,7 @@
 """Print what the deploy needs to know about a site's root, as one JSON document.
 
-Usage: python3 -c SOURCE ROOT.  Read-only: it changes nothing on the host.
+Usage: python3 -c SOURCE ROOT [DISTS].  Read-only: it changes nothing on the host. DISTS: the
+distributions' directory (default ROOT/dists; a store the host's sites share).
 """
 import json
 import os
@@ -8,6 +9,7 @@ import platform
 import sys
 
 root = sys.argv[1]
+dists = sys.argv[2] if len(sys.argv) > 2 else os.path.join(root, "dists")
 
 
 def read(path):
@@ -36,10 +38,10 @@ names = sorted(
 )
 def checked_dists():
     """The distributions in dists/ whose sha256 the push recorded: {name: sha256}."""
-    sums = read(os.path.join(root, "dists", "SHA256SUMS")) or ""
+    sums = read(os.path.join(dists, "SHA256SUMS")) or ""
     recorded = dict(reversed(line.split(None, 1)) for line in sums.splitlines() if line.strip())
     return {name: digest for name, digest in recorded.items()
-            if os.path.isfile(os.path.join(root, "dists", name))}
+            if os.path.isfile(os.path.join(dists, name))}
 
 
 def current_manifest():

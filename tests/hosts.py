@@ -290,7 +290,10 @@ def start(host: TestHost) -> None:
     """Start the host: sshd in the chroot, or boot it; wait until SSH answers."""
     log = open(host.workdir / "console.log", "ab")
     if host.booted:
+        # CAP_NET_ADMIN: nspawn drops it unless it makes the network itself; the namespace is the
+        # host's own, so its root may set its firewall (nftables), as on a VPS
         argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--console=pipe",
+                "--capability=CAP_NET_ADMIN",
                 f"--network-namespace-path=/run/netns/{host.netns}", f"--machine={host.name}",
                 "-D", str(host.merged)]
     else:

@@ -166,11 +166,11 @@ def test_the_firewall_is_loaded_through_the_guard_then_checked_with_a_new_login_
 
 
 def test_a_loaded_firewall_is_a_check_and_a_changed_port_loads_it_again(tmp_path):
-    cfg = config(tmp_path)
+    cfg = config(tmp_path, host="firewall = true\n")
     facts = bootstrapped_host(cfg)
     assert not any("firewall" in c.what for c in bootstrap.make_plan(cfg, facts, KEY).changes)
     facts["sshd"]["ports"] = [22, 2222]
-    whats = [c.what for c in bootstrap.make_plan(cfg, facts, KEY).changes]
+    whats = [c.what for c in bootstrap.make_plan(cfg, facts, KEY).changes if "firewall" in c.what]
     assert whats == ["turn on the firewall: TCP 22, 2222 in, everything else dropped (nftables table inet "
                      "bootstrap_host)"]
 
@@ -250,5 +250,5 @@ def test_a_venv_made_with_the_same_pins_is_a_check(tmp_path):
     facts = fresh_host()
     facts["files"]["/srv/site/venv/.requirements"] = venv.requirements(wanted.tools)
     plan = bootstrap.make_plan(cfg, facts, KEY, wanted)
-    assert not any("venv" in c.what for c in plan.changes)
+    assert not any(c.what.startswith("make /srv/site/venv") for c in plan.changes)
     assert any(line.startswith("/srv/site/venv has pip==26.3") for line in plan.checked)

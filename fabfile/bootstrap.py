@@ -32,6 +32,7 @@ from pathlib import Path
 import paramiko
 from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
+from rich.markup import escape
 
 from . import buildoutfiles, commands, dists, firewall, front, hostconfig, hostkeys, logrotate, nginx, onhost
 from . import output, swap, systemd, upgrades, venv
@@ -421,14 +422,14 @@ def install_sudoers(path: str, text: str) -> tuple[str, ...]:
 
 
 def supervisord_unit_text(config: HostConfig, group: str) -> str:
-    venv = config.path_on_host("venv", "bin", "supervisord")
+    supervisord = config.path_on_host("venv", "bin", "supervisord")
     conf = config.path_on_host("current", "etc", "supervisord.conf")
     return "\n".join([
         "# Written by bootstrap-host; run it again rather than editing this file.",
         "[Unit]", f"Description=supervisord of the buildout site in {config.root.replace('%', '%%')}",
         "After=network.target", f"ConditionPathExists={conf.replace('%', '%%').replace('$', '$$')}", "",
         "[Service]", "Type=simple", f"User={config.app_user}", f"Group={group}",
-        f"ExecStart={systemd._escape(commands.join(venv, '-n', '-c', conf))}",
+        f"ExecStart={systemd._escape(commands.join(supervisord, '-n', '-c', conf))}",
         "Restart=on-failure", "", "[Install]", "WantedBy=multi-user.target", "",
     ])
 
@@ -642,7 +643,7 @@ def run_change(connection: Connection, config: HostConfig, change: Change) -> No
         return
     tail = config.redact("\n".join((result.stdout + result.stderr).strip().splitlines()[-15:]))
     if change.may_fail:
-        output.say(f"  [yellow]![/] {change.may_fail}: {tail}")
+        output.say(f"  [yellow]![/] {escape(f'{change.may_fail}: {tail}')}")
         return
     raise Exit(f"{change.what} failed on {config.address}; fix it and run bootstrap-host again:\n{tail}", 1)
 
@@ -660,7 +661,7 @@ def bootstrap_host(c):
             facts = read_facts(connection, config)
             plan = make_plan(config, facts, deploy_public_key(config, dry), venv_tools(config, facts))
         for what in plan.checked:
-            output.say(f"  [dim]ok[/] {what}")
+            output.say(f"  [dim]ok[/] {escape(what)}")
         if not plan.changes:
             output.say(f"[bold green]nothing to change on {config.address}: {len(plan.checked)} checks passed "
                        f"({time.monotonic() - started:.1f}s)[/]")
@@ -668,8 +669,8 @@ def bootstrap_host(c):
         for change in plan.changes:
             if dry:
                 for local, remote in change.uploads:
-                    output.say(f"[dry] upload {local.name} -> {remote}")
-                output.say(f"[dry] {change.what}: {config.redact(change.command)}")
+                    output.say(escape(f"[dry] upload {local.name} -> {remote}"))
+                output.say(escape(f"[dry] {change.what}: {config.redact(change.command)}"))
                 continue
             if change.needs_key_login:
                 with output.step(f"check that {config.user} logs in with the deploy key alone"):

@@ -296,7 +296,8 @@ def host_record(config: HostConfig, facts: dict) -> str:
 
 @dataclass(frozen=True)
 class VenvTools:
-    """The tools ``<root>/venv`` holds, as the site pins them, and their distributions for the host."""
+    """The tools ``<root>/venv`` holds, as the site pins them, and the distributions (theirs and
+    those they need) for the host."""
     tools: dict[str, str]
     files: tuple[dists.Dist, ...]
 
@@ -313,7 +314,8 @@ def venv_tools(config: HostConfig, facts: dict) -> VenvTools:
                    f"(<root>/venv is made with them)", 2)
     target = Target(facts["python"], facts["machine"], facts["glibc"])
     try:
-        files = dists.fetch(tools, CACHE / "dists", target)
+        # pip installs them with what they need (wheel needs packaging): those go along, as pinned
+        files = dists.closure(tools, {**profile.versions, **tools}, CACHE / "dists", target)
     except dists.DistError as error:
         raise Exit(str(error), 1)
     return VenvTools(tools, tuple(dists.describe(files)))
@@ -345,8 +347,9 @@ def plan_venv(config: HostConfig, facts: dict, plan: Plan, wanted: VenvTools | N
              commands.append_text(f"{dists_dir}/SHA256SUMS", sums),
              commands.join("chown", owner, *(f"{dists_dir}/{d.name}" for d in sending), f"{dists_dir}/SHA256SUMS"),
              commands.remove(incoming)] if sending else []
-    make = commands.join("runuser", "-u", config.user, "--", "env", f"HOME={home}", "sh", "-c",
-                         commands.and_then(commands.join("cd", "/"), venv.make(config, wanted.tools)))
+    make = commands.and_then(commands.join("cd", "/"),  # root's cwd is not the deploy user's to read
+                             commands.join("runuser", "-u", config.user, "--", "env", f"HOME={home}", "sh", "-c",
+                                           venv.make(config, wanted.tools)))
     plan.changes.append(Change(f"make {config.path_on_host('venv')} with {pins}", commands.and_then(*steps, make),
                                uploads=tuple((d.path, f"{incoming}/{d.name}") for d in sending)))
 

@@ -220,6 +220,18 @@ def tools_for(tmp_path: Path) -> bootstrap.VenvTools:
     return bootstrap.VenvTools(tools, tuple(dists.describe(files)))
 
 
+def test_the_tools_take_along_the_pinned_distributions_they_need_on_the_hosts_python(tmp_path):
+    import zipfile
+    from fabfile.platforms import Target
+    wheel = tmp_path / "wheel-0.48.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("wheel-0.48.0.dist-info/METADATA", "Name: wheel\nVersion: 0.48.0\n"
+                         "Requires-Dist: packaging>=24.0\nRequires-Dist: tomli; python_version < '3.11'\n"
+                         "Requires-Dist: pytest; extra == 'test'\n")
+    assert dists.dependencies(wheel, Target("3.11.2", "x86_64", "2.36")) == ["packaging"]
+    assert dists.dependencies(wheel, Target("3.10.12", "x86_64", "2.35")) == ["packaging", "tomli"]
+
+
 def test_the_venv_holds_the_pinned_tools_and_supervisor():
     tools = venv.pinned_tools({"zc.buildout": "6.0.1", "setuptools": "84.2.1", "ZODB": "6.0"})
     assert tools == {"zc.buildout": "6.0.1", "setuptools": "84.2.1", "supervisor": dists.SUPERVISOR_PIN[1]}
@@ -239,7 +251,7 @@ def test_bootstrap_sends_the_tools_the_host_lacks_and_makes_the_venv_as_the_depl
     assert [remote for _, remote in change.uploads] == [
         "/srv/site/dists/.incoming/zc_buildout-6.0.1-py3-none-any.whl"]
     assert "sha256sum --quiet --check --strict" in change.command
-    assert "runuser -u deploy -- env HOME=/home/deploy sh -c" in change.command
+    assert "cd / && runuser -u deploy -- env HOME=/home/deploy sh -c" in change.command
     assert "/srv/site/venv/.requirements" in change.command
     whats = [c.what for c in plan.changes]
     assert whats.index(change.what) > whats.index("make /srv/site/dists deploy:deploy 0750")

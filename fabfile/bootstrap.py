@@ -20,6 +20,9 @@ not try to go round that (the deploy user has no sudo beyond its units, on purpo
 when root is refused, it logs in as ``user`` with the key, finds the hardening, and stops with exit code 1 and what to do: remove the
 drop-in from the provider's console, run bootstrap-host again (it hardens again at
 the end). The host is not touched.
+
+The VPS parts have modules of their own: ``venv`` (``<root>/venv``, its distributions sent
+from here), ``firewall`` (nftables), ``upgrades`` (unattended-upgrades) and ``swap``.
 """
 from __future__ import annotations
 
@@ -653,7 +656,7 @@ def run_change(connection: Connection, config: HostConfig, change: Change) -> No
 
 @task(name="bootstrap-host")
 def bootstrap_host(c):
-    """Make a fresh host ready (as root, once): users, key, packages, layout, units; safe to run again."""
+    """Make a fresh host ready (as root, once): users, key, packages, layout, venv, units, firewall, updates, swap."""
     config = host_config(c)
     dry = bool(c.config.run.dry)
     started = time.monotonic()

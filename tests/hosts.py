@@ -16,6 +16,8 @@ Two kinds:
   there). Quick; no systemd.
 - ``booted``: ``systemd-nspawn --boot --register=no --keep-unit`` on the overlay, in
   the namespace: systemd runs, units can be enabled, and the host can be rebooted.
+  It keeps ``CAP_NET_ADMIN`` (nspawn drops it where it did not make the network
+  itself), so its root can load a firewall (nftables) into its own namespace.
 
 Root logs in with a password (``root_password``), as on a VPS just handed over.
 Everything here needs root; ``problems()`` says what is missing.

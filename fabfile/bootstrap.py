@@ -20,6 +20,9 @@ not try to go round that (the deploy user has no sudo beyond its units, on purpo
 when root is refused, it logs in as ``user`` with the key, finds the hardening, and stops with exit code 1 and what to do: remove the
 drop-in from the provider's console, run bootstrap-host again (it hardens again at
 the end). The host is not touched.
+
+The VPS parts have modules of their own: ``venv`` (``<root>/venv``, its distributions sent
+from here), ``firewall`` (nftables), ``upgrades`` (unattended-upgrades) and ``swap``.
 """
 from __future__ import annotations
 
@@ -32,11 +35,14 @@ from pathlib import Path
 import paramiko
 from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
+from rich.markup import escape
 
-from . import commands, datadirs, front, hostkeys, logrotate, nginx, onhost, output, systemd
+from . import (buildoutfiles, commands, datadirs, dists, firewall, front, hostconfig, hostkeys, logrotate, nginx, onhost,
+               output, swap, systemd, upgrades, venv)
+from .hostplan import Change, Plan
 from .hostconfig import HostConfig
 from .platforms import Target
-from .site import PROJECT_KEY, connect, deploy_key, host_config
+from .site import CACHE, PROJECT_KEY, connect, deploy_key, host_config
 
 SYSTEM_PACKAGES = ("python3", "python3-venv", "python3-dev", "build-essential", "rsync", "sudo")
 MIN_FREE_BYTES = 512 * 1024 * 1024
@@ -49,26 +55,6 @@ HARDEN_MARK = "# bootstrap-host: harden"
 HARDEN_SETTINGS = (("PasswordAuthentication", "no"), ("KbdInteractiveAuthentication", "no"),
                    ("PermitRootLogin", "no"))
 JOURNAL_GROUP = "systemd-journal"
-
-
-@dataclass(frozen=True)
-class Change:
-    what: str
-    command: str
-    needs_key_login: bool = False  # run only once a connection as user with the deploy key got in
-
-
-@dataclass
-class Plan:
-    checked: list[str]
-    changes: list[Change]
-
-    def check(self, ok: bool, what: str, change: str, *command: str) -> None:
-        """Record ``what`` as checked when ``ok``, else the ``change`` and its commands."""
-        if ok:
-            self.checked.append(what)
-        else:
-            self.changes.append(Change(change, commands.and_then(*command)))
 
 
 @dataclass(frozen=True)
@@ -107,7 +93,9 @@ FRONT_GROUP = "haproxy"  # Debian's admin socket, /run/haproxy/admin.sock, is fo
 def wanted_packages(config: HostConfig) -> list[str]:
     extra = (*FRONT_PACKAGES[config.front.server], *(("lego",) if config.front.tls == "acme" else ())) \
         if config.front else ()
-    return list(dict.fromkeys((*SYSTEM_PACKAGES, *extra, *config.packages)))
+    care = (*((firewall.PACKAGE,) if config.firewall else ()),
+            *((upgrades.PACKAGE,) if config.security_upgrades else ()))
+    return list(dict.fromkeys((*SYSTEM_PACKAGES, *extra, *care, *config.packages)))
 
 
 def front_sudoers_path(config: HostConfig) -> str:
@@ -201,8 +189,12 @@ def fact_spec(config: HostConfig) -> dict:
         files += [f"{systemd.UNIT_DIR}/{name}" for name in renewal_units(config)]
         paths += [f"{systemd.UNIT_DIR}/timers.target.wants/{systemd.site_slug(config)}-certificate.timer"]
     paths += [f"{systemd.UNIT_DIR}/multi-user.target.wants/{unit}" for unit in units]
-    return {"users": users, "packages": wanted_packages(config), "files": files, "paths": paths,
-            "root": config.root}
+    files += [config.path_on_host("venv", ".requirements"), f"{config.dists_path}/SHA256SUMS", swap.FSTAB,
+              upgrades.CONFIG_PATH]
+    wall = firewall.fact_spec(config)
+    return {"users": users, "packages": wanted_packages(config), "files": files + wall["files"],
+            "paths": paths + [swap.SWAP_FILE] + wall["paths"], "root": config.root,
+            "nft_table": wall.get("nft_table")}
 
 
 def authorized_keys(config: HostConfig, facts: dict | None) -> str:
@@ -307,6 +299,66 @@ def host_record(config: HostConfig, facts: dict) -> str:
     return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
 
+@dataclass(frozen=True)
+class VenvTools:
+    """The tools ``<root>/venv`` holds, as the site pins them, and the distributions (theirs and
+    those they need) for the host."""
+    tools: dict[str, str]
+    files: tuple[dists.Dist, ...]
+
+
+def venv_tools(config: HostConfig, facts: dict) -> VenvTools:
+    """Read the pins from the production profile and fetch the tools for the host's Python (local cache)."""
+    try:
+        profile = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
+    except buildoutfiles.ProfileError as error:
+        raise Exit(f"{config.path}: [buildout]: {error}", 2)
+    tools = venv.pinned_tools(profile.versions)
+    if venv.unpinned(tools):
+        raise Exit(f"{config.buildout_config}: [versions] must pin {', '.join(venv.unpinned(tools))} "
+                   f"(<root>/venv is made with them)", 2)
+    target = Target(facts["python"], facts["machine"], facts["glibc"])
+    try:
+        # pip installs them with what they need (wheel needs packaging): those go along, as pinned
+        files = dists.closure(tools, {**profile.versions, **tools}, CACHE / "dists", target)
+    except dists.DistError as error:
+        raise Exit(str(error), 1)
+    return VenvTools(tools, tuple(dists.describe(files)))
+
+
+def recorded_dists(config: HostConfig, facts: dict) -> dict[str, str]:
+    """The distributions ``<root>/dists/SHA256SUMS`` records: name -> sha256."""
+    sums = facts["files"].get(f"{config.dists_path}/SHA256SUMS") or ""
+    return {name: digest for digest, name in (line.split(None, 1) for line in sums.splitlines() if line.strip())}
+
+
+def plan_venv(config: HostConfig, facts: dict, plan: Plan, wanted: VenvTools | None) -> None:
+    """``<root>/venv`` with the pinned tools, made as ``user`` from distributions sent to ``<root>/dists``."""
+    if wanted is None:
+        return
+    stamp = venv.requirements(wanted.tools)
+    pins = " ".join(stamp.split())
+    if facts["files"].get(config.path_on_host("venv", ".requirements")) == stamp:
+        plan.checked.append(f"{config.path_on_host('venv')} has {pins}")
+        return
+    recorded = recorded_dists(config, facts)
+    sending = [d for d in wanted.files if recorded.get(d.name) != d.sha256]
+    dists_dir, incoming = config.dists_path, config.incoming_path
+    sums = "".join(f"{d.sha256}  {d.name}\n" for d in sending)
+    owner = f"{config.user}:{shared_group(config)}"
+    home = ((facts["users"].get(config.user) or {}).get("home")) or f"/home/{config.user}"
+    steps = [commands.verify_checksums(incoming, {d.name: d.sha256 for d in sending}),
+             commands.join("mv", "-f", "--", *(f"{incoming}/{d.name}" for d in sending), dists_dir),
+             commands.append_text(f"{dists_dir}/SHA256SUMS", sums),
+             commands.join("chown", owner, *(f"{dists_dir}/{d.name}" for d in sending), f"{dists_dir}/SHA256SUMS"),
+             commands.remove(incoming)] if sending else []
+    make = commands.and_then(commands.join("cd", "/"),  # root's cwd is not the deploy user's to read
+                             commands.join("runuser", "-u", config.user, "--", "env", f"HOME={home}", "sh", "-c",
+                                           venv.make(config, wanted.tools)))
+    plan.changes.append(Change(f"make {config.path_on_host('venv')} with {pins}", commands.and_then(*steps, make),
+                               uploads=tuple((d.path, f"{incoming}/{d.name}") for d in sending)))
+
+
 def plan_host_record(config: HostConfig, facts: dict, plan: Plan) -> None:
     path = config.path_on_host("host.json")
     text = host_record(config, facts)
@@ -394,14 +446,14 @@ def install_sudoers(path: str, text: str) -> tuple[str, ...]:
 
 
 def supervisord_unit_text(config: HostConfig, group: str) -> str:
-    venv = config.path_on_host("venv", "bin", "supervisord")
+    supervisord = config.path_on_host("venv", "bin", "supervisord")
     conf = config.path_on_host("current", "etc", "supervisord.conf")
     return "\n".join([
         "# Written by bootstrap-host; run it again rather than editing this file.",
         "[Unit]", f"Description=supervisord of the buildout site in {config.root.replace('%', '%%')}",
         "After=network.target", f"ConditionPathExists={conf.replace('%', '%%').replace('$', '$$')}", "",
         "[Service]", "Type=simple", f"User={config.app_user}", f"Group={group}",
-        f"ExecStart={systemd._escape(commands.join(venv, '-n', '-c', conf))}",
+        f"ExecStart={systemd._escape(commands.join(supervisord, '-n', '-c', conf))}",
         "Restart=on-failure", "", "[Install]", "WantedBy=multi-user.target", "",
     ])
 
@@ -471,7 +523,7 @@ def plan_hardening(config: HostConfig, facts: dict, plan: Plan) -> None:
                                commands.and_then(command, reload_sshd(facts)), needs_key_login=True))
 
 
-def make_plan(config: HostConfig, facts: dict, public_key: str) -> Plan:
+def make_plan(config: HostConfig, facts: dict, public_key: str, tools: VenvTools | None = None) -> Plan:
     """Everything bootstrap-host would change on a host with these facts, and what it checked."""
     check_host(config, facts)
     plan = Plan([], [])
@@ -480,9 +532,13 @@ def make_plan(config: HostConfig, facts: dict, public_key: str) -> Plan:
     plan_key(config, facts, plan, public_key)
     plan_layout(config, facts, plan)
     plan_host_record(config, facts, plan)
+    plan_venv(config, facts, plan, tools)
     plan_logrotate(config, facts, plan)
     plan_services(config, facts, plan)
     plan_front(config, facts, plan)
+    upgrades.plan_security_upgrades(config, facts, plan)
+    swap.plan_swap(config, facts, plan)
+    firewall.plan_firewall(config, facts, plan)  # checks that SSH still gets in before the next
     plan_hardening(config, facts, plan)  # last: every change before it needs root
     return plan
 
@@ -592,9 +648,26 @@ def read_facts(connection: Connection, config: HostConfig) -> dict:
     return json.loads(result.stdout)
 
 
+def run_change(connection: Connection, config: HostConfig, change: Change) -> None:
+    """Send the change's files, run its command; a failure stops the run, but one the change may have
+    (``may_fail``) is said and the run goes on."""
+    for parent in sorted({remote.rsplit("/", 1)[0] for _, remote in change.uploads}):
+        connection.run(commands.make_directories(parent), hide=True, dry=False, in_stream=False)
+    for local, remote in change.uploads:
+        connection.put(str(local), remote)
+    result = connection.run(change.command, hide=True, warn=True, dry=False, in_stream=False)
+    if result.ok:
+        return
+    tail = config.redact("\n".join((result.stdout + result.stderr).strip().splitlines()[-15:]))
+    if change.may_fail:
+        output.say(f"  [yellow]![/] {escape(f'{change.may_fail}: {tail}')}")
+        return
+    raise Exit(f"{change.what} failed on {config.address}; fix it and run bootstrap-host again:\n{tail}", 1)
+
+
 @task(name="bootstrap-host")
 def bootstrap_host(c):
-    """Make a fresh host ready (as root, once): users, key, packages, layout, units; safe to run again."""
+    """Make a fresh host ready (as root, once): users, key, packages, layout, venv, units, firewall, updates, swap."""
     config = host_config(c)
     dry = bool(c.config.run.dry)
     started = time.monotonic()
@@ -603,16 +676,18 @@ def bootstrap_host(c):
     try:
         with output.step("read the host"):
             facts = read_facts(connection, config)
-            plan = make_plan(config, facts, deploy_public_key(config, dry))
+            plan = make_plan(config, facts, deploy_public_key(config, dry), venv_tools(config, facts))
         for what in plan.checked:
-            output.say(f"  [dim]ok[/] {what}")
+            output.say(f"  [dim]ok[/] {escape(what)}")
         if not plan.changes:
             output.say(f"[bold green]nothing to change on {config.address}: {len(plan.checked)} checks passed "
                        f"({time.monotonic() - started:.1f}s)[/]")
             return
         for change in plan.changes:
             if dry:
-                output.say(f"[dry] {change.what}: {config.redact(change.command)}")
+                for local, remote in change.uploads:
+                    output.say(escape(f"[dry] upload {local.name} -> {remote}"))
+                output.say(escape(f"[dry] {change.what}: {config.redact(change.command)}"))
                 continue
             if change.needs_key_login:
                 with output.step(f"check that {config.user} logs in with the deploy key alone"):
@@ -621,19 +696,15 @@ def bootstrap_host(c):
                     raise Exit(f"{config.user}@{config.address} cannot log in with the deploy key ({why}); "
                                f"sshd was left as it was: {change.what} needs that first", 1)
             with output.step(change.what):
-                try:
-                    connection.run(change.command, hide=True, dry=False, in_stream=False)
-                except UnexpectedExit as failure:
-                    tail = (failure.result.stdout + failure.result.stderr).strip().splitlines()[-15:]
-                    raise Exit(f"{change.what} failed on {config.address}; fix it and run bootstrap-host "
-                               f"again:\n" + config.redact("\n".join(tail)), 1)
+                run_change(connection, config, change)
             if change.needs_key_login:
                 with output.step(f"check that {config.user} still logs in with the key"):
                     why = check_key_login(c, config, attempts=20)
-                if why:  # the root session survives the reload: put sshd back as it was
-                    connection.run(undo_hardening(facts), hide=True, warn=True, dry=False, in_stream=False)
-                    raise Exit(f"after hardening, {config.user}@{config.address} could not log in ({why}); "
-                               f"the hardening was undone", 1)
+                if why:  # the root session stays open (a reload, established traffic): undo over it
+                    connection.run(change.undo or undo_hardening(facts), hide=True, warn=True, dry=False,
+                                   in_stream=False)
+                    raise Exit(f"after this change ({change.what}), {config.user}@{config.address} could not "
+                               f"log in ({why}); it was undone", 1)
     finally:
         connection.close()
     if not dry:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import buildoutfiles, dists, eggs, remotefiles, supervisor
+from . import buildoutfiles, dists, eggs, remotefiles, supervisor, venv
 from .hostconfig import HostConfig
 from .platforms import Target
 from .site import CACHE
@@ -176,11 +176,10 @@ def make(config: HostConfig, target: Target, egg_wheels: list[Path], cache: Path
     host_tools = {_canonical(t) for t in dists.HOST_TOOLS}
     third_party = {n: v for n, v in production.versions.items() if _canonical(n) not in egg_pins and (
         not production.remote or n in production.local_pins or _canonical(n) in host_tools)}
-    tools = {n: third_party[n] for n in third_party if _canonical(n) in host_tools}
-    missing = sorted(set(map(_canonical, dists.HOST_TOOLS)) - set(map(_canonical, tools)))
-    if missing:
-        raise buildoutfiles.ProfileError(f"{config.buildout_config}: [versions] must pin {', '.join(missing)}")
-    tools[dists.SUPERVISOR_PIN[0]] = dists.SUPERVISOR_PIN[1]
+    tools = venv.pinned_tools(third_party)
+    if venv.unpinned(tools):
+        raise buildoutfiles.ProfileError(f"{config.buildout_config}: [versions] must pin "
+                                         f"{', '.join(venv.unpinned(tools))}")
     fetched = dists.fetch({**third_party, dists.SUPERVISOR_PIN[0]: dists.SUPERVISOR_PIN[1]},
                           cache / "dists", target)
     described = tuple(dists.describe([*egg_wheels, *fetched]))

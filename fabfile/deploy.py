@@ -11,7 +11,7 @@ from invoke import Exit, UnexpectedExit
 from . import backup as backups
 from . import bundle as bundles
 from . import (certificates, commands, datadirs, dists, front, hooks, hostsites, lock, notify, output, releases,
-               schedule, switch)
+               schedule, switch, venv)
 from . import plan as plans
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
@@ -19,22 +19,6 @@ from .dists import DistError, sha256
 from .eggs import EggBuildError
 from .events import log_event
 from .site import Facts, Site, open_site, who
-
-# pip, as buildout runs it: only <root>/dists, whatever pip config the host has; sdists
-# build with the venv's setuptools (PIP_NO_BUILD_ISOLATION=0 turns isolation off).
-PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null", "PIP_NO_BUILD_ISOLATION": "0",
-               "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-
-
-def pip_offline(site: Site) -> dict[str, str]:
-    """The environment for pip on the host: no config, ``<root>/dists``, and no index but
-    the one the hostconfig names."""
-    env = {**PIP_OFFLINE, "PIP_FIND_LINKS": site.config.dists_path}
-    if site.config.index:
-        del env["PIP_NO_INDEX"]
-        env["PIP_INDEX_URL"] = site.config.index
-    return env
-
 
 def missing_dists(bundle: Bundle, facts: Facts, index: str | None = None):
     """The distributions whose sha256 the host does not have yet; with a package ``index``
@@ -73,19 +57,12 @@ def push(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> int:
 
 
 def ensure_venv(site: Site, facts: Facts, tools: dict[str, str]) -> bool:
-    """``<root>/venv`` with exactly the pinned zc.buildout and supervisor; False when it already was."""
-    stamp = "".join(f"{name}=={version}\n" for name, version in sorted(tools.items()))
-    if facts.venv == stamp:
+    """``<root>/venv`` with exactly the pinned zc.buildout and supervisor; False when it already was
+    (bootstrap-host made it, or an earlier deploy)."""
+    if facts.venv == venv.requirements(tools):
+        output.say("  [dim]ok[/] <root>/venv as pinned")
         return False
-    venv = site.path("venv")
-    install = commands.join("env", *(f"{k}={v}" for k, v in pip_offline(site).items()),
-                            f"{venv}/bin/python", "-m", "pip", "install", "-q", *stamp.split())
-    site.run(commands.and_then(
-        commands.remove(venv),
-        commands.join(site.config.python, "-m", "venv", venv),
-        install,
-        commands.write_file(f"{venv}/.requirements", stamp),
-    ))
+    site.run(venv.make(site.config, tools))
     return True
 
 
@@ -102,7 +79,7 @@ def build(site: Site, release_id: str, color: str = "blue") -> None:
     private = write_secrets(site)
     started = time.monotonic()
     buildout = commands.with_pid_file(pid_file, site.path("venv", "bin", "buildout"), "-c",
-                                      profile, env=pip_offline(site))
+                                      profile, env=venv.pip_offline(site.config))
     try:
         site.run(commands.in_directory(release_dir, buildout))
     except UnexpectedExit as failure:

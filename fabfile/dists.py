@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
@@ -130,6 +132,45 @@ def check_python(files: dict[str, Path], cache: Path, target: Target) -> None:
 
 def requires_python(path: Path) -> str:
     """The ``Requires-Python`` of a wheel (its METADATA) or an sdist (its PKG-INFO); '' when none."""
+    return (metadata(path).get("Requires-Python") or "").strip()
+
+
+def dependencies(path: Path, target: Target) -> list[str]:
+    """The canonical names a distribution needs on ``target`` (its ``Requires-Dist``, markers
+    evaluated for the host's Python; no extras)."""
+    python = re.match(r"\d+(\.\d+)*", target.python)
+    environment = {"python_version": target.python_version,
+                   "python_full_version": python.group(0) if python else target.python_version,
+                   "platform_machine": target.machine, "sys_platform": "linux", "platform_system": "Linux",
+                   "os_name": "posix", "implementation_name": "cpython",
+                   "platform_python_implementation": "CPython", "extra": ""}
+    names = []
+    for line in metadata(path).get_all("Requires-Dist") or []:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is None or requirement.marker.evaluate(environment):
+            names.append(canonicalize_name(requirement.name))
+    return names
+
+
+def closure(names: dict[str, str], pins: dict[str, str], cache: Path, target: Target) -> list[Path]:
+    """The files of ``names`` (name -> version) and of every pinned distribution they need, fetched."""
+    by_name = {canonicalize_name(name): (name, version) for name, version in pins.items()}
+    wanted, files = dict(names), {}
+    while set(wanted) - set(files):
+        fresh = {name: version for name, version in wanted.items() if name not in files}
+        for (name, version), path in zip(sorted(fresh.items()), fetch(fresh, cache, target)):
+            files[name] = path
+            for needed in dependencies(path, target):
+                if needed in by_name and by_name[needed][0] not in wanted:
+                    wanted[by_name[needed][0]] = by_name[needed][1]
+    return sorted(files.values())
+
+
+def metadata(path: Path):
+    """The metadata of a wheel (METADATA) or an sdist (PKG-INFO), parsed; empty when it has none."""
     text = ""
     try:
         if path.name.endswith(".whl"):
@@ -149,7 +190,7 @@ def requires_python(path: Path) -> str:
                         break
     except (OSError, zipfile.BadZipFile, tarfile.TarError, KeyError) as error:
         raise DistError(f"cannot read the metadata of {path}: {error}") from None
-    return (HeaderParser().parsestr(text).get("Requires-Python") or "").strip()
+    return HeaderParser().parsestr(text)
 
 
 def _read_json(path: Path) -> dict:

@@ -35,14 +35,15 @@ MANAGERS = ("supervisor", "systemd")
 
 # section -> {key: kind}; kinds: str, int, count (>= 0), positive (>= 1), port, bool, list,
 # root (absolute on the host), localpath, address, user, python, command, url, names (program
-# names), release_paths (relative to the release), var_path(s) (under <root>/var), backup_path,
+# names), ports (TCP ports), swap (auto, off or a size: 512M, 2G), release_paths (relative to the release), var_path(s) (under <root>/var), backup_path,
 # hook (a shell command line)
 SCHEMA: dict[str, dict[str, str]] = {
     "hostconfig": {"extends": "list"},
     "host": {
         "address": "address", "port": "port", "user": "user", "app_user": "user",
         "root_user": "user", "root": "root", "identity": "localpath", "known_hosts": "localpath",
-        "packages": "list", "harden": "bool", "store": "root",
+        "packages": "list", "harden": "bool", "store": "root", "firewall": "bool", "firewall_ports": "ports",
+        "security_upgrades": "bool", "swap": "swap",
     },
     "buildout": {
         "directory": "localpath", "config": "str", "development": "str",
@@ -71,7 +72,7 @@ SCHEMA: dict[str, dict[str, str]] = {
 }
 SCHEMA["backup"].update({"offsite": "offsite_url", "offsite_identity": "host_path",  # fabfile/offsite.py
                          "offsite_known_hosts": "host_path"})
-LIST_KINDS = ("list", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
+LIST_KINDS = ("list", "ports", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
 SWITCHES = ("stopstart", "rolling", "bluegreen")
 FRONT_SERVERS = ("haproxy", "nginx")
 FRONT_TLS = ("off", "internal", "acme")
@@ -159,6 +160,10 @@ class HostConfig:
     known_hosts: Path | None = None   # default: known_hosts beside the config file
     packages: tuple[str, ...] = ()
     harden: bool = False
+    firewall: bool = True              # nftables: SSH, the front's ports and firewall_ports in, nothing else
+    firewall_ports: tuple[int, ...] = ()
+    security_upgrades: bool = True     # Debian's unattended-upgrades
+    swap: str | int = "auto"           # auto | off | bytes of a swap file
     buildout_config: str = "production.cfg"
     development_config: str = "development.cfg"
     python: str = "python3"
@@ -443,6 +448,10 @@ def _typed(kind: str, value: str, where: str, origin: Path):
         if not 1 <= port <= 65535:
             raise ConfigError(f"{where}: {port} is not a TCP port (1-65535)")
         return port
+    if kind == "ports":
+        return _unique(tuple(_typed("port", port, where, origin) for port in value.split()), where)
+    if kind == "swap":
+        return _swap_size(value, where)
     if kind == "bool":
         lowered = value.lower()
         if lowered in ("true", "yes", "on", "1"):
@@ -524,6 +533,23 @@ def _typed(kind: str, value: str, where: str, origin: Path):
             raise ConfigError(f"{where}: is empty; leave it out for bin/NAME")
         return value
     return value
+
+
+_SIZE = re.compile(r"(\d+)([MG])", re.I)
+MIN_SWAP = 64 * 2**20
+
+
+def _swap_size(value: str, where: str) -> str | int:
+    """``auto``, ``off``, or a size in MiB or GiB (``512M``, ``2G``) as bytes."""
+    if value.lower() in ("auto", "off"):
+        return value.lower()
+    found = _SIZE.fullmatch(value)
+    if not found:
+        raise ConfigError(f"{where}: {value!r} is not auto, off or a size such as 512M or 2G")
+    size = int(found.group(1)) * 2 ** (20 if found.group(2).upper() == "M" else 30)
+    if not MIN_SWAP <= size <= 2**40:
+        raise ConfigError(f"{where}: {value!r} is out of range: 64M to 1024G")
+    return size
 
 
 def _plain(pattern: re.Pattern, value: str, where: str, what: str) -> str:
@@ -628,6 +654,8 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         root=root, identity=get("host", "identity"),
         known_hosts=get("host", "known_hosts", path.parent / "known_hosts"),
         packages=get("host", "packages", ()), harden=get("host", "harden", False), store=get("host", "store"),
+        firewall=get("host", "firewall", True), firewall_ports=get("host", "firewall_ports", ()),
+        security_upgrades=get("host", "security_upgrades", True), swap=get("host", "swap", "auto"),
         buildout_dir=get("buildout", "directory"),
         buildout_config=get("buildout", "config", "production.cfg"),
         development_config=get("buildout", "development", "development.cfg"),

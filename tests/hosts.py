@@ -16,6 +16,8 @@ Two kinds:
   there). Quick; no systemd.
 - ``booted``: ``systemd-nspawn --boot --register=no --keep-unit`` on the overlay, in
   the namespace: systemd runs, units can be enabled, and the host can be rebooted.
+  It keeps ``CAP_NET_ADMIN`` (nspawn drops it where it did not make the network
+  itself), so its root can load a firewall (nftables) into its own namespace.
 
 Root logs in with a password (``root_password``), as on a VPS just handed over.
 Everything here needs root; ``problems()`` says what is missing.
@@ -290,7 +292,10 @@ def start(host: TestHost) -> None:
     """Start the host: sshd in the chroot, or boot it; wait until SSH answers."""
     log = open(host.workdir / "console.log", "ab")
     if host.booted:
+        # CAP_NET_ADMIN: nspawn drops it unless it makes the network itself; the namespace is the
+        # host's own, so its root may set its firewall (nftables), as on a VPS
         argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--console=pipe",
+                "--capability=CAP_NET_ADMIN",
                 f"--network-namespace-path=/run/netns/{host.netns}", f"--machine={host.name}",
                 "-D", str(host.merged)]
     else:

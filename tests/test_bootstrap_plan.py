@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bootstrap, datadirs, logrotate, supervisor, systemd
+from fabfile import bootstrap, datadirs, firewall, logrotate, supervisor, systemd, upgrades
 from fabfile.hostconfig import load
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests deployer@laptop"
@@ -28,13 +28,17 @@ def fresh_host(**changes) -> dict:
         "os": {"id": "debian", "version": "12", "name": "Debian GNU/Linux 12 (bookworm)"},
         "apt": True, "systemd": True, "python": "3.11.2", "machine": "x86_64", "glibc": "2.36",
         "users": {"deploy": None, "plone": None},
-        "packages": {name: name in ("python3", "sudo") for name in bootstrap.SYSTEM_PACKAGES},
+        "packages": {name: name in ("python3", "sudo")
+                     for name in (*bootstrap.SYSTEM_PACKAGES, "nftables", "unattended-upgrades")},
         "files": {}, "paths": {},
         "root_space": {"path": "/srv", "free": 10 * 2**30, "writable": True},
         "apt_space": {"path": "/var/cache/apt/archives", "free": 10 * 2**30, "writable": True},
         "sshd": {"binary": "/usr/sbin/sshd", "valid": True, "error": "", "includes_d": True,
                  "passwordauthentication": "yes", "kbdinteractiveauthentication": "no",
-                 "permitrootlogin": "yes", "pidfile": "/run/sshd.pid"},
+                 "permitrootlogin": "yes", "pidfile": "/run/sshd.pid", "ports": [22]},
+        "memory": {"total": 8 * 2**30, "swap": 0, "swaps": []},
+        "swap_space": {"path": "/", "free": 10 * 2**30, "writable": True},
+        "nft": None,
     }
     facts.update(changes)
     return facts
@@ -53,24 +57,29 @@ def bootstrapped_host(cfg) -> dict:
                       logrotate.rule_path(cfg): logrotate.render_rule(cfg),
                       systemd.sudoers_path(cfg): systemd.render_sudoers(cfg, systemd.unit_names(cfg)),
                       bootstrap.data_sudoers_path(cfg): datadirs.sudoers(cfg),
+                      upgrades.CONFIG_PATH: upgrades.CONFIG_TEXT,
+                      firewall.RULES_PATH: firewall.ruleset(firewall.open_ports(cfg, facts)),
+                      f"/etc/systemd/system/{firewall.UNIT}": firewall.unit_text(),
                       **{f"/etc/systemd/system/{name}": text
                          for name, text in systemd.render_units(cfg, "plone").items()}}
+    facts["nft"] = f"table inet bootstrap_host {{\n\t{firewall.marker_line(facts['files'][firewall.RULES_PATH])}\n}}"
     facts["paths"] = {d.path: {"owner": d.owner, "group": d.group, "mode": d.mode, "kind": "dir"}
                       for d in bootstrap.layout(cfg)}
     facts["paths"].update({f"/etc/systemd/system/multi-user.target.wants/{unit}": {"kind": "link"}
                            for unit in systemd.unit_names(cfg)})
+    facts["paths"][firewall.UNIT_LINK] = {"kind": "link"}
     return facts
 
 
 def test_a_fresh_host_gets_packages_users_key_layout_record_units_and_sudo_rule(tmp_path):
     plan = bootstrap.make_plan(config(tmp_path), fresh_host(), KEY)
     whats = [change.what for change in plan.changes]
-    assert whats[0] == "install python3-venv python3-dev build-essential rsync"
+    assert whats[0] == "install python3-venv python3-dev build-essential rsync nftables unattended-upgrades"
     assert "create user deploy" in whats and "create user plone" in whats and "add plone to group deploy" in whats
     assert "make /srv/site/var plone:plone 0700" in whats
     assert "make /srv/site/releases deploy:deploy 0750" in whats
     assert "write unit srv-site-instance1.service" in whats
-    assert whats[-1] == "let deploy start, stop and restart the units (/etc/sudoers.d/srv-site)"
+    assert "let deploy start, stop and restart the units (/etc/sudoers.d/srv-site)" in whats
 
 
 def test_a_bootstrapped_host_needs_no_change(tmp_path):
@@ -170,7 +179,8 @@ def test_supervisor_gets_var_run_and_var_log_owned_by_the_app_user(tmp_path):
 def test_harden_comes_last_after_the_key_check_with_a_drop_in_checked_by_sshd(tmp_path):
     plan = bootstrap.make_plan(config(tmp_path, host="harden = true\n"), fresh_host(), KEY)
     last = plan.changes[-1]
-    assert last.needs_key_login and not any(c.needs_key_login for c in plan.changes[:-1])
+    assert last.needs_key_login and [c.what.split(":")[0] for c in plan.changes[:-1] if c.needs_key_login] == [
+        "turn on the firewall"]
     assert last.what == f"turn off password and root logins in sshd ({bootstrap.HARDEN_DROPIN})"
     assert "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n" in last.command
     assert "/usr/sbin/sshd -t && test" in last.command and f"rm -f {bootstrap.HARDEN_DROPIN}" in last.command
@@ -211,10 +221,11 @@ def test_supervisor_tails_a_log_as_the_app_user_the_sudo_rule_allows(tmp_path):
         "tail -8000 instance1 | tail -n 20")
 
 
-def test_an_app_user_gets_a_sudo_rule_to_make_directories_in_var_as_that_user_and_nothing_else(tmp_path):
+def test_an_app_user_gets_a_sudo_rule_to_make_directories_in_var_and_back_up_as_that_user(tmp_path):
     plan = bootstrap.make_plan(config(tmp_path), fresh_host(), KEY)
-    rule = next(c for c in plan.changes if c.what.startswith("let deploy make directories in var/ as plone"))
+    rule = next(c for c in plan.changes if c.what.startswith("let deploy make directories in var/ and back up as plone"))
     assert "deploy ALL=(plone) NOPASSWD: /bin/mkdir -p -m 0700 -- /srv/site/var/*\n" in rule.command
+    assert "deploy ALL=(plone) NOPASSWD: /bin/sh\n" in rule.command  # the backups' data commands
     assert "visudo -q -c -f /etc/sudoers.d/srv-site-data.check" in rule.command
     same = replace(config(tmp_path), app_user="deploy")
     assert not any("directories in var/" in c.what for c in bootstrap.make_plan(same, fresh_host(), KEY).changes)

@@ -78,7 +78,8 @@ def stat(path):
     except KeyError:
         group = str(found.st_gid)
     kind = "link" if os.path.islink(path) else "dir" if os.path.isdir(path) else "file"
-    return {"owner": owner, "group": group, "mode": "%04o" % (found.st_mode & 0o7777), "kind": kind}
+    return {"owner": owner, "group": group, "mode": "%04o" % (found.st_mode & 0o7777), "kind": kind,
+            "size": found.st_size}
 
 
 def nearest_existing(path):
@@ -96,6 +97,7 @@ def sshd():
     except OSError:
         return None
     effective = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    ports = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("port ")]
     includes = False
     try:
         with open("/etc/ssh/sshd_config") as handle:
@@ -104,7 +106,28 @@ def sshd():
         pass
     keys = ("passwordauthentication", "kbdinteractiveauthentication", "permitrootlogin", "pidfile")
     return {"binary": binary, "valid": result.returncode == 0, "error": result.stderr.strip()[-500:],
-            "includes_d": includes, **{key: effective.get(key) for key in keys}}
+            "includes_d": includes, "ports": ports, **{key: effective.get(key) for key in keys}}
+
+
+def memory():
+    """Memory and swap in bytes (``/proc/meminfo``), and the swap areas in use (``/proc/swaps``)."""
+    found = {}
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            found[key] = int(value.split()[0]) * 1024 if value.split() else 0
+    with open("/proc/swaps") as handle:
+        swaps = [line.split()[0] for line in handle.readlines()[1:] if line.strip()]
+    return {"total": found.get("MemTotal", 0), "swap": found.get("SwapTotal", 0), "swaps": swaps}
+
+
+def nft_table(name):
+    """The listing of an nftables table (``inet NAME``), or None when there is none or no nft."""
+    if not name or not shutil.which("nft"):
+        return None
+    result = subprocess.run(["nft", "list", "table", *name.split()], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, universal_newlines=True)
+    return result.stdout if result.returncode == 0 else None
 
 
 def space(path):
@@ -128,4 +151,7 @@ print(json.dumps({
     "root_space": space(nearest_existing(spec["root"])),
     "apt_space": space(nearest_existing("/var/cache/apt/archives")),
     "sshd": sshd(),
+    "memory": memory(),
+    "swap_space": space("/"),
+    "nft": nft_table(spec.get("nft_table")),
 }))

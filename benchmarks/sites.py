@@ -70,7 +70,7 @@ def main() -> None:
     table = Table(title=f"first deploys of {SITES} example sites on one host")
     for column in ("", "bytes uploaded", f"/ one site", "dists + eggs on disk", f"/ one site"):
         table.add_column(column)
-    for label, (sent, _, stored) in (("with [host] store", shared), ("each its own dists and eggs", alone)):
+    for label, (sent, _, stored) in (("with the store ([host] store)".replace("[", "\\["), shared), ("each its own dists and eggs", alone)):
         one_stored = alone[2] / SITES
         table.add_row(label, f"{sum(sent):,}", f"{sum(sent) / sent[0]:.2f}", f"{stored:,}", f"{stored / one_stored:.2f}")
     Console().print(table)

@@ -41,9 +41,13 @@ def ssh_ports(config: HostConfig, facts: dict) -> list[int]:
 
 
 def open_ports(config: HostConfig, facts: dict) -> list[int]:
-    """Every TCP port the firewall lets in: SSH, the front's, ``firewall_ports``."""
-    front = (config.front.http_port, config.front.https_port) if config.front else ()
-    return sorted({*ssh_ports(config, facts), *front, *config.firewall_ports})
+    """Every TCP port the firewall lets in: SSH, and the front's and ``firewall_ports`` of every site that
+    ``hostconfigs/`` puts on this host (the table is the host's: a second site's bootstrap keeps the first's)."""
+    from .hostsites import neighbours  # it reads the sites' configs; the firewall's rules are plain data
+    ports = set(ssh_ports(config, facts))
+    for site in neighbours(config):
+        ports |= {*((site.front.http_port, site.front.https_port) if site.front else ()), *site.firewall_ports}
+    return sorted(ports)
 
 
 def ruleset(ports: list[int]) -> str:

@@ -137,6 +137,18 @@ def test_the_ruleset_lets_in_ssh_and_the_front_only_in_a_table_of_its_own(tmp_pa
     assert firewall.accepted_ports(text) == {22, 80, 443, 8100}
 
 
+def test_the_ports_of_every_site_on_the_host_stay_open(tmp_path):
+    cfg = config(tmp_path, extra=FRONT)
+    (tmp_path / "shop.cfg").write_text(  # another site on the same host, with its own front and a port
+        "[host]\naddress = vps.example.org\nuser = deploy\nroot = /srv/shop\nfirewall_ports = 8400\n"
+        "[buildout]\ndirectory = .\n[services]\nprograms = instance1\n"
+        "[program:instance1]\nhealth_url = http://127.0.0.1:8091/\n"
+        "[front]\ndomains = shop.example.org\nhttp_port = 8080\nhttps_port = 8443\n")
+    (tmp_path / "elsewhere.cfg").write_text(  # a site on another host: not this firewall's business
+        "[host]\naddress = other.example.org\nroot = /srv/x\nfirewall_ports = 9999\n[buildout]\ndirectory = .\n")
+    assert firewall.open_ports(cfg, fresh_host()) == [22, 80, 443, 8080, 8400, 8443]
+
+
 def test_every_port_sshd_listens_on_and_the_configs_port_stay_open(tmp_path):
     facts = fresh_host()
     facts["sshd"]["ports"] = [22, 2222]

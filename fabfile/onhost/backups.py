@@ -255,6 +255,9 @@ print(json.dumps({
     "blobstorage": {"exists": bool(blobstorage) and os.path.isdir(blobstorage)},
     "blob_backups": copies(settings["blob_backups"]),
     "blob_snapshots": copies(settings["blob_snapshots"]),
+    "blobs": {name: {"blobstorage": {"exists": os.path.isdir(live)}, "blob_backups": copies(backups),
+                     "blob_snapshots": copies(snapshots)}
+              for name, live, backups, snapshots in settings.get("blob_sets", [])},
     "records": found_records,
     "checksums": checksums(found_records) if settings.get("sizes") else {},
     "repozo": {"exists": os.access(settings["repozo"], os.X_OK), "python": interpreter(settings["repozo"])},

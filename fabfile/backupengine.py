@@ -504,7 +504,8 @@ def copy_blobs(c, settings: Settings, written: Inventory, name: str, live: str, 
                        default=None)
         with hooks.step(label + (f" (unchanged ones linked to {previous})" if previous else "")):
             result = run(c, blob_copy_command(live, copy, f"{location}/{previous}" if previous else None,
-                                              written.data["rsync"]), warn=True)
+                                              written.data["rsync"] and settings.use_rsync, settings.rsync_options,
+                                              settings.link_first_copy), warn=True)
     if result.exited:
         raise BackupError(f"copying the blobstorage {live} failed: {tail(result)}; nothing of this backup is kept")
     return copy

@@ -71,6 +71,9 @@ class Settings:
     dry: bool = False
     only_blobs: bool = False               # the blobstorages only, no repozo (collective.recipe.backup's)
     verbose: bool = False                  # repozo --verbose ([backup] debug)
+    use_rsync: bool = True                 # false: blobs copied with cp -a
+    rsync_options: tuple[str, ...] = ()    # more options for rsync -a
+    link_first_copy: bool = False          # the first blob copy hard-links the live blobs
     blob_zips: str = ""                    # zipbackup: the blobs' archive, apart from everything else
     state: str | None = None               # where the lock and the pending note are (default: beside records)
 
@@ -271,15 +274,17 @@ def recover_command(settings: Settings, repository: str, output: str, date: str 
                          *(("-D", date) if date else ()))
 
 
-def blob_copy_command(source: str, target: str, previous: str | None, rsync: bool) -> str:
-    """Copy the blobstorage into ``target``: hard links to ``previous`` for unchanged blobs.
+def blob_copy_command(source: str, target: str, previous: str | None, rsync: bool, options: tuple[str, ...] = (),
+                      link_first: bool = False) -> str:
+    """Copy the blobstorage into ``target``: hard links to ``previous`` for unchanged blobs (to the live
+    blobs themselves for a first copy with ``link_first``: ZODB never changes a blob file in place).
 
     The copy is made under ``target.partial`` and renamed when complete, so a copy cut
     short never looks like a backup."""
     partial = f"{target}.partial"
     if rsync:
-        link = [f"--link-dest={previous}"] if previous else []
-        copy = commands.join("rsync", "-a", "--delete", *link, f"{source}/", f"{partial}/")
+        link = [f"--link-dest={previous}"] if previous else [f"--link-dest={source}"] if link_first else []
+        copy = commands.join("rsync", "-a", *options, "--delete", *link, f"{source}/", f"{partial}/")
     else:
         copy = commands.and_then(commands.remove(partial), commands.join("cp", "-a", source, partial))
     return commands.and_then(copy, commands.join("mv", "-T", partial, target))
@@ -300,13 +305,13 @@ def unpack_archive_command(archive: str, target: str) -> str:
                              commands.join("tar", extract, archive, "-C", target))
 
 
-def blob_restore_command(copy: str, target: str, rsync: bool) -> str:
+def blob_restore_command(copy: str, target: str, rsync: bool, options: tuple[str, ...] = ()) -> str:
     """A plain copy of a blob backup into ``target`` (never linked: live blobs are the site's own);
     an archive is unpacked there."""
     if copy.endswith((".tar", ".tar.gz")):
         return unpack_archive_command(copy, target)
     if rsync:
-        return commands.join("rsync", "-a", "--delete", f"{copy}/", f"{target}/")
+        return commands.join("rsync", "-a", *options, "--delete", f"{copy}/", f"{target}/")
     return commands.and_then(commands.remove(target), commands.join("cp", "-a", copy, target))
 
 

@@ -76,7 +76,8 @@ def prepare(c, settings: Settings, found, date: str | None, copy: str | None, sn
         with hooks.step(f"copy the blobs of {copy}"):
             for name, live, *_ in settings.blob_sets():
                 source = found.copy_path(settings, copy, snapshot, name)
-                run(c, blob_restore_command(source, f"{live}.restoring", found.data["rsync"]))
+                run(c, blob_restore_command(source, f"{live}.restoring", found.data["rsync"] and settings.use_rsync,
+                                            settings.rsync_options))
 
 
 def blob_copy_of(settings: Settings, found, storage, copy: str | None, snapshot: bool) -> str | None:

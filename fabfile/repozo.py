@@ -139,6 +139,22 @@ def layout(data_dir: str, backups_dir: str, repozo: str, python: str, *,
     return settings
 
 
+def job_layout(job: dict, release: str | None = None, **options) -> Settings:
+    """Settings from the job's ``settings.json`` (``schedule.job_settings``): what ``fab backup``, the
+    scheduled job and ``invoke backup`` on a deployed site all use, so that they write one chain."""
+    return layout(job["data"], job["backups"], job["repozo"], job["python"], release=release, log=job["log"],
+                  **job["options"], **options)
+
+
+def variant(settings: Settings, zip: bool = False, source: str | dict | None = None) -> Settings:
+    """The settings of ``backup --zip``/``restore --zip`` or of a restore from elsewhere (``--from``)."""
+    if zip:
+        settings = zip_settings(settings)
+    if source:
+        settings = alternative_settings(settings, source)
+    return settings
+
+
 def zip_settings(settings: Settings) -> Settings:
     """collective.recipe.backup's zipbackup: one full backup, blobs as one tar archive, kept apart
     (``zip_location``, ``blob_zip_location``) as a chain of its own with ``keep = 1``. It runs as a

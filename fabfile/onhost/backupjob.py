@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from deploybackup.backupengine import Hooks, make_backup  # noqa: E402
-from deploybackup.repozo import BackupError, layout  # noqa: E402
+from deploybackup.repozo import BackupError, job_layout, variant  # noqa: E402
 from deploybackup.restoreengine import restore_backup  # noqa: E402
 
 
@@ -183,22 +183,23 @@ def run_plan(path):
 
     shell = Shell()
     job = plan["settings"]
-    settings = layout(job["data"], job["backups"], job["repozo"], job["python"],
-                      release=plan.get("release"), log=job["log"], **job["options"])
+    settings = variant(job_layout(job, plan.get("release")), zip=plan.get("zip", False), source=plan.get("source"))
     hooks = Hooks(quiet=plan.get("quiet", False), show=say, timed=Steps(say),
                   log=lambda event, record: log_line(job["log"], event, record))
     verdict = {"result": "failed", "started": now()}
     stopped = []  # "stop", then "start", as the restore calls them
     try:
         if plan["action"] == "backup":
-            record = make_backup(shell, settings, hooks, full=plan.get("full", False),
-                                 snapshot=plan.get("snapshot", False), force_unlock=plan.get("force_unlock", False))
+            record = make_backup(shell, settings, hooks, full=plan.get("full", False) or job.get("full", False),
+                                 snapshot=plan.get("snapshot", False) or plan.get("zip", False),
+                                 force_unlock=plan.get("force_unlock", False))
             verdict.update(result="ok", record=record)
         else:
             stop, start = site_hooks(plan, shell, say)
             hooks.stop = lambda: (stopped.append("stop"), stop())
             hooks.start = lambda: (stopped.append("start"), start())[1]
-            record = restore_backup(shell, settings, hooks, date=plan["date"], snapshot=plan.get("snapshot", False),
+            record = restore_backup(shell, settings, hooks, date=plan["date"],
+                                    snapshot=plan.get("snapshot", False) or plan.get("zip", False),
                                     force_unlock=plan.get("force_unlock", False))
             verdict.update(result="ok", record=record)
     except (BackupError, CommandFailed) as error:
@@ -268,10 +269,9 @@ def main(argv=None):
         else:
             say(f"packed, keeping {job['pack_days']} days of history")
     try:
-        settings = layout(job["data"], job["backups"], job["repozo"], job["python"],
-                          release=os.path.basename(current), log=job["log"], **job["options"])
+        settings = job_layout(job, os.path.basename(current))
         hooks = Hooks(quiet=args.quiet, show=say, log=lambda event, record: log_line(job["log"], event, record))
-        record = make_backup(shell, settings, hooks, full=args.full)
+        record = make_backup(shell, settings, hooks, full=args.full or job.get("full", False))
         outcome = (f"{record['kind']} backup {record['stamp']} verified" if record
                    else "no changes since the last backup: nothing to back up")
     except (BackupError, CommandFailed) as error:

@@ -425,7 +425,8 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
     run(c, commands.make_directories(posix_parent(settings.records), mode="0700")
         + " && " + commands.make_directories(
             settings.records, settings.work, settings.blob_location(snapshot),
-            *(settings.repository(s, snapshot) for s in settings.storages), mode="0700"))
+            *(settings.repository(s, snapshot) for s in settings.storages if not settings.only_blobs),
+            *((snapshots if snapshot else backups) for _, _, backups, snapshots in settings.blob_sets()), mode="0700"))
     run(c, commands.write_file(pending_path(settings), json.dumps(pending_state(settings, before, snapshot))))
     try:
         record = _back_up(c, settings, hooks, before, full, snapshot)

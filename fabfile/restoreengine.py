@@ -22,7 +22,7 @@ from .backupengine import Hooks, blob_directory, exclusive, inventory, run, tail
 from .repozo import (BackupError, Settings, blob_restore_command, parse_date, pick, readable, recover_command,
                      swap_command)
 
-LATEST = "latest"  # invoke has no optional positional arguments: `restore latest` is `restore` without a date
+LATEST = "latest"  # `restore latest` is `restore` without a date (kept for scripts that name it)
 
 
 def choose(settings: Settings, found, date: str | None, snapshot: bool) -> tuple[str, str | None]:

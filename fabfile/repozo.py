@@ -167,7 +167,7 @@ def zip_settings(settings: Settings) -> Settings:
 
 def alternative_settings(settings: Settings, source: str | dict) -> Settings:
     """Restore from backups elsewhere (collective.recipe.backup's altrestore): ``source`` is a directory
-    holding a copy of the backups (each regular location by its last name: ``filestorage/``,
+    holding a copy of the chain restored from (each of its locations by its last name: ``filestorage/``,
     ``blobstorage/``, ``filestorage-catalog/``...) or {storage name or "blobstorage": path}. The data,
     the lock and the scratch space stay the site's."""
     def where(name: str, path: str | None) -> str | None:
@@ -179,12 +179,17 @@ def alternative_settings(settings: Settings, source: str | dict) -> Settings:
             raise BackupError(f"alternative_restore_source names no {name!r} (it has: {', '.join(source)})")
         return source[name]
     storages = tuple(dataclasses.replace(s, repository=where(s.name, s.repository),
-                                         blob_backups=where(f"{s.name} blobs", s.blob_backups))
+                                         snapshots=where(s.name, s.snapshots),
+                                         blob_backups=where(f"{s.name} blobs", s.blob_backups),
+                                         blob_snapshots=where(f"{s.name} blobs", s.blob_snapshots))
                      for s in settings.storages)
     records = posixpath.join(source, "records") if isinstance(source, str) else f"{settings.records}-alternative"
+    blobs = settings.blobstorage is not None
     return dataclasses.replace(settings, storages=storages, records=records,
-                               blob_backups=where("blobstorage", settings.blob_backups) if settings.blobstorage
+                               blob_backups=where("blobstorage", settings.blob_backups) if blobs
                                else settings.blob_backups,
+                               blob_snapshots=where("blobstorage", settings.blob_snapshots) if blobs
+                               else settings.blob_snapshots,
                                state=settings.state or posix_parent(settings.records))
 
 

@@ -50,7 +50,8 @@ def question(settings: Settings, found, chosen: str, snapshot: bool) -> str:
     record = found.records.get(chosen, {})
     kind = "snapshot" if snapshot else record.get("kind", "backup")
     tag = f", release {record['release']}" if record.get("release") else ""
-    places = ", ".join([s.live for s in settings.storages] + ([settings.blobstorage] if settings.blobstorage else []))
+    places = ", ".join([s.live for s in (() if settings.only_blobs else settings.storages)]
+                       + [live for _, live, *_ in settings.blob_sets()])
     return (f"Restore the {kind} of {readable(chosen)} UTC{tag} over {places}?\n"
             f"The live data is kept aside, not deleted. Type yes to go on: ")
 

@@ -83,6 +83,19 @@ class Inventory:
                          if n == name), settings.blob_location(snapshot))
         return f"{location}/{self.blob_data(snapshot, name)['copies'].get(stamp, {}).get('name', stamp)}"
 
+    def blob_source(self, settings: Settings, stamp: str, snapshot: bool, name: str = "main") -> str | list[str]:
+        """The blob copy of ``stamp``; for a delta archive (incremental_blobs), the full archive it
+        follows and every delta up to it, oldest first."""
+        copies = self.copies(snapshot, name)
+        if not copies.get(stamp, {}).get("delta"):
+            return self.copy_path(settings, stamp, snapshot, name)
+        chain = []
+        for earlier in sorted((s for s in copies if s <= stamp), reverse=True):
+            chain.append(self.copy_path(settings, earlier, snapshot, name))
+            if not copies[earlier].get("delta"):
+                return chain[::-1]
+        raise BackupError(f"the blob archive {chain[0]} is a delta whose full archive is gone: it cannot be restored")
+
     @property
     def records(self) -> dict[str, dict]:
         return self.data["records"]
@@ -213,9 +226,7 @@ def digests(c, settings: Settings, record: dict, snapshot: bool) -> dict[str, st
     archive: ``backups`` checks them again later."""
     paths = [f"{settings.repository(s, snapshot)}/{name}" for s in settings.storages
              for name in record["files"].get(s.name, []) if not name.endswith(".dat")]
-    if record.get("blob_copy") and settings.blob_archive:
-        paths += [f"{snapshots if snapshot else backups}/{record['stamp']}{ARCHIVES[settings.blob_archive]}"
-                  for _, _, backups, snapshots in settings.blob_sets()]
+    paths += record.get("blob_archives", [])
     if not paths:
         return {}
     listed = run(c, commands.join("sha256sum", "--", *paths)).stdout
@@ -294,18 +305,20 @@ def zodb_check(c, settings: Settings, found: Inventory, path: str, blob_dir: str
 ARCHIVES = {"tar": ".tar", "tar.gz": ".tar.gz"}  # [backup] blob_archive: the suffix of each backup's archive
 
 
-def is_archive(path: str | None) -> bool:
-    return bool(path) and path.endswith(tuple(ARCHIVES.values()))
+def is_archive(path: str | list[str] | None) -> bool:
+    """A blob archive (or a chain of them: a full one and its deltas), not a copied directory."""
+    return isinstance(path, list) or (bool(path) and path.endswith(tuple(ARCHIVES.values())))
 
 
 @contextmanager
-def blob_directory(c, settings: Settings, copy: str | None):
+def blob_directory(c, settings: Settings, copy: str | list[str] | None):
     """A directory holding the blobs of ``copy``: the copy itself, or an archive unpacked into the
     scratch space for as long as the caller needs it ("" without blobs)."""
     if not is_archive(copy):
         yield copy or ""
         return
-    unpacked = f"{settings.work}/{copy.rsplit('/', 1)[-1]}.unpacked"
+    newest = copy[-1] if isinstance(copy, list) else copy
+    unpacked = f"{settings.work}/{newest.rsplit('/', 1)[-1]}.unpacked"
     run(c, unpack_archive_command(copy, unpacked))
     try:
         yield unpacked
@@ -383,6 +396,8 @@ def apply_retention(c, settings: Settings, snapshot: bool, hooks: Hooks) -> None
     paths = [f"{repo}/{name}" for repo, names in doomed.files.items() if not settings.only_blobs for name in names]
     paths += [found.copy_path(settings, stamp, snapshot) for stamp in doomed.blob_copies]
     paths += [found.copy_path(settings, stamp, snapshot, name) for name, stamps in extra.items() for stamp in stamps]
+    paths += [f"{posix_parent(path)}/{stamp_of(path.rsplit('/', 1)[-1])}.snar" for path in list(paths)
+              if is_archive(path)]  # incremental_blobs: the record of what each archive holds
     gone = {stamp_of(n) for n in doomed.files.get(main, [])} | set(doomed.blob_copies)
     kept = set(data_files(set(repositories[main]) - set(doomed.files.get(main, []))))
     kept |= set(found.copies(snapshot)) - set(doomed.blob_copies)
@@ -479,7 +494,7 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
     stamp = max(main_new or stamps)
     kind = "snapshot" if snapshot else (main_new or stamps)[stamp]
     blob_copies = {name: copy_blobs(c, settings, written, name, live, snapshots if snapshot else backups, stamp,
-                                    snapshot, hooks)
+                                    snapshot, kind, hooks)
                    for name, live, backups, snapshots in settings.blob_sets()}
     if settings.only_blobs:
         checks, problems = verify_blobs(c, blob_copies)
@@ -488,17 +503,30 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
     hooks.say(f"{kind} backup {stamp}" + ("" if problems else " verified: " + "; ".join(checks)))
     return {"stamp": stamp, "kind": kind, "release": settings.release, "verified": not problems,
             "checks": checks, "problems": problems, "files": new, "blob_copy": bool(blob_copies),
+            "blob_archives": [copy[-1] if isinstance(copy, list) else copy for copy in blob_copies.values()
+                              if is_archive(copy)],
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def copy_blobs(c, settings: Settings, written: Inventory, name: str, live: str, location: str, stamp: str,
-               snapshot: bool, hooks: Hooks) -> str:
-    """One blobstorage copied (hard links to the previous copy) or archived as the backup ``stamp``."""
+               snapshot: bool, kind: str, hooks: Hooks) -> str | list[str]:
+    """One blobstorage copied (hard links to the previous copy) or archived as the backup ``stamp``; for a
+    delta archive (incremental_blobs, an incremental backup), the chain of archives it completes."""
     label = "blobs" if name == "main" else f"blobs of {name}"
     if settings.blob_archive:
-        copy = f"{location}/{stamp}{ARCHIVES[settings.blob_archive]}"
-        with hooks.step(f"{label} ({settings.blob_archive} archive)"):
-            result = run(c, blob_archive_command(live, copy), warn=True)
+        base = None
+        if settings.incremental_blobs and kind == "incremental":
+            previous = max(written.copies(snapshot, name), default=None)
+            if previous and written.copies(snapshot, name)[previous].get("snar"):
+                base = previous
+        copy = f"{location}/{stamp}{'.delta' if base else ''}{ARCHIVES[settings.blob_archive]}"
+        snar = f"{location}/{stamp}.snar" if settings.incremental_blobs else None
+        with hooks.step(f"{label} ({settings.blob_archive} archive{', changes since ' + base if base else ''})"):
+            result = run(c, blob_archive_command(live, copy, snar, f"{location}/{base}.snar" if base else None),
+                         warn=True)
+        if base and not result.exited:
+            chain = written.blob_source(settings, base, snapshot, name)
+            return [*([chain] if isinstance(chain, str) else chain), copy]
     else:
         copy = f"{location}/{stamp}"
         previous = max((s for s, info in written.copies(snapshot, name).items() if not info.get("archive")),
@@ -516,6 +544,7 @@ def verify_blobs(c, blob_copies: dict[str, str]) -> tuple[list[str], list[str]]:
     """``only_blobs``: every copy holds as many files as its blobstorage did (an archive: its listing)."""
     checks, problems = [], []
     for name, copy in blob_copies.items():
+        copy = copy[-1] if isinstance(copy, list) else copy
         listing = commands.join("tar", "-tf", copy) if is_archive(copy) else commands.join("find", copy, "-type", "f")
         result = run(c, listing, warn=True)
         (problems if result.exited else checks).append(

@@ -57,9 +57,10 @@ OPTIONS: dict[str, Option] = {
     "full": Option("false", "full", "true: every backup is a full one"),
     "gzip": Option("true", "gzip", "repozo --gzip"),
     "gzip_blob": Option("false", "blob_archive", "CRB's old spelling of archive_blob"),
-    "incremental_blobs": Option("false", None, "not built here: a blob archive holds every blob (tar "
-                                               "--listed-incremental is not used); hard-linked copies "
-                                               "(archive_blob = false, the default) cost only the changed blobs"),
+    "incremental_blobs": Option("false", "incremental_blobs",
+                                "with archive_blob: an incremental backup's blob archive holds only what changed "
+                                "since the previous archive (GNU tar --listed-incremental, a .snar record beside "
+                                "each archive); a restore unpacks the full archive and each delta up to the date"),
     "keep": Option("2", "keep", "full backups kept, each with its incrementals (0: all)"),
     "keep_blob_days": Option("14", "keep_blob_days", "days of blob backups kept when there is no filestorage "
                                                      "backup to follow (only_blobs)"),
@@ -143,6 +144,10 @@ def translate(options: dict[str, str], where: str, path=None) -> tuple[dict[str,
             if not truth(value, at):
                 continue
             value = "tar.gz" if truth(options.get("compress_blob", "false"), at) else "tar"
+        elif name == "incremental_blobs" and truth(value, at) and not any(
+                truth(options.get(k, "false"), at) for k in ("archive_blob", "gzip_blob")) and in_buildout:
+            said.append(f"{at}: ignored: incremental_blobs is used only with archive_blob = true")
+            continue
         elif name == "compress_blob":
             truth(value, at)
             if not any(truth(options.get(k, "false"), at) for k in ("archive_blob", "gzip_blob")):

@@ -65,7 +65,7 @@ SCHEMA: dict[str, dict[str, str]] = {
                # collective.recipe.backup's own (``crb.py``): the keys it sets here, or a warning at load time
                "zip_location": "backup_path", "blob_zip_location": "backup_path", "only_blobs": "bool",
                "debug": "bool", "full": "bool", "use_rsync": "bool", "rsync_options": "rsync_options",
-               "rsync_hard_links_on_first_copy": "bool", "enable_snapshotrestore": "bool",
+               "rsync_hard_links_on_first_copy": "bool", "enable_snapshotrestore": "bool", "incremental_blobs": "bool",
                "enable_zipbackup": "bool", "alternative_restore_source": "alternative", "locationprefix": "site_path"},
     "notify": {"webhook": "str", "syslog": "str"},
     "hooks": {"before_deploy": "hook", "before_switch": "hook", "after_switch": "hook", "after_rollback": "hook",
@@ -198,6 +198,7 @@ class HostConfig:
     backup_use_rsync: bool = True
     backup_rsync_options: tuple[str, ...] = ()
     backup_link_first_copy: bool = False
+    backup_incremental_blobs: bool = False
     backup_enable_snapshotrestore: bool = True
     backup_enable_zipbackup: bool = True
     backup_alternative_source: tuple[tuple[str, str], ...] = ()  # (storage name or "blobstorage", path)
@@ -224,7 +225,8 @@ class HostConfig:
                     gzip=self.backup_gzip, verify=self.backup_verify, pre_command=self.backup_pre_command,
                     post_command=self.backup_post_command, blob_archive=self.backup_blob_archive,
                     only_blobs=self.backup_only_blobs, verbose=self.backup_debug, use_rsync=self.backup_use_rsync,
-                    rsync_options=self.backup_rsync_options, link_first_copy=self.backup_link_first_copy)
+                    rsync_options=self.backup_rsync_options, link_first_copy=self.backup_link_first_copy,
+                    incremental_blobs=self.backup_incremental_blobs)
 
     @property
     def backups_dir(self) -> str:
@@ -719,7 +721,12 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
         backup_enable_snapshotrestore=get("backup", "enable_snapshotrestore", True),
         backup_enable_zipbackup=get("backup", "enable_zipbackup", True),
         backup_alternative_source=get("backup", "alternative_restore_source", ()),
-        backup_prefix=get("backup", "locationprefix"), warnings=warnings,
+        backup_prefix=get("backup", "locationprefix"),
+        backup_incremental_blobs=get("backup", "incremental_blobs", False) and bool(get("backup", "blob_archive")),
+        warnings=warnings + ((f"{_origin(values, 'backup', 'incremental_blobs')}: [backup] incremental_blobs: "
+                              f"ignored: it is used only with archive_blob = true (blob_archive = tar)",)
+                             if get("backup", "incremental_blobs", False) and not get("backup", "blob_archive")
+                             else ()),
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
         hooks=tuple((key, get("hooks", key)) for key in SCHEMA["hooks"] if key != "hook_timeout"
                     and key in values.get("hooks", {})),

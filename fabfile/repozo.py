@@ -74,6 +74,7 @@ class Settings:
     use_rsync: bool = True                 # false: blobs copied with cp -a
     rsync_options: tuple[str, ...] = ()    # more options for rsync -a
     link_first_copy: bool = False          # the first blob copy hard-links the live blobs
+    incremental_blobs: bool = False        # blob archives: tar --listed-incremental deltas between fulls
     blob_zips: str = ""                    # zipbackup: the blobs' archive, apart from everything else
     state: str | None = None               # where the lock and the pending note are (default: beside records)
 
@@ -311,25 +312,38 @@ def blob_copy_command(source: str, target: str, previous: str | None, rsync: boo
     return commands.and_then(copy, commands.join("mv", "-T", partial, target))
 
 
-def blob_archive_command(source: str, archive: str) -> str:
-    """The blobstorage as one tar (``.tar.gz``: gzipped) archive, written as ``.partial`` first."""
+def blob_archive_command(source: str, archive: str, snar: str | None = None, base: str | None = None) -> str:
+    """The blobstorage as one tar (``.tar.gz``: gzipped) archive, written as ``.partial`` first.
+
+    With ``snar`` (incremental_blobs) tar records what it archived there (``--listed-incremental``),
+    starting from a copy of ``base``, the record of the previous archive: then only what changed since
+    is archived (a delta). The previous record is never changed, so a delta cut short costs nothing."""
     partial = f"{archive}.partial"
     create = "-czf" if archive.endswith(".gz") else "-cf"
-    return commands.and_then(commands.join("tar", create, partial, "-C", source, "."),
+    if not snar:
+        return commands.and_then(commands.join("tar", create, partial, "-C", source, "."),
+                                 commands.join("mv", "-T", partial, archive))
+    start = commands.join("cp", base, f"{snar}.partial") if base else commands.remove(f"{snar}.partial")
+    return commands.and_then(start, commands.join("tar", create, partial, f"--listed-incremental={snar}.partial",
+                                                  "-C", source, "."),
+                             commands.join("mv", "-T", f"{snar}.partial", snar),
                              commands.join("mv", "-T", partial, archive))
 
 
-def unpack_archive_command(archive: str, target: str) -> str:
-    """A blob archive unpacked into a fresh ``target`` directory (0700, as the blobstorage)."""
-    extract = "-xzf" if archive.endswith(".gz") else "-xf"
-    return commands.and_then(commands.remove(target), commands.make_directories(target, mode="0700"),
-                             commands.join("tar", extract, archive, "-C", target))
+def unpack_archive_command(archive: str | list[str], target: str) -> str:
+    """A blob archive (or a full archive and its deltas, in order) unpacked into a fresh ``target``
+    directory (0700, as the blobstorage); deltas with what they record as deleted taken out."""
+    archives = [archive] if isinstance(archive, str) else archive
+    incremental = ["--listed-incremental=/dev/null"] if len(archives) > 1 else []
+    return commands.and_then(commands.remove(target), commands.make_directories(target, mode="0700"), *(
+        commands.join("tar", "-xzf" if path.endswith(".gz") else "-xf", path, *incremental, "-C", target)
+        for path in archives))
 
 
-def blob_restore_command(copy: str, target: str, rsync: bool, options: tuple[str, ...] = ()) -> str:
+def blob_restore_command(copy: str | list[str], target: str, rsync: bool, options: tuple[str, ...] = ()) -> str:
     """A plain copy of a blob backup into ``target`` (never linked: live blobs are the site's own);
     an archive is unpacked there."""
-    if copy.endswith((".tar", ".tar.gz")):
+    if not isinstance(copy, str) or copy.endswith((".tar", ".tar.gz")):
         return unpack_archive_command(copy, target)
     if rsync:
         return commands.join("rsync", "-a", *options, "--delete", f"{copy}/", f"{target}/")

@@ -76,7 +76,7 @@ def prepare(c, settings: Settings, found, date: str | None, copy: str | None, sn
     if copy:
         with hooks.step(f"copy the blobs of {copy}"):
             for name, live, *_ in settings.blob_sets():
-                source = found.copy_path(settings, copy, snapshot, name)
+                source = found.blob_source(settings, copy, snapshot, name)
                 run(c, blob_restore_command(source, f"{live}.restoring", found.data["rsync"] and settings.use_rsync,
                                             settings.rsync_options))
 
@@ -85,7 +85,7 @@ def blob_copy_of(settings: Settings, found, storage, copy: str | None, snapshot:
     """The blob copy of ``storage`` that belongs to the backup ``copy``; None without blobs."""
     if not copy or not settings.blob_of(storage):
         return None
-    return found.copy_path(settings, copy, snapshot, "main" if storage is settings.main else storage.name)
+    return found.blob_source(settings, copy, snapshot, "main" if storage is settings.main else storage.name)
 
 
 def discard(c, settings: Settings) -> None:

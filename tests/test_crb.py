@@ -95,7 +95,7 @@ SAMPLES = {
     "ziplocation": ("/mnt/zip", lambda c: ("zip_location", "/mnt/zip") in c.backup_locations),
     "blob_timestamps": ("true", None),
     "enable_fullbackup": ("true", None),
-    "incremental_blobs": ("true", None),
+    "incremental_blobs": ("true", None),  # alone it means nothing: said; with archive_blob below
 }
 
 
@@ -128,6 +128,11 @@ def test_each_crb_option_is_taken_or_said_why_not_at_load_time(tmp_path, name):
 def test_compress_blob_with_archive_blob_makes_gzipped_archives(tmp_path):
     config = config_with(tmp_path, "archive_blob = true\ncompress_blob = true")
     assert config.backup_blob_archive == "tar.gz" and not config.warnings
+
+
+def test_incremental_blobs_with_archive_blob_makes_delta_archives(tmp_path):
+    config = config_with(tmp_path, "archive_blob = true\nincremental_blobs = true")
+    assert config.backup_incremental_blobs and config.backup_options["incremental_blobs"] and not config.warnings
 
 
 def test_a_crb_name_and_ours_for_the_same_setting_are_refused(tmp_path):
@@ -235,6 +240,31 @@ def test_altrestore_from_a_copied_directory_restores_that_copy(here, tmp_path_fa
     record = restores.restore_backup(invoke.Context(), variant(settings, source=str(elsewhere)), hooks())
     assert state(here / "var/filestorage/Data.fs", here / "var/blobstorage") == then
     assert record["stamp"] in {p.stem for p in (elsewhere / "records").iterdir()}
+
+
+def test_incremental_blobs_archive_only_what_changed_and_restore_each_date(here):
+    settings = backups.local_settings(here, blob_archive="tar", incremental_blobs=True)
+    fs, blobs = here / "var/filestorage/Data.fs", here / "var/blobstorage"
+    full = backups.make_backup(invoke.Context(), settings, hooks())
+    at_full = state(fs, blobs)
+    commit(fs, blobs, second=b"second blob " * 1000)
+    delta = backups.make_backup(invoke.Context(), settings, hooks())
+    at_delta = state(fs, blobs)
+    commit(fs, blobs, third=b"third blob")
+    later = backups.make_backup(invoke.Context(), settings, hooks())
+    at_later = state(fs, blobs)
+    location = here / "var/backups/blobstorage"
+    names = sorted(p.name for p in location.iterdir())
+    assert names == sorted([f"{full['stamp']}.tar", f"{full['stamp']}.snar", f"{delta['stamp']}.delta.tar",
+                            f"{delta['stamp']}.snar", f"{later['stamp']}.delta.tar", f"{later['stamp']}.snar"])
+    assert all(record["verified"] for record in (full, delta, later))
+    listed = subprocess.run(["tar", "-tvf", str(location / f"{later['stamp']}.delta.tar")], capture_output=True,
+                            text=True, check=True).stdout
+    assert listed.count(".blob") == 1  # the third blob only, not the first two
+    for record, expected in ((delta, at_delta), (full, at_full), (later, at_later)):
+        restores.restore_backup(invoke.Context(), settings, hooks(), date=record["stamp"])
+        assert state(fs, blobs) == expected
+        assert len(list(blobs.rglob("*.blob"))) == len(expected)  # no blob of a later delta
 
 
 def test_only_blobs_backs_up_and_restores_the_blobstorage_and_nothing_else(here):

@@ -17,10 +17,12 @@ from fabfile import restore as restores
 from fabfile import hostconfig, pin as pins, platforms
 from fabfile import init as inits
 from fabfile import newsite
+from fabfile.arguments import optional_positional
 from fabfile.buildoutfiles import ProfileError
 from fabfile.dists import DistError
 from fabfile.repozo import BackupError
 from fabfile.eggs import EggBuildError
+from fabfile import site
 from fabfile.site import CACHE
 from sandbox import sshd
 from sandbox.load import Load
@@ -143,9 +145,11 @@ RELEASE_ERRORS = (hostconfig.ConfigError, ProfileError, EggBuildError, DistError
 
 def _config(host: str) -> hostconfig.HostConfig:
     try:
-        return hostconfig.resolve(host)
+        config = hostconfig.resolve(host)
     except hostconfig.ConfigError as error:
         raise Exit(str(error), 2)
+    site.warn(config)
+    return config
 
 
 @task(name="release-eggs", help={"host": "the hostconfig whose buildout to release (default: sandbox)",
@@ -224,34 +228,43 @@ def new_site(c, name, kind="plain", modules=""):
     print(f"ports {', '.join(map(str, site.ports))}; next: fab -H {name}-sandbox deploy")
 
 
-BACKUP_HELP = {"directory": "a buildout directory, or a site's root on its host (default: example/)",
-               "keep": "full backups to keep (0: all)"}
+HERE_HELP = {"directory": "a site's root (the settings its deploy left there) or a buildout directory",
+             "host": "the hostconfig whose site (deployed on this machine) to use; default: sandbox's, or the "
+                     "settings its deploy left there", "keep": "full backups to keep (0: all)"}
 
 
-@task(help={**BACKUP_HELP, "full": "a full backup, not an incremental one",
-            "snapshot": "a full backup kept apart from the regular ones",
-            "quiet": "print nothing unless something fails (for cron)"})
-def backup(c, directory=str(HERE / "example"), full=False, snapshot=False, quiet=False, keep=2):
-    """Back up the data of a buildout on this machine: repozo and blobs, verified."""
+def _here(c, directory, host, keep):
+    """The settings and the hooks of invoke backup/restore; the lock names this process."""
+    c.owner_pid = os.getpid()
+    return backups.here_settings(directory, host, dry=bool(c.config.run.dry),
+                                 **({"keep": int(keep)} if keep is not None else {}))
+
+
+@task(help={**HERE_HELP, **backups.BACKUP_HELP})
+def backup(c, directory=None, host=None, full=False, snapshot=False, zip=False, quiet=False, keep=None):
+    """Back up a site's data on this machine, as fab backup does: repozo and blobs, verified."""
     try:
-        settings = backups.local_settings(Path(directory), dry=bool(c.config.run.dry), keep=int(keep))
-        backups.make_backup(c, settings, backups.local_hooks(c, settings, quiet), full=full, snapshot=snapshot)
+        settings = backups.variant(_here(c, directory, host, keep), zip=zip)
+        backups.make_backup(c, settings, backups.local_hooks(c, settings, quiet), full=full, snapshot=snapshot or zip)
     except BackupError as error:
         raise Exit(str(error), 1)
 
 
-@task(positional=["date"],
-      help={**BACKUP_HELP, "date": "the UTC time to restore, yyyy-mm-dd[-hh[-mm[-ss]]], or latest",
-            "snapshot": "restore from the snapshots", "no_prompt": "do not ask for yes first"})
-def restore(c, date=None, directory=str(HERE / "example"), snapshot=False, no_prompt=False, keep=2):
-    """Restore a backup of a buildout's data on this machine (stop its processes first)."""
+@task(positional=["date"], help={**HERE_HELP, **restores.RESTORE_HELP})
+def restore(c, date=None, directory=None, host=None, snapshot=False, zip=False, from_=None, alternative=False,
+            no_prompt=False, keep=None):
+    """Restore a backup of a site's data on this machine (stop its processes first); the newest without a date."""
     try:
-        settings = backups.local_settings(Path(directory), dry=bool(c.config.run.dry), keep=int(keep))
+        source = restores.source_of(_config(host or "sandbox"), from_, alternative) if alternative else from_
+        settings = backups.variant(_here(c, directory, host, keep), zip=zip, source=source)
         hooks = backups.local_hooks(c, settings)
         hooks.confirm = (lambda text: True) if no_prompt else restores.ask
-        restores.restore_backup(c, settings, hooks, date=date, snapshot=snapshot)
+        restores.restore_backup(c, settings, hooks, date=date, snapshot=snapshot or zip)
     except BackupError as error:
         raise Exit(str(error), 1)
+
+
+optional_positional(restore, "date")
 
 
 ns = Collection(sandbox, demo, demo_stop, bench, release_eggs, pin, bundle, init, new_site, backup, restore)

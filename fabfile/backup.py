@@ -8,6 +8,7 @@ of backups, the deploy's backup before the switch.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -19,11 +20,12 @@ from fabric import task
 from invoke import Exit
 from rich.markup import escape
 
-from . import backupengine, commands, datajob, output
+from . import backupengine, commands, datajob, hostconfig, output, schedule
 # the engine's names that restore.py, releases.py, tasks.py and the tests use through this module
 from .backupengine import Inventory, exclusive, inventory, make_backup, run, tail, zodb_check  # noqa: F401
 from .events import log_event
-from .repozo import BackupError, Settings, layout, readable, stamp_of
+from .hostconfig import HostConfig
+from .repozo import BackupError, Settings, job_layout, layout, readable, stamp_of, variant
 from .site import Site, open_site, who
 
 
@@ -70,12 +72,17 @@ def rows(settings: Settings, found: Inventory) -> list[list[str]]:
 
 # -- on a host -------------------------------------------------------------
 
-def site_settings(site: Site, release: str | None) -> Settings:
-    """Settings for the site on the host: data in ``<root>/var``, backups in ``<root>/backups``."""
+def config_settings(config: HostConfig, release: str | None, dry: bool = False) -> Settings:
+    """Settings for a site as its hostconfig says: data in ``<root>/var``, backups in ``<root>/backups``
+    (or the ``[backup]`` locations); the same as the job's ``settings.json`` makes."""
+    return job_layout(schedule.job_settings(config), release, dry=dry)
+
+
+def site_settings(site: Site, release: str | None, zip: bool = False, source=None) -> Settings:
+    """Settings for the site on the host (``zip``: those of ``--zip``; ``source``: restore from there)."""
     config = site.config
     try:
-        return layout(site.path("var"), site.path("backups"), site.path("current", "bin", "repozo"),
-                      config.python, **config.backup_options, release=release, dry=site.dry)
+        return variant(config_settings(config, release, site.dry), zip=zip, source=source)
     except BackupError as error:
         raise Exit(f"{config.path}: [backup] {error}", 2)
 
@@ -115,18 +122,24 @@ def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | N
     return record
 
 
-@task(help={"full": "a full backup, not an incremental one", "snapshot": "a full backup kept apart "
-            "from the regular ones", "quiet": "print nothing unless something fails (for cron)",
-            "force_unlock": "remove the backup lock first, whatever holds it"})
-def backup(c, full=False, snapshot=False, quiet=False, force_unlock=False):
+BACKUP_HELP = {"full": "a full backup, not an incremental one",
+               "snapshot": "a full backup kept apart from the regular ones",
+               "zip": "one full backup with the blobs as one archive, kept apart (zipbackup)",
+               "quiet": "print nothing unless something fails (for cron)"}
+
+
+@task(help={**BACKUP_HELP, "force_unlock": "remove the backup lock first, whatever holds it"})
+def backup(c, full=False, snapshot=False, zip=False, quiet=False, force_unlock=False):
     """Back up the site's filestorages and blobs on the host, verified, tagged with the release."""
     site = open_site(c)
+    if zip and not site.config.backup_enable_zipbackup:
+        raise Exit(f"backup --zip is turned off: {site.config.path}: [backup] enable_zipbackup = false", 2)
     facts = site.facts()
-    settings = site_settings(site, facts.current)
+    settings = site_settings(site, facts.current, zip=zip)
     if site.dry:
         output.say(f"\\[dry] would back up {', '.join(s.live for s in settings.storages)} and {settings.blobstorage}")
         return
-    verdict = datajob.run(site, "backup", release=facts.current, full=full, snapshot=snapshot, quiet=quiet,
+    verdict = datajob.run(site, "backup", release=facts.current, full=full, snapshot=snapshot, zip=zip, quiet=quiet,
                           force_unlock=force_unlock)
     if verdict["result"] != "ok":
         raise Exit(verdict.get("error", "the backup failed"), 1)
@@ -171,6 +184,35 @@ def local_settings(directory: Path, dry: bool = False, **options) -> Settings:
         repozo = built if built.exists() else Path(sys.executable).parent / "repozo"
         backups_dir = directory / "var" / "backups"
     return layout(str(directory / "var"), str(backups_dir), str(repozo), sys.executable, dry=dry, **options)
+
+
+def here_settings(directory: str | None, host: str | None, dry: bool = False, **options) -> Settings:
+    """What ``invoke backup``/``restore`` use on this machine, so that they write the chain ``fab backup``
+    writes, under its lock: with ``--host``, the site that hostconfig names (its root must be here); on a
+    site's root (``--directory``, or the root of the default ``sandbox`` host), the settings the deploy left
+    there (``current/.deploy/backup-job/settings.json``), else its hostconfig's; on a buildout directory,
+    its ``var/`` with backups in ``var/backups``."""
+    if directory and not host:
+        path = Path(directory).resolve()
+        left = path / "current" / schedule.JOB_DIR / "settings.json"
+        if left.is_file():
+            return job_layout(json.loads(left.read_text()), (path / "current").resolve().name, dry=dry, **options)
+        return local_settings(path, dry, **options)
+    try:
+        config = hostconfig.resolve(host or "sandbox")
+    except hostconfig.ConfigError as error:
+        raise BackupError(str(error)) from None
+    root = Path(config.root)
+    if directory and Path(directory).resolve() != root:
+        raise BackupError(f"--directory {directory} is not the root of host {config.name} ({config.root}): give one")
+    if not (root / "current").is_dir():
+        raise BackupError(f"the site of {config.name} is {config.root} on {config.address}, not deployed on this "
+                          f"machine: run invoke backup there (--directory {config.root}), or fab -H {config.name} "
+                          f"backup from here; for a buildout here, --directory DIR")
+    left = root / "current" / schedule.JOB_DIR / "settings.json"
+    if not host and left.is_file():
+        return job_layout(json.loads(left.read_text()), (root / "current").resolve().name, dry=dry, **options)
+    return dataclasses.replace(config_settings(config, (root / "current").resolve().name, dry), **options)
 
 
 def local_hooks(c, settings: Settings, quiet: bool = False) -> Hooks:

@@ -67,15 +67,34 @@ class Inventory:
         """{stamp: full or incremental} of a storage's data files."""
         return data_files(self.files(storage, snapshot))
 
-    def copies(self, snapshot: bool) -> dict[str, dict]:
+    def blob_data(self, snapshot: bool, name: str = "main") -> dict:
+        """What was found in a blob backup location: the main blobstorage's, or an additional one's."""
+        key = "blob_snapshots" if snapshot else "blob_backups"
+        return self.data[key] if name == "main" else self.data["blobs"][name][key]
+
+    def copies(self, snapshot: bool, name: str = "main") -> dict[str, dict]:
         """{stamp: info} of the complete blob copies (directories) and archives (``info["name"]``)."""
-        found = self.data["blob_snapshots" if snapshot else "blob_backups"]["copies"]
+        found = self.blob_data(snapshot, name)["copies"]
         return {stamp: info for stamp, info in found.items() if not stamp.endswith(".partial")}
 
-    def copy_path(self, settings: Settings, stamp: str, snapshot: bool) -> str:
+    def copy_path(self, settings: Settings, stamp: str, snapshot: bool, name: str = "main") -> str:
         """Where the blob copy or archive of ``stamp`` is."""
-        found = self.data["blob_snapshots" if snapshot else "blob_backups"]["copies"]
-        return f"{settings.blob_location(snapshot)}/{found.get(stamp, {}).get('name', stamp)}"
+        location = next((snapshots if snapshot else backups for n, _, backups, snapshots in settings.blob_sets()
+                         if n == name), settings.blob_location(snapshot))
+        return f"{location}/{self.blob_data(snapshot, name)['copies'].get(stamp, {}).get('name', stamp)}"
+
+    def blob_source(self, settings: Settings, stamp: str, snapshot: bool, name: str = "main") -> str | list[str]:
+        """The blob copy of ``stamp``; for a delta archive (incremental_blobs), the full archive it
+        follows and every delta up to it, oldest first."""
+        copies = self.copies(snapshot, name)
+        if not copies.get(stamp, {}).get("delta"):
+            return self.copy_path(settings, stamp, snapshot, name)
+        chain = []
+        for earlier in sorted((s for s in copies if s <= stamp), reverse=True):
+            chain.append(self.copy_path(settings, earlier, snapshot, name))
+            if not copies[earlier].get("delta"):
+                return chain[::-1]
+        raise BackupError(f"the blob archive {chain[0]} is a delta whose full archive is gone: it cannot be restored")
 
     @property
     def records(self) -> dict[str, dict]:
@@ -108,7 +127,7 @@ def inventory(c, settings: Settings, sizes: bool = False) -> Inventory:
     described = json.dumps({"sizes": sizes,
         "storages": [vars(s) for s in settings.storages], "blobstorage": settings.blobstorage,
         "blob_backups": settings.blob_backups, "blob_snapshots": settings.blob_snapshots,
-        "records": settings.records, "repozo": settings.repozo,
+        "records": settings.records, "repozo": settings.repozo, "blob_sets": settings.blob_sets()[1:],
     })
     return Inventory(json.loads(run(c, commands.python(settings.python, onhost.source("backups"), described)).stdout))
 
@@ -121,13 +140,19 @@ def explained(text: str) -> str:
     return f"disk full: {text}" if any(words in text for words in DISK_FULL) else text
 
 
+def state_dir(settings: Settings) -> str:
+    """Where the lock and the pending note live: beside the records (the site's, for a zip or an
+    alternative restore)."""
+    return settings.state or posix_parent(settings.records)
+
+
 def lock_path(settings: Settings) -> str:
-    return f"{posix_parent(settings.records)}/.lock"
+    return f"{state_dir(settings)}/.lock"
 
 
 def pending_path(settings: Settings) -> str:
     """What was there before the backup that runs, so that one killed half-way can be undone."""
-    return f"{posix_parent(settings.records)}/.pending.json"
+    return f"{state_dir(settings)}/.pending.json"
 
 
 def _take(c, lock_dir: str, holder: str, owner: int | None):
@@ -149,9 +174,9 @@ def exclusive(c, settings: Settings, purpose: str, say: Callable[[str], None] = 
     lock_dir = lock_path(settings)
     owner = getattr(c, "owner_pid", None)
     holder = f"{who()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')} for {purpose}"
-    made = run(c, commands.make_directories(posix_parent(settings.records), mode="0700"), warn=True)
+    made = run(c, commands.make_directories(state_dir(settings), mode="0700"), warn=True)
     if made.exited:
-        raise BackupError(explained(f"cannot make {posix_parent(settings.records)}: {tail(made)}"))
+        raise BackupError(explained(f"cannot make {state_dir(settings)}: {tail(made)}"))
     if force_unlock:
         run(c, commands.release_lock(lock_dir))
     taken = _take(c, lock_dir, holder, owner)
@@ -191,6 +216,8 @@ def pending_state(settings: Settings, before: Inventory, snapshot: bool) -> dict
     return {"snapshot": snapshot, "before": {
         "storages": {s.name: {chain: {"files": before.files(s, snapshot)}} for s in settings.storages},
         key: {"copies": {name: {} for name in before.data[key]["copies"]}},
+        "blobs": {name: {key: {"copies": {n: {} for n in before.blob_data(snapshot, name)["copies"]}}}
+                  for name, *_ in settings.blob_sets()[1:]},
         "records": {name: {} for name in before.records}}}
 
 
@@ -199,8 +226,7 @@ def digests(c, settings: Settings, record: dict, snapshot: bool) -> dict[str, st
     archive: ``backups`` checks them again later."""
     paths = [f"{settings.repository(s, snapshot)}/{name}" for s in settings.storages
              for name in record["files"].get(s.name, []) if not name.endswith(".dat")]
-    if record.get("blob_copy") and settings.blob_archive:
-        paths.append(f"{settings.blob_location(snapshot)}/{record['stamp']}{ARCHIVES[settings.blob_archive]}")
+    paths += record.get("blob_archives", [])
     if not paths:
         return {}
     listed = run(c, commands.join("sha256sum", "--", *paths)).stdout
@@ -252,9 +278,15 @@ def problems_before_backup(settings: Settings, found: Inventory, full: bool, sna
             problems.append(f"cannot write to {settings.repository(storage, snapshot)}")
     if settings.blobstorage and not found.data["blobstorage"]["exists"]:
         problems.append(f"no blobstorage at {settings.blobstorage}")
+    problems += [f"no blobstorage at {live}" for name, live, *_ in settings.blob_sets()[1:]
+                 if not found.data["blobs"][name]["blobstorage"]["exists"]]
+    if settings.only_blobs:
+        problems = [p for p in problems if not p.startswith(("no filestorage", "cannot write to"))]
+        if not settings.blobstorage:
+            problems.append("only_blobs = true, but there is no blobstorage to back up")
     if not found.data[("blob_snapshots" if snapshot else "blob_backups")]["writable"]:
         problems.append(f"cannot write to {settings.blob_location(snapshot)}")
-    if not found.data["repozo"]["exists"]:
+    if not found.data["repozo"]["exists"] and not settings.only_blobs:
         problems.append(f"no repozo at {settings.repozo}")
     needed = sum(found.data["storages"][s.name]["live"]["size"] for s in settings.storages)
     full = full or snapshot or not found.stamps(settings.main, snapshot)
@@ -273,18 +305,20 @@ def zodb_check(c, settings: Settings, found: Inventory, path: str, blob_dir: str
 ARCHIVES = {"tar": ".tar", "tar.gz": ".tar.gz"}  # [backup] blob_archive: the suffix of each backup's archive
 
 
-def is_archive(path: str | None) -> bool:
-    return bool(path) and path.endswith(tuple(ARCHIVES.values()))
+def is_archive(path: str | list[str] | None) -> bool:
+    """A blob archive (or a chain of them: a full one and its deltas), not a copied directory."""
+    return isinstance(path, list) or (bool(path) and path.endswith(tuple(ARCHIVES.values())))
 
 
 @contextmanager
-def blob_directory(c, settings: Settings, copy: str | None):
+def blob_directory(c, settings: Settings, copy: str | list[str] | None):
     """A directory holding the blobs of ``copy``: the copy itself, or an archive unpacked into the
     scratch space for as long as the caller needs it ("" without blobs)."""
     if not is_archive(copy):
         yield copy or ""
         return
-    unpacked = f"{settings.work}/{copy.rsplit('/', 1)[-1]}.unpacked"
+    newest = copy[-1] if isinstance(copy, list) else copy
+    unpacked = f"{settings.work}/{newest.rsplit('/', 1)[-1]}.unpacked"
     run(c, unpack_archive_command(copy, unpacked))
     try:
         yield unpacked
@@ -302,10 +336,11 @@ def undo(c, settings: Settings, before: Inventory, snapshot: bool) -> None:
         doomed += [f"{repo}/{name}" for name in new if name not in old]
         cut += [truncate_command(f"{repo}/{name}", size) for name, size in old.items()
                 if name.endswith(".dat") and new.get(name, size) != size]
-    location = settings.blob_location(snapshot)
-    key = "blob_snapshots" if snapshot else "blob_backups"
-    doomed += [f"{location}/{info.get('name', n)}" for n, info in now.data[key]["copies"].items()
-               if n not in before.data[key]["copies"]]
+    for name, _, backups, snapshots in settings.blob_sets() or [("main", None, settings.blob_backups,
+                                                                 settings.blob_snapshots)]:
+        location, old = (snapshots if snapshot else backups), before.blob_data(snapshot, name)["copies"]
+        doomed += [f"{location}/{info.get('name', n)}" for n, info in now.blob_data(snapshot, name)["copies"].items()
+                   if n not in old]
     doomed += [f"{settings.records}/{n}.json" for n in now.records if n not in before.records]
     steps = cut + ([commands.remove(*doomed)] if doomed else [])
     if steps:
@@ -313,7 +348,7 @@ def undo(c, settings: Settings, before: Inventory, snapshot: bool) -> None:
 
 
 def verify(c, settings: Settings, found: Inventory, stamp: str, kind: str, snapshot: bool,
-           new: dict[str, list[str]], blob_copy: str | None, hooks: Hooks) -> tuple[list[str], list[str]]:
+           new: dict[str, list[str]], blob_copies: dict[str, str], hooks: Hooks) -> tuple[list[str], list[str]]:
     """Check every repository written: repozo -V; for full backups (or always) instead a recover
     with -w, which runs the same checks on the fly, into a file then opened with ZODB."""
     checks, problems = [], []
@@ -331,7 +366,7 @@ def verify(c, settings: Settings, found: Inventory, stamp: str, kind: str, snaps
             result = run(c, recover_command(settings, settings.repository(storage, snapshot), recovered, None),
                          warn=True)
             if not result.exited:
-                with blob_directory(c, settings, blob_copy if storage is settings.main else None) as blobs:
+                with blob_directory(c, settings, blob_copies.get(storage.name)) as blobs:
                     result = zodb_check(c, settings, found, recovered, blobs)
             run(c, commands.remove(recovered, f"{recovered}.index", f"{recovered}.part"))
             if result.exited:
@@ -348,12 +383,21 @@ def apply_retention(c, settings: Settings, snapshot: bool, hooks: Hooks) -> None
     found = inventory(c, settings)
     repositories = {settings.repository(s, snapshot): list(found.files(s, snapshot)) for s in settings.storages}
     main = settings.repository(settings.main, snapshot)
+    if settings.only_blobs:  # no repozo chain: a snapshot's blobs count as full backups, kept by number
+        repositories = {main: [f"{stamp}.fs" for stamp in found.copies(snapshot)] if snapshot else []}
+    now = datetime.now(timezone.utc)
     doomed = retention.plan(repositories, main, found.copies(snapshot), settings.keep,
-                            0 if snapshot else settings.keep_blob_days, datetime.now(timezone.utc))
-    if not doomed:
+                            0 if snapshot else settings.keep_blob_days, now)
+    extra = {name: retention.blob_copies_to_remove(found.copies(snapshot, name), repositories.get(main, []),
+                                                   settings.keep, 0 if snapshot else settings.keep_blob_days, now)
+             for name, *_ in settings.blob_sets()[1:]}
+    if not doomed and not any(extra.values()):
         return
-    paths = [f"{repo}/{name}" for repo, names in doomed.files.items() for name in names]
+    paths = [f"{repo}/{name}" for repo, names in doomed.files.items() if not settings.only_blobs for name in names]
     paths += [found.copy_path(settings, stamp, snapshot) for stamp in doomed.blob_copies]
+    paths += [found.copy_path(settings, stamp, snapshot, name) for name, stamps in extra.items() for stamp in stamps]
+    paths += [f"{posix_parent(path)}/{stamp_of(path.rsplit('/', 1)[-1])}.snar" for path in list(paths)
+              if is_archive(path)]  # incremental_blobs: the record of what each archive holds
     gone = {stamp_of(n) for n in doomed.files.get(main, [])} | set(doomed.blob_copies)
     kept = set(data_files(set(repositories[main]) - set(doomed.files.get(main, []))))
     kept |= set(found.copies(snapshot)) - set(doomed.blob_copies)
@@ -396,7 +440,8 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
     run(c, commands.make_directories(posix_parent(settings.records), mode="0700")
         + " && " + commands.make_directories(
             settings.records, settings.work, settings.blob_location(snapshot),
-            *(settings.repository(s, snapshot) for s in settings.storages), mode="0700"))
+            *(settings.repository(s, snapshot) for s in settings.storages if not settings.only_blobs),
+            *((snapshots if snapshot else backups) for _, _, backups, snapshots in settings.blob_sets()), mode="0700"))
     run(c, commands.write_file(pending_path(settings), json.dumps(pending_state(settings, before, snapshot))))
     try:
         record = _back_up(c, settings, hooks, before, full, snapshot)
@@ -427,8 +472,9 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
 
 
 def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool, snapshot: bool) -> dict | None:
-    with hooks.step("repozo " + ("snapshot" if snapshot else "full" if full else "backup")):
-        for storage in settings.storages:
+    with hooks.step("repozo " + ("snapshot" if snapshot else "full" if full else "backup")) \
+            if not settings.only_blobs else nullcontext():
+        for storage in (() if settings.only_blobs else settings.storages):
             result = run(c, backup_command(settings, storage, full=full, snapshot=snapshot), warn=True)
             if result.exited:
                 raise BackupError(f"repozo failed backing up {storage.live} (exit {result.exited}): "
@@ -437,6 +483,8 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
     new = {s.name: sorted(set(written.files(s, snapshot)) - set(before.files(s, snapshot)))
            for s in settings.storages}
     stamps = {stamp: kind for s in settings.storages for stamp, kind in data_files(new[s.name]).items()}
+    if settings.only_blobs:  # no repozo file names the moment: the blob copies take the time of now
+        stamps = {written.data["now"]: "snapshot" if snapshot else "blobs"}
     if not stamps:
         previous = max(before.stamps(settings.main, snapshot), default="never")
         hooks.say(f"no changes since the backup of {readable(previous) if previous != 'never' else previous}: "
@@ -445,27 +493,64 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
     main_new = data_files(new[settings.main.name])
     stamp = max(main_new or stamps)
     kind = "snapshot" if snapshot else (main_new or stamps)[stamp]
-    blob_copy = None
-    if settings.blobstorage and settings.blob_archive:
-        blob_copy = f"{settings.blob_location(snapshot)}/{stamp}{ARCHIVES[settings.blob_archive]}"
-        with hooks.step(f"blobs ({settings.blob_archive} archive)"):
-            result = run(c, blob_archive_command(settings.blobstorage, blob_copy), warn=True)
-    elif settings.blobstorage:
-        location = settings.blob_location(snapshot)
-        previous = max((s for s, info in written.copies(snapshot).items() if not info.get("archive")), default=None)
-        with hooks.step("blobs" + (f" (unchanged ones linked to {previous})" if previous else "")):
-            result = run(c, blob_copy_command(settings.blobstorage, f"{location}/{stamp}",
-                                               f"{location}/{previous}" if previous else None,
-                                               written.data["rsync"]), warn=True)
-        blob_copy = f"{location}/{stamp}"
-    if settings.blobstorage and result.exited:
-        raise BackupError(f"copying the blobstorage {settings.blobstorage} failed: {tail(result)}; "
-                          f"nothing of this backup is kept")
-    checks, problems = verify(c, settings, written, stamp, kind, snapshot, new, blob_copy, hooks)
+    blob_copies = {name: copy_blobs(c, settings, written, name, live, snapshots if snapshot else backups, stamp,
+                                    snapshot, kind, hooks)
+                   for name, live, backups, snapshots in settings.blob_sets()}
+    if settings.only_blobs:
+        checks, problems = verify_blobs(c, blob_copies)
+    else:
+        checks, problems = verify(c, settings, written, stamp, kind, snapshot, new, blob_copies, hooks)
     hooks.say(f"{kind} backup {stamp}" + ("" if problems else " verified: " + "; ".join(checks)))
     return {"stamp": stamp, "kind": kind, "release": settings.release, "verified": not problems,
-            "checks": checks, "problems": problems, "files": new, "blob_copy": blob_copy is not None,
+            "checks": checks, "problems": problems, "files": new, "blob_copy": bool(blob_copies),
+            "blob_archives": [copy[-1] if isinstance(copy, list) else copy for copy in blob_copies.values()
+                              if is_archive(copy)],
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def copy_blobs(c, settings: Settings, written: Inventory, name: str, live: str, location: str, stamp: str,
+               snapshot: bool, kind: str, hooks: Hooks) -> str | list[str]:
+    """One blobstorage copied (hard links to the previous copy) or archived as the backup ``stamp``; for a
+    delta archive (incremental_blobs, an incremental backup), the chain of archives it completes."""
+    label = "blobs" if name == "main" else f"blobs of {name}"
+    if settings.blob_archive:
+        base = None
+        if settings.incremental_blobs and kind == "incremental":
+            previous = max(written.copies(snapshot, name), default=None)
+            if previous and written.copies(snapshot, name)[previous].get("snar"):
+                base = previous
+        copy = f"{location}/{stamp}{'.delta' if base else ''}{ARCHIVES[settings.blob_archive]}"
+        snar = f"{location}/{stamp}.snar" if settings.incremental_blobs else None
+        with hooks.step(f"{label} ({settings.blob_archive} archive{', changes since ' + base if base else ''})"):
+            result = run(c, blob_archive_command(live, copy, snar, f"{location}/{base}.snar" if base else None),
+                         warn=True)
+        if base and not result.exited:
+            chain = written.blob_source(settings, base, snapshot, name)
+            return [*([chain] if isinstance(chain, str) else chain), copy]
+    else:
+        copy = f"{location}/{stamp}"
+        previous = max((s for s, info in written.copies(snapshot, name).items() if not info.get("archive")),
+                       default=None)
+        with hooks.step(label + (f" (unchanged ones linked to {previous})" if previous else "")):
+            result = run(c, blob_copy_command(live, copy, f"{location}/{previous}" if previous else None,
+                                              written.data["rsync"] and settings.use_rsync, settings.rsync_options,
+                                              settings.link_first_copy), warn=True)
+    if result.exited:
+        raise BackupError(f"copying the blobstorage {live} failed: {tail(result)}; nothing of this backup is kept")
+    return copy
+
+
+def verify_blobs(c, blob_copies: dict[str, str]) -> tuple[list[str], list[str]]:
+    """``only_blobs``: every copy holds as many files as its blobstorage did (an archive: its listing)."""
+    checks, problems = [], []
+    for name, copy in blob_copies.items():
+        copy = copy[-1] if isinstance(copy, list) else copy
+        listing = commands.join("tar", "-tf", copy) if is_archive(copy) else commands.join("find", copy, "-type", "f")
+        result = run(c, listing, warn=True)
+        (problems if result.exited else checks).append(
+            f"blobs of {name}: " + (tail(result) if result.exited else f"{len(result.stdout.splitlines())} entries "
+                                                                        f"readable"))
+    return checks, problems
 
 
 def posix_parent(path: str) -> str:

@@ -112,6 +112,9 @@ def mismatch(source: Settings, target: Settings) -> str | None:
                 f"target: {', '.join(names(target))}): give both the same [backup] additional_filestorages")
     if bool(source.blobstorage) != bool(target.blobstorage):
         return "one site has a blobstorage and the other has none ([backup] blobstorage)"
+    if source.blob_sets()[1:] or target.blob_sets()[1:] or source.only_blobs or target.only_blobs:
+        return ("copy-data carries the main blobstorage only (not yet those of additional filestorages, nor "
+                "only_blobs): use backup --zip there and restore --from here")
     return None
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from . import crb
 from . import offsite as offsites
 
 # DEPLOY_HOSTCONFIGS points elsewhere (tests, or one checkout serving several projects)
@@ -64,7 +65,12 @@ SCHEMA: dict[str, dict[str, str]] = {
                "blob_snapshot_location": "backup_path", "pre_command": "str", "post_command": "str",
                "quick": "bool", "gzip": "bool", "verify": "str", "blob_archive": "str",
                "schedule_incremental": "str", "schedule_full": "str", "zeopack_before_full": "bool",
-               "pack_days": "count", "zeopack": "str"},
+               "pack_days": "count", "zeopack": "str",
+               # collective.recipe.backup's own (``crb.py``): the keys it sets here, or a warning at load time
+               "zip_location": "backup_path", "blob_zip_location": "backup_path", "only_blobs": "bool",
+               "debug": "bool", "full": "bool", "use_rsync": "bool", "rsync_options": "rsync_options",
+               "rsync_hard_links_on_first_copy": "bool", "enable_snapshotrestore": "bool", "incremental_blobs": "bool",
+               "enable_zipbackup": "bool", "alternative_restore_source": "alternative", "locationprefix": "site_path"},
     "notify": {"webhook": "str", "syslog": "str"},
     "hooks": {"before_deploy": "hook", "before_switch": "hook", "after_switch": "hook", "after_rollback": "hook",
               "hook_timeout": "positive"},
@@ -72,7 +78,9 @@ SCHEMA: dict[str, dict[str, str]] = {
 }
 SCHEMA["backup"].update({"offsite": "offsite_url", "offsite_identity": "host_path",  # fabfile/offsite.py
                          "offsite_known_hosts": "host_path"})
-LIST_KINDS = ("list", "ports", "names", "release_paths", "var_paths")  # whitespace, new lines too, separates items
+for _name in crb.OPTIONS:  # CRB's other names: translated into the keys above before they are typed
+    SCHEMA["backup"].setdefault(_name, "crb")
+LIST_KINDS = ("list", "ports", "names", "release_paths", "var_paths", "alternative", "crb")  # whitespace, new lines too, separates items
 SWITCHES = ("stopstart", "rolling", "bluegreen")
 FRONT_SERVERS = ("haproxy", "nginx")
 FRONT_TLS = ("off", "internal", "acme")
@@ -87,7 +95,8 @@ _OVERRIDE = re.compile(r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")         # a buildout 
 _USER = re.compile(r"(?=.{1,32}$)[a-z_][a-z0-9_-]*[$]?")           # a POSIX user name
 _PYTHON = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*|/[A-Za-z0-9_./+-]+")  # a command or an absolute path
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin", "/usr", "/lib", "/lib64")
-BACKUP_LOCATIONS = ("location", "blob_location", "snapshot_location", "blob_snapshot_location")
+BACKUP_LOCATIONS = ("location", "blob_location", "snapshot_location", "blob_snapshot_location", "zip_location",
+                    "blob_zip_location")
 REQUIRED = {("host", "address"), ("host", "root"), ("buildout", "directory")}
 
 # A secret shorter than this is refused at load time: redacting it would turn every "ab" of a log
@@ -195,6 +204,18 @@ class HostConfig:
     backup_pack_days: int = 7
     backup_zeopack: str = "bin/zeopack"                 # relative to the release, or absolute
     offsite: offsites.Offsite | None = None             # [backup] offsite: where the copies go
+    backup_only_blobs: bool = False                     # collective.recipe.backup's options, as crb.py says
+    backup_debug: bool = False
+    backup_full: bool = False
+    backup_use_rsync: bool = True
+    backup_rsync_options: tuple[str, ...] = ()
+    backup_link_first_copy: bool = False
+    backup_incremental_blobs: bool = False
+    backup_enable_snapshotrestore: bool = True
+    backup_enable_zipbackup: bool = True
+    backup_alternative_source: tuple[tuple[str, str], ...] = ()  # (storage name or "blobstorage", path)
+    backup_prefix: str | None = None                    # where the backups go (default <root>/backups)
+    warnings: tuple[str, ...] = ()                      # options that mean nothing here, said at load time
     webhook: str | None = None
     syslog: str | None = None
     hooks: tuple[tuple[str, str], ...] = ()          # (name, shell command line) of the hooks given
@@ -232,7 +253,15 @@ class HostConfig:
                     additional=self.backup_additional_filestorages, **dict(self.backup_locations),
                     keep=self.backup_keep, keep_blob_days=self.backup_keep_blob_days, quick=self.backup_quick,
                     gzip=self.backup_gzip, verify=self.backup_verify, pre_command=self.backup_pre_command,
-                    post_command=self.backup_post_command, blob_archive=self.backup_blob_archive)
+                    post_command=self.backup_post_command, blob_archive=self.backup_blob_archive,
+                    only_blobs=self.backup_only_blobs, verbose=self.backup_debug, use_rsync=self.backup_use_rsync,
+                    rsync_options=self.backup_rsync_options, link_first_copy=self.backup_link_first_copy,
+                    incremental_blobs=self.backup_incremental_blobs)
+
+    @property
+    def backups_dir(self) -> str:
+        """Where the backups go on the host: ``[backup] locationprefix``, else ``<root>/backups``."""
+        return posixpath.join(self.root, self.backup_prefix or "backups")
 
     def hook(self, name: str) -> str | None:
         """The command line of the hook ``name`` (``before_switch``...), or None."""
@@ -345,7 +374,49 @@ def load(path: Path, environ: dict | None = None) -> HostConfig:
     for section, key in sorted(REQUIRED):
         if not values.get(section, {}).get(key, ("",))[0].strip():
             raise ConfigError(f"{path}: [{section}] {key} is required")
-    return _build(path, values, frozenset(s for s in secrets if s))
+    warnings = _backup_from_crb(values)
+    return _build(path, values, frozenset(s for s in secrets if s), warnings)
+
+
+def _backup_from_crb(values) -> tuple[str, ...]:
+    """``values["backup"]`` in our keys: collective.recipe.backup's names translated (``crb.py``), over
+    the options of the buildout's CRB part; what means nothing here, in sentences."""
+    backup = values.get("backup", {})
+    said: list[str] = []
+    merged: dict[str, tuple[str, Path]] = {}
+    buildout = values.get("buildout", {})
+    if "directory" in buildout:
+        directory, origin = buildout["directory"]
+        profile = _typed("localpath", directory, f"{origin}: [buildout] directory", origin) / \
+            buildout.get("config", ("production.cfg",))[0]
+        root_value, root_origin = values["host"]["root"]
+        root = _typed("root", root_value, f"{root_origin}: [host] root", root_origin)
+        shared_value, shared_origin = buildout.get("shared", ("var", origin))
+        shared = _typed("release_paths", shared_value, f"{shared_origin}: [buildout] shared", shared_origin)
+        try:
+            from_part, part_said = crb.from_buildout(profile, root, shared)
+        except crb.CRBError as error:
+            raise ConfigError(str(error)) from None
+        merged.update({key: (value, profile) for key, value in from_part.items()})
+        said += part_said
+    own = {key: value for key, value in backup.items() if key not in crb.OPTIONS}
+    for origin in dict.fromkeys(origin for _, origin in backup.values()):
+        named = {key: value for key, (value, at) in backup.items() if key in crb.OPTIONS and at == origin}
+        try:
+            translated, more = crb.translate(named, f"{origin}: [backup]")
+        except crb.CRBError as error:
+            raise ConfigError(str(error)) from None
+        said += more
+        for key, value in translated.items():
+            if key in own and key not in named:
+                name = next(n for n in named if crb.OPTIONS[n].ours == key)
+                raise ConfigError(f"{origin}: [backup] {name}: sets {key}, which [backup] {key} sets too "
+                                  f"({own[key][1]}): give one of them")
+            merged[key] = (value, origin)
+    merged.update(own)
+    if backup or merged:
+        values["backup"] = merged
+    return tuple(said)
 
 
 def _dotenv(path: Path) -> dict:
@@ -475,13 +546,34 @@ def _typed(kind: str, value: str, where: str, origin: Path):
         if value:  # empty: no blobstorage, or the default location
             _inside(value, where, "<root>/var" if kind == "var_path" else "<root>/backups")
         return value
-    if kind == "var_paths":  # NAME or NAME:PATH
+    if kind == "var_paths":  # NAME, NAME:PATH or NAME:PATH:BLOBDIR (crb.py makes CRB's lines so)
         for entry in value.split():
-            name, _, path = entry.partition(":")
+            name, _, rest = entry.partition(":")
             _plain(_NAME, name, where, "NAME or NAME:PATH")
-            if path:
+            for path in filter(None, rest.split(":", 1)):
                 _inside(path, where, "<root>/var")
         return tuple(value.split())
+    if kind == "alternative":  # collective.recipe.backup's "Data FSBACKUPS [BLOBBACKUPS]"
+        lines = [line.split() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
+        if len(lines) != 1 or lines[0][0] not in ("Data", "1") or len(lines[0]) not in (2, 3):
+            raise ConfigError(f"{where}: {value!r} is not one line 'Data FSBACKUPS [BLOBBACKUPS]' (the main "
+                              f"filestorage's backups, and its blob backups)")
+        for place in lines[0][1:]:
+            if not place.startswith("/") or ".." in place.split("/"):
+                raise ConfigError(f"{where}: {place!r} is not an absolute path without '..'")
+        return (("main", lines[0][1]),) + ((("blobstorage", lines[0][2]),) if len(lines[0]) == 3 else ())
+    if kind == "rsync_options":
+        try:
+            options = tuple(shlex.split(value))
+        except ValueError as error:
+            raise ConfigError(f"{where}: {value!r} cannot be split into words ({error})") from None
+        for option in options:
+            if not option.startswith("-") or option.startswith(("--delete", "--remove-source", "--link-dest")):
+                raise ConfigError(f"{where}: {option!r}: give rsync options only (--no-l -k), not paths, and none "
+                                  f"that deletes or links (the copy does that itself)")
+        return options
+    if kind == "site_path":
+        return _inside(value, where, "<root>")
     if kind == "root":
         return _root(value, where, origin)
     if kind in ("offsite_url", "host_path"):
@@ -600,7 +692,7 @@ def _root(value: str, where: str, origin: Path) -> str:
     return root
 
 
-def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
+def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...] = ()) -> HostConfig:
     def get(section: str, key: str, default=None):
         if key not in values.get(section, {}):
             return default
@@ -683,6 +775,19 @@ def _build(path: Path, values, secrets: frozenset[str]) -> HostConfig:
         backup_pack_days=get("backup", "pack_days", 7),
         backup_zeopack=get("backup", "zeopack", "bin/zeopack"),
         offsite=_offsite(values, get),
+        backup_only_blobs=get("backup", "only_blobs", False), backup_debug=get("backup", "debug", False),
+        backup_full=get("backup", "full", False), backup_use_rsync=get("backup", "use_rsync", True),
+        backup_rsync_options=get("backup", "rsync_options", ()),
+        backup_link_first_copy=get("backup", "rsync_hard_links_on_first_copy", False),
+        backup_enable_snapshotrestore=get("backup", "enable_snapshotrestore", True),
+        backup_enable_zipbackup=get("backup", "enable_zipbackup", True),
+        backup_alternative_source=get("backup", "alternative_restore_source", ()),
+        backup_prefix=get("backup", "locationprefix"),
+        backup_incremental_blobs=get("backup", "incremental_blobs", False) and bool(get("backup", "blob_archive")),
+        warnings=warnings + ((f"{_origin(values, 'backup', 'incremental_blobs')}: [backup] incremental_blobs: "
+                              f"ignored: it is used only with archive_blob = true (blob_archive = tar)",)
+                             if get("backup", "incremental_blobs", False) and not get("backup", "blob_archive")
+                             else ()),
         webhook=get("notify", "webhook"), syslog=get("notify", "syslog"),
         hooks=tuple((key, get("hooks", key)) for key in SCHEMA["hooks"] if key != "hook_timeout"
                     and key in values.get("hooks", {})),

@@ -98,7 +98,6 @@ def data_path(value: str, what: str, default: str, guess: Guess) -> str:
 def read_parts(profile: buildoutfiles.Profile) -> Guess:
     """The programs and storages the parts of ``profile`` describe."""
     guess = Guess()
-    storages: dict[str, str] = {}
     for part in option(profile, "buildout", "parts").split():
         recipe = option(profile, part, "recipe")
         name = recipe.split(":")[0]
@@ -107,23 +106,17 @@ def read_parts(profile: buildoutfiles.Profile) -> Guess:
             address = option(profile, part, "zeo-address", "8100")
             guess.said.append(f"{part}: the ZEO server ({ZEOSERVER}, port {host_port(address, '8100')[1]}), "
                               f"run in the foreground: bin/{part} fg")
-            storages.setdefault("filestorage", option(profile, part, "file-storage", DATA + "filestorage/Data.fs"))
-            storages.setdefault("blobstorage", option(profile, part, "blob-storage"))
         elif name == INSTANCE:
             host, port = host_port(option(profile, part, "http-address", "8080"), "8080")
             url = f"http://{host}:{port}/"
             guess.programs.append((part, f"bin/{part} console", url))
             guess.said.append(f"{part}: a Zope instance ({INSTANCE}), bin/{part} console, health URL {url} "
                               f"(Zope's root: give a page that answers 200 without a login if it does not)")
-            if option(profile, part, "zeo-client", "off").lower() not in ("on", "true", "yes"):
-                storages.setdefault("filestorage", option(profile, part, "file-storage",
-                                                          DATA + "filestorage/Data.fs"))
-            if option(profile, part, "blob-storage"):
-                storages.setdefault("blobstorage", option(profile, part, "blob-storage"))
         elif name == EGG:
             egg_programs(profile, part, guess)
         elif name == BACKUP:
             backup_part(profile, part, guess)
+    storages = zope_storages(profile)
     if not guess.programs:
         raise InitError(f"no program found in the parts ({option(profile, 'buildout', 'parts')}): name them "
                         f"in a host config by hand ([services] programs)")
@@ -135,6 +128,21 @@ def read_parts(profile: buildoutfiles.Profile) -> Guess:
     elif storages:  # a ZODB part without blobs
         guess.backup["blobstorage"] = ""
     return guess
+
+
+def zope_storages(profile: buildoutfiles.Profile) -> dict[str, str]:
+    """The filestorage and blobstorage of the ZEO server or stand-alone instance parts (the first that
+    names one, as collective.recipe.backup looks for them), references resolved: {} without such parts."""
+    storages: dict[str, str] = {}
+    for part in option(profile, "buildout", "parts").split():
+        name = option(profile, part, "recipe").split(":")[0]
+        server = name == ZEOSERVER or (name == INSTANCE and option(profile, part, "zeo-client", "off").lower()
+                                       not in ("on", "true", "yes"))
+        if server:
+            storages.setdefault("filestorage", option(profile, part, "file-storage", DATA + "filestorage/Data.fs"))
+        if name == ZEOSERVER or (name == INSTANCE and option(profile, part, "blob-storage")):
+            storages.setdefault("blobstorage", option(profile, part, "blob-storage"))
+    return storages
 
 
 def egg_programs(profile: buildoutfiles.Profile, part: str, guess: Guess) -> None:

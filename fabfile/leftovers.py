@@ -37,7 +37,7 @@ def removal_under_lock(lock_dir: str, holder: str, paths: list[str]) -> str:
 def find(site: Site) -> dict:
     """The leftovers on the host, in one read-only command."""
     settings = site_settings(site, None)
-    beside = [s.live for s in settings.storages] + ([settings.blobstorage] if settings.blobstorage else [])
+    beside = [s.live for s in settings.storages] + [live for _, live, *_ in settings.blob_sets()]
     wanted = {"leftovers": {"beside": beside, "incoming": site.config.incoming_path,
                             "lock": backup_lock(settings.records)}}
     result = site.run(commands.python(site.config.python, onhost.source("backups"), json.dumps(wanted)),

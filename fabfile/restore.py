@@ -14,6 +14,7 @@ from fabric import task
 from invoke import Exit
 
 from . import datajob, front, output, services
+from .arguments import optional_positional
 from .backup import Hooks, inventory, site_hooks, site_settings
 from .repozo import BackupError, parse_date
 from .restoreengine import LATEST, choose, question, restore_backup  # noqa: F401  (tasks.py, copydata.py)
@@ -107,32 +108,66 @@ def restore_from_offsite(site: Site, wanted: str | None, no_prompt: bool, force_
         raise Exit(verdict.get("error", "the restore from offsite failed"), 1)
 
 
+def source_of(config, from_: str | None, alternative: bool) -> str | dict | None:
+    """Where a restore takes its backups from: ``--from DIR`` (a copy of the backups), ``--alternative``
+    (``[backup] alternative_restore_source``), else the site's own backups (None)."""
+    if from_ and alternative:
+        raise Exit("restore: give --from DIR or --alternative, not both", 2)
+    if alternative and not config.backup_alternative_source:
+        raise Exit(f"restore --alternative: {config.path} has no [backup] alternative_restore_source "
+                   f"(Data FSBACKUPS [BLOBBACKUPS])", 2)
+    if from_ and (not from_.startswith("/") or ".." in from_.split("/")):
+        raise Exit(f"restore --from: {from_!r} is neither offsite nor an absolute path on the host without '..'", 2)
+    return from_ or (dict(config.backup_alternative_source) if alternative else None)
+
+
+def refused(config, snapshot: bool, zip: bool) -> None:
+    """What ``[backup] enable_snapshotrestore``/``enable_zipbackup = false`` turn off."""
+    if snapshot and not config.backup_enable_snapshotrestore:
+        raise Exit(f"restore --snapshot is turned off: {config.path}: [backup] enable_snapshotrestore = false", 2)
+    if zip and not config.backup_enable_zipbackup:
+        raise Exit(f"--zip is turned off: {config.path}: [backup] enable_zipbackup = false", 2)
+
+
+RESTORE_HELP = {"date": "the UTC time to restore, yyyy-mm-dd[-hh[-mm[-ss]]]; none (or latest): the newest",
+                "snapshot": "restore from the snapshots", "zip": "restore the zip backup (backup --zip)",
+                "from": "offsite: fetch the backups from [backup] offsite, check them, restore from them; "
+                        "or DIR on the host, a copy of the backups (altrestore)",
+                "alternative": "restore from [backup] alternative_restore_source (altrestore)",
+                "no_prompt": "do not ask for yes first"}
+
+
 @task(positional=["date"],
-      help={"date": "the UTC time to restore, yyyy-mm-dd[-hh[-mm[-ss]]], or latest",
-            "snapshot": "restore from the snapshots", "no_prompt": "do not ask for yes first",
-            "force_unlock": "remove the backup lock first, whatever holds it",
-            "from": "offsite: fetch the backups from [backup] offsite, check them, restore from them"})
-def restore(c, date=None, snapshot=False, no_prompt=False, force_unlock=False, from_=""):
-    """Restore a backup on the host, stopping and starting the services."""
+      help={**RESTORE_HELP, "force_unlock": "remove the backup lock first, whatever holds it"})
+def restore(c, date=None, snapshot=False, zip=False, from_=None, alternative=False, no_prompt=False,
+            force_unlock=False):
+    """Restore a backup on the host (the newest without a date), stopping and starting the services."""
     site = open_site(c)
-    settings = site_settings(site, None)
+    refused(site.config, snapshot, zip)
     try:
         wanted = None if date in (None, "", LATEST) else parse_date(date)
     except BackupError as error:
         raise Exit(f"restore: {error}", 2)
-    if from_:
+    if from_ == "offsite":
+        if zip or alternative:
+            raise Exit("restore --from offsite: not with --zip or --alternative", 2)
         return restore_from_offsite(site, wanted, no_prompt, force_unlock, from_, snapshot)
+    source = source_of(site.config, from_, alternative)
+    settings = site_settings(site, None, zip=zip, source=source)
     found = inventory(datajob.DataShell(site), settings)
     try:
-        chosen, _ = choose(settings, found, wanted, snapshot)
+        chosen, _ = choose(settings, found, wanted, snapshot or zip)
     except BackupError as error:
         raise Exit(str(error), 1)
-    if not ((lambda text: True) if no_prompt else ask)(question(settings, found, chosen, snapshot)):
+    if not ((lambda text: True) if no_prompt else ask)(question(settings, found, chosen, snapshot or zip)):
         raise Exit("restore cancelled: nothing changed", 1)
     if site.dry:
         output.say(f"\\[dry] would restore {chosen}")
         return
-    verdict = datajob.run(site, "restore", date=chosen if wanted else None, snapshot=snapshot, force_unlock=force_unlock,
-                          **datajob.site_commands(site, maintenance=True))
+    verdict = datajob.run(site, "restore", date=chosen if wanted else None, snapshot=snapshot, zip=zip, source=source,
+                          force_unlock=force_unlock, **datajob.site_commands(site, maintenance=True))
     if verdict["result"] != "ok":
         raise Exit(verdict.get("error", "the restore failed"), 1)
+
+
+optional_positional(restore, "date")

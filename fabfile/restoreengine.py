@@ -14,6 +14,7 @@ restore`` runs it on this machine.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 from . import commands
@@ -21,14 +22,15 @@ from .backupengine import Hooks, blob_directory, exclusive, inventory, run, tail
 from .repozo import (BackupError, Settings, blob_restore_command, parse_date, pick, readable, recover_command,
                      swap_command)
 
-LATEST = "latest"  # invoke has no optional positional arguments: `restore latest` is `restore` without a date
+LATEST = "latest"  # `restore latest` is `restore` without a date (kept for scripts that name it)
 
 
 def choose(settings: Settings, found, date: str | None, snapshot: bool) -> tuple[str, str | None]:
-    """The main filestorage's backup and the blob copy that ``date`` (or now) picks."""
-    stamps = found.stamps(settings.main, snapshot)
+    """The main filestorage's backup and the blob copy that ``date`` (or now) picks (``only_blobs``:
+    the blob copy alone)."""
+    stamps = found.copies(snapshot) if settings.only_blobs else found.stamps(settings.main, snapshot)
     chosen = pick(stamps, date)
-    where = settings.repository(settings.main, snapshot)
+    where = settings.blob_location(snapshot) if settings.only_blobs else settings.repository(settings.main, snapshot)
     if chosen is None and not stamps:
         raise BackupError(f"no backups in {where}: nothing to restore")
     if chosen is None:
@@ -48,15 +50,16 @@ def question(settings: Settings, found, chosen: str, snapshot: bool) -> str:
     record = found.records.get(chosen, {})
     kind = "snapshot" if snapshot else record.get("kind", "backup")
     tag = f", release {record['release']}" if record.get("release") else ""
-    places = ", ".join([s.live for s in settings.storages] + ([settings.blobstorage] if settings.blobstorage else []))
+    places = ", ".join([s.live for s in (() if settings.only_blobs else settings.storages)]
+                       + [live for _, live, *_ in settings.blob_sets()])
     return (f"Restore the {kind} of {readable(chosen)} UTC{tag} over {places}?\n"
             f"The live data is kept aside, not deleted. Type yes to go on: ")
 
 
 def prepare(c, settings: Settings, found, date: str | None, copy: str | None, snapshot: bool, hooks: Hooks) -> None:
     """Recover and check every filestorage, copy the blobs: all into ``.restoring`` beside the live data."""
-    with hooks.step("recover with repozo and open with ZODB"):
-        for storage in settings.storages:
+    with hooks.step("recover with repozo and open with ZODB") if not settings.only_blobs else nullcontext():
+        for storage in (() if settings.only_blobs else settings.storages):
             restoring = f"{storage.live}.restoring"
             run(c, commands.make_directories(storage.live.rsplit("/", 1)[0], mode="0700"))
             result = run(c, recover_command(settings, settings.repository(storage, snapshot), restoring, date),
@@ -64,7 +67,7 @@ def prepare(c, settings: Settings, found, date: str | None, copy: str | None, sn
             if result.exited:
                 raise BackupError(f"repozo could not recover {storage.name} ({tail(result)}); "
                                   f"the live data is untouched")
-            blob_copy = found.copy_path(settings, copy, snapshot) if copy and storage is settings.main else None
+            blob_copy = blob_copy_of(settings, found, storage, copy, snapshot)
             with blob_directory(c, settings, blob_copy) as blobs:
                 result = zodb_check(c, settings, found, restoring, blobs)
             if result.exited:
@@ -72,14 +75,23 @@ def prepare(c, settings: Settings, found, date: str | None, copy: str | None, sn
                                   f"the live data is untouched")
     if copy:
         with hooks.step(f"copy the blobs of {copy}"):
-            run(c, blob_restore_command(found.copy_path(settings, copy, snapshot),
-                                        f"{settings.blobstorage}.restoring", found.data["rsync"]))
+            for name, live, *_ in settings.blob_sets():
+                source = found.blob_source(settings, copy, snapshot, name)
+                run(c, blob_restore_command(source, f"{live}.restoring", found.data["rsync"] and settings.use_rsync,
+                                            settings.rsync_options))
+
+
+def blob_copy_of(settings: Settings, found, storage, copy: str | None, snapshot: bool) -> str | None:
+    """The blob copy of ``storage`` that belongs to the backup ``copy``; None without blobs."""
+    if not copy or not settings.blob_of(storage):
+        return None
+    return found.blob_source(settings, copy, snapshot, "main" if storage is settings.main else storage.name)
 
 
 def discard(c, settings: Settings) -> None:
     """Remove the ``.restoring`` copies (never the live data)."""
     paths = [f"{s.live}.restoring{end}" for s in settings.storages for end in ("", ".index", ".part")]
-    run(c, commands.remove(*paths, *((f"{settings.blobstorage}.restoring",) if settings.blobstorage else ())))
+    run(c, commands.remove(*paths, *(f"{live}.restoring" for _, live, *_ in settings.blob_sets())))
 
 
 def restore_backup(c, settings: Settings, hooks: Hooks, *, date: str | None = None,
@@ -87,7 +99,7 @@ def restore_backup(c, settings: Settings, hooks: Hooks, *, date: str | None = No
     """Restore the backup ``date`` picks (the newest for None or ``latest``); what was restored."""
     date = None if date in (None, "", LATEST) else parse_date(date)
     found = inventory(c, settings)
-    if not found.data["repozo"]["exists"]:
+    if not found.data["repozo"]["exists"] and not settings.only_blobs:
         raise BackupError(f"no repozo at {settings.repozo}")
     chosen, copy = choose(settings, found, date, snapshot)
     if not hooks.confirm(question(settings, found, chosen, snapshot)):
@@ -112,11 +124,10 @@ def _locked_restore(c, settings: Settings, hooks: Hooks, found, date, chosen: st
         discard(c, settings)
         raise
     suffix = ".before-restore-" + datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S.%f")
-    pairs = [pair for s in settings.storages for pair in (
+    pairs = [pair for s in (() if settings.only_blobs else settings.storages) for pair in (
         (f"{s.live}.restoring", s.live), (f"{s.live}.restoring.index", f"{s.live}.index"),
         (f"{s.live}.restoring.tmp", f"{s.live}.tmp"))]
-    if settings.blobstorage:
-        pairs.append((f"{settings.blobstorage}.restoring", settings.blobstorage))
+    pairs += [(f"{live}.restoring", live) for _, live, *_ in settings.blob_sets()]
     with hooks.step("stop, swap the data, start"):
         try:  # until the swap is done, a failure leaves the live data as it was and no .restoring copy
             hooks.stop()

@@ -141,11 +141,11 @@ def job_settings(config: HostConfig) -> dict:
     zeopack = shlex.split(config.backup_zeopack)
     if zeopack and not zeopack[0].startswith("/"):
         zeopack[0] = config.path_on_host("current", zeopack[0])
-    return {"root": config.root, "data": config.path_on_host("var"), "backups": config.path_on_host("backups"),
+    return {"root": config.root, "data": config.path_on_host("var"), "backups": config.backups_dir,
             "repozo": config.path_on_host("current", "bin", "repozo"), "python": config.python,
             "log": config.path_on_host("deploy.log"), "syslog": config.syslog,
             "zeopack_before_full": config.backup_zeopack_before_full, "pack_days": config.backup_pack_days,
-            "zeopack": zeopack, "options": config.backup_options,
+            "zeopack": zeopack, "options": config.backup_options, "full": config.backup_full,
             "notify": {"webhook": config.webhook, "host": config.name, "address": config.address},
             "secret_pattern": secret_pattern(config.secrets).pattern if config.secrets else None,
             "offsite": offsite.as_settings(config.offsite)}
@@ -190,7 +190,7 @@ def install_schedule(site: Site, release_id: str | None = None) -> str:
     data, digest = job_archive(config, block)
     said = []
     present = site.run(commands.join("cat", f"{job_dir}/DIGEST"), changes=False, warn=True)
-    if block and (present is None or present.stdout.strip() != digest):
+    if present is None or present.stdout.strip() != digest:  # also without a schedule: invoke backup reads it
         with tempfile.TemporaryDirectory() as here:
             local = Path(here) / "backup-job.tar.gz"
             local.write_bytes(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,9 +187,17 @@ def host_config(c) -> HostConfig:
     if not name:
         raise Exit(f"name the host: fab -H NAME TASK (configs: {', '.join(hostconfig.available())})", 2)
     try:
-        return hostconfig.resolve(name)
+        config = hostconfig.resolve(name)
     except ConfigError as error:
         raise Exit(str(error), 2)
+    warn(config)
+    return config
+
+
+def warn(config: HostConfig) -> None:
+    """Say on stderr, once per command, the config's options that mean nothing here (``crb.py``)."""
+    for line in config.warnings:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def open_site(c) -> Site:

@@ -96,7 +96,7 @@ def test_repozo_file_names_say_full_or_incremental():
     ({"blob_location": "/srv/site/var/blobstorage/backups"}, "blob backups .* is inside the blobstorage"),
     ({"location": "/srv/site/var/blobstorage"}, "blobstorage and main backups|main backups and blobstorage"),
     ({"verify": "sometimes"}, "verify = 'sometimes'"),
-    ({"additional": ("bad name",)}, "is not NAME or NAME:PATH"),
+    ({"additional": ("bad name",)}, "is not NAME, NAME:PATH"),
 ])
 def test_locations_that_would_lose_data_are_refused(options, message):
     with pytest.raises(BackupError, match=message):

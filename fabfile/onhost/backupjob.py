@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 
 from deploybackup.backupengine import Hooks, make_backup  # noqa: E402
 from deploybackup.offsite import copy_backups, from_settings, restore_from_offsite  # noqa: E402
-from deploybackup.repozo import BackupError, layout  # noqa: E402
+from deploybackup.repozo import BackupError, job_layout, variant  # noqa: E402
 from deploybackup.restoreengine import restore_backup  # noqa: E402
 
 
@@ -207,16 +207,16 @@ def run_plan(path):
 
     shell, plain = Shell(plan.get("as_user")), Shell()  # the data's commands; the site's stop and start
     job = plan["settings"]
-    settings = layout(job["data"], job["backups"], job["repozo"], job["python"],
-                      release=plan.get("release"), log=job["log"], **job["options"])
+    settings = variant(job_layout(job, plan.get("release")), zip=plan.get("zip", False), source=plan.get("source"))
     hooks = Hooks(quiet=plan.get("quiet", False), show=say, timed=Steps(say),
                   log=lambda event, record: log_line(job["log"], event, record))
     verdict = {"result": "failed", "started": now()}
     stopped = []  # "stop", then "start", as the restore calls them
     try:
         if plan["action"] == "backup":
-            record = make_backup(shell, settings, hooks, full=plan.get("full", False),
-                                 snapshot=plan.get("snapshot", False), force_unlock=plan.get("force_unlock", False))
+            record = make_backup(shell, settings, hooks, full=plan.get("full", False) or job.get("full", False),
+                                 snapshot=plan.get("snapshot", False) or plan.get("zip", False),
+                                 force_unlock=plan.get("force_unlock", False))
             verdict.update(result="ok", record=record)
             if job.get("offsite") and not plan.get("snapshot"):
                 verdict["offsite"] = copy_offsite(shell, settings, job, hooks, redact)
@@ -229,7 +229,7 @@ def run_plan(path):
                                               date=plan["date"], force_unlock=plan.get("force_unlock", False))
             else:
                 record = restore_backup(shell, settings, hooks, date=plan["date"],
-                                        snapshot=plan.get("snapshot", False),
+                                        snapshot=plan.get("snapshot", False) or plan.get("zip", False),
                                         force_unlock=plan.get("force_unlock", False))
             verdict.update(result="ok", record=record)
     except (BackupError, CommandFailed) as error:
@@ -300,10 +300,9 @@ def main(argv=None):
         else:
             say(f"packed, keeping {job['pack_days']} days of history")
     try:
-        settings = layout(job["data"], job["backups"], job["repozo"], job["python"],
-                          release=os.path.basename(current), log=job["log"], **job["options"])
+        settings = job_layout(job, os.path.basename(current))
         hooks = Hooks(quiet=args.quiet, show=say, log=lambda event, record: log_line(job["log"], event, record))
-        record = make_backup(shell, settings, hooks, full=args.full)
+        record = make_backup(shell, settings, hooks, full=args.full or job.get("full", False))
         outcome = (f"{record['kind']} backup {record['stamp']} verified" if record
                    else "no changes since the last backup: nothing to back up")
         if job.get("offsite"):

@@ -59,7 +59,7 @@ def repository(directory):
     return {"exists": names is not None, "writable": writable(directory), "files": files}
 
 
-ARCHIVE = re.compile(r"(\d{4}(?:-\d\d){5})\.(tar|tar\.gz)$")
+ARCHIVE = re.compile(r"(\d{4}(?:-\d\d){5})(\.delta)?\.(tar|tar\.gz)$")
 
 
 def copies(directory):
@@ -73,8 +73,9 @@ def copies(directory):
         archive = ARCHIVE.match(name)
         if archive and os.path.isfile(path):
             size = os.path.getsize(path)
-            found[archive.group(1)] = {"name": name, "archive": archive.group(2), "bytes": size,
-                                       "new_bytes": size, "files": 1}
+            found[archive.group(1)] = {"name": name, "archive": archive.group(3), "bytes": size,
+                                       "new_bytes": size, "files": 1, "delta": bool(archive.group(2)),
+                                       "snar": os.path.isfile(os.path.join(directory, archive.group(1) + ".snar"))}
             continue
         if name.endswith(".partial") and ARCHIVE.match(name[:-len(".partial")]):
             found[name] = {"name": name}  # an archive cut short: undo removes it
@@ -255,6 +256,9 @@ print(json.dumps({
     "blobstorage": {"exists": bool(blobstorage) and os.path.isdir(blobstorage)},
     "blob_backups": copies(settings["blob_backups"]),
     "blob_snapshots": copies(settings["blob_snapshots"]),
+    "blobs": {name: {"blobstorage": {"exists": os.path.isdir(live)}, "blob_backups": copies(backups),
+                     "blob_snapshots": copies(snapshots)}
+              for name, live, backups, snapshots in settings.get("blob_sets", [])},
     "records": found_records,
     "checksums": checksums(found_records) if settings.get("sizes") else {},
     "repozo": {"exists": os.access(settings["repozo"], os.X_OK), "python": interpreter(settings["repozo"])},

@@ -117,3 +117,43 @@ def test_a_server_script_of_zc_recipe_egg_is_a_program_with_its_port():
         "zeo": {"recipe": "zc.recipe.egg", "scripts": "runzeo=zeoserver"}})
     guess = init.read_parts(profile)
     assert guess.programs == [("web", "bin/web", "http://127.0.0.1:9000/"), ("zeoserver", "bin/zeoserver", None)]
+
+
+@pytest.mark.integration
+def test_init_on_the_zope_test_site_writes_a_config_that_deploys_with_no_edit(sandbox_host, tmp_path_factory):
+    """A user's machine: a key in ~/.ssh that the host accepts, the host's key in hostconfigs/known_hosts
+    (what bootstrap-host leaves), the Zope buildout on free ports; then init, then deploy, nothing edited."""
+    import shutil
+    import signal
+    import urllib.request
+    from sites import BUILD_JUNK, FAB
+    from support import free_port
+    work = tmp_path_factory.mktemp("iz")
+    buildout = work / "zope"
+    shutil.copytree(REPO / "tests" / "zope_site", buildout, ignore=BUILD_JUNK)
+    zeo, http = free_port(), free_port()
+    cfg = buildout / "buildout.cfg"
+    cfg.write_text(cfg.read_text().replace("zeo = 8300", f"zeo = {zeo}").replace("instance = 8380", f"instance = {http}"))
+    home, configs = work / "home", work / "hostconfigs"
+    (home / ".ssh").mkdir(parents=True)
+    configs.mkdir()
+    for suffix in ("", ".pub"):
+        shutil.copy(f"{sandbox_host.key_file}{suffix}", home / ".ssh" / f"id_ed25519{suffix}")
+    (configs / "known_hosts").write_text(sandbox_host.known_hosts.read_text())
+    env = {**os.environ, "DEPLOY_HOSTCONFIGS": str(configs), "HOME": str(home), "SSH_AUTH_SOCK": ""}
+    made = subprocess.run([INVOKE, "init", "--buildout", str(buildout), "--host", "zope", "--address", "127.0.0.1",
+                           "--port", str(sandbox_host.port), "--user", sandbox_host.user, "--root", str(work / "site")],
+                          cwd=REPO, capture_output=True, text=True, env=env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    written = (configs / "zope.cfg").read_text()
+    try:
+        deployed = subprocess.run([FAB, "-H", "zope", "deploy"], cwd=REPO, capture_output=True, text=True, env=env,
+                                  timeout=900)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/", timeout=30) as answer:
+            assert "Auto-generated default page" in answer.read().decode()
+        assert (configs / "zope.cfg").read_text() == written
+    finally:
+        pid_file = work / "site" / "var" / "run" / "supervisord.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)

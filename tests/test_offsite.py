@@ -266,7 +266,7 @@ def test_a_corrupted_offsite_copy_is_detected_and_not_restored(site, copies, wha
 
 
 @pytest.mark.parametrize("args, says", [
-    (("--from", "elsewhere"), "--from takes offsite"),
+    (("--from", "elsewhere"), "'elsewhere' is neither offsite nor an absolute path"),
     (("--from", "offsite", "--snapshot"), "snapshots are not copied offsite"),
     (("--from", "offsite", "--date", "yesterday"), "is not yyyy-mm-dd"),
 ])

@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 # pytest-xdist workers for make test (each module stays on one: tests/conftest.py)
-WORKERS ?= 2
+WORKERS ?= 3
 BIN := $(VENV)/bin
 
 .PHONY: venv ensure-sshd sandbox sandbox-stop test demo demo-stop bench
@@ -27,7 +27,7 @@ sandbox-stop:
 	$(BIN)/python -m sandbox.sshd stop
 
 test: venv ensure-sshd
-	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile tests
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile --durations=15 tests
 
 demo: venv ensure-sshd
 	$(BIN)/invoke demo

@@ -40,7 +40,10 @@ def ports_of(config: HostConfig) -> set[int]:
         profile = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
     except (buildoutfiles.ProfileError, OSError):
         return used
-    for section, options in profile.sections.items():
+    sections = {name: dict(options) for name, options in profile.sections.items()}
+    for section, option, value in config.overrides:  # as deploy.cfg sets them over the profile
+        sections.setdefault(section, {})[option] = value
+    for section, options in sections.items():
         for key, value in options.items():
             if section == "ports" or "port" in key or key.endswith("address"):
                 used |= {int(p) for p in re.findall(r"(?<![\w.$])(\d{4,5})\b", value) if int(p) < 65536}

@@ -129,7 +129,7 @@ def test_a_zope_site_with_a_module_deploys_with_its_secret_from_env(place):
                                capture_output=True, text=True)
     assert committed.stdout == ""  # never in a file of the site or its hostconfigs
     site = deployed(place, "intranet")
-    eggs = [p.name.lower() for p in (site.root / "eggs").rglob("*.egg")]
+    eggs = [p.name.lower() for p in (workdir / ".sandbox" / "sites" / ".store" / "eggs").rglob("*.egg")]
     assert any(name.startswith("products.mailhost-6.1") for name in eggs), eggs  # the module's egg
     request = urllib.request.Request(site.url("manage_main"))
     request.add_header("Authorization", "Basic " + __import__("base64").b64encode(

@@ -266,8 +266,10 @@ def test_on_the_host_secrets_live_only_in_0600_files(site):
     release = site.current()
     found = files_with_secret(site.root, forms_of(*SECRETS.values()))
     # <root>/secrets.cfg: the override; .installed.cfg: buildout's record of the part's options;
-    # .switch/<job>.json: the switch job's plan (health URLs, and the secrets to take out of its output)
-    expected = {"secrets.cfg", f"releases/{release}/.installed.cfg"}
+    # .switch/<job>.json: the switch job's plan (health URLs, and the secrets to take out of its output);
+    # .deploy/backup-job/settings.json: the backup job's settings (the pattern that takes the secrets out
+    # of what it prints and posts), which every release carries for invoke backup and cron
+    expected = {"secrets.cfg", f"releases/{release}/.installed.cfg", f"releases/{release}/.deploy/backup-job/settings.json"}
     plans = {path for path in found if re.fullmatch(r"\.switch/[0-9TZ]+-[0-9a-f]{6}\.json", path)}
     assert set(found) == expected | plans and plans, found
     assert set(found.values()) == {0o600}, found

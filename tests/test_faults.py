@@ -359,8 +359,9 @@ def test_the_zeo_server_killed_during_a_backup_comes_back_and_the_next_backup_wo
     try:
         output, code = fab_acting_at(site, "▸ repozo ", lambda process: os.kill(zeo, signal.SIGKILL), "backup")
         assert code == 0, output  # repozo reads Data.fs itself: the backup does not need ZEO
-        deadline = time.monotonic() + 60  # supervisor starts it again; the instances reconnect
-        while not (site.answers("instance1") and site.answers("instance2")) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # supervisor starts it again; the instances reconnect, and the
+        while time.monotonic() < deadline and not (  # front's health checks see them up again (its rise)
+                site.answers("instance1") and site.answers("instance2") and request(site)[0] == 200):
             time.sleep(0.5)
         assert_serving_with_the_data(site, data)
         assert zeoserver_pid(site) not in ("", str(zeo))

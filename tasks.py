@@ -135,8 +135,9 @@ def bench(c):
     c.run(f"{sys.executable} -m benchmarks.sites", pty=False)
     if os.geteuid() == 0:
         c.run(f"{sys.executable} -m benchmarks.bootstrap", pty=False)
+        c.run(f"{sys.executable} -m benchmarks.fleet", pty=False)
     else:
-        print("benchmarks.bootstrap needs root (debootstrap, network namespaces): skipped")
+        print("benchmarks.bootstrap and benchmarks.fleet need root (debootstrap, network namespaces): skipped")
 
 
 RELEASE_ERRORS = (hostconfig.ConfigError, ProfileError, EggBuildError, DistError, bundles.DirtyCheckout,

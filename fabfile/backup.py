@@ -131,7 +131,7 @@ BACKUP_HELP = {"full": "a full backup, not an incremental one",
 @task(help={**BACKUP_HELP, "force_unlock": "remove the backup lock first, whatever holds it"})
 def backup(c, full=False, snapshot=False, zip=False, quiet=False, force_unlock=False):
     """Back up the site's filestorages and blobs on the host, verified, tagged with the release."""
-    site = open_site(c)
+    site = open_site(c, role="backup")
     if zip and not site.config.backup_enable_zipbackup:
         raise Exit(f"backup --zip is turned off: {site.config.path}: [backup] enable_zipbackup = false", 2)
     facts = site.facts()
@@ -150,7 +150,7 @@ def backup(c, full=False, snapshot=False, zip=False, quiet=False, force_unlock=F
 @task
 def backups(c):
     """Show the backups on the host: time, kind, size, release, verified (each file's sha256 re-checked)."""
-    site = open_site(c)
+    site = open_site(c, role="backup")
     settings = site_settings(site, None)
     found = inventory(datajob.DataShell(site), settings, sizes=True)
     output.table(f"backups on {site.config.name}", ["time (UTC)", "kind", "size", "release", "verified", "blobs"],

@@ -37,8 +37,8 @@ from fabric import Connection, task
 from invoke import Exit, UnexpectedExit
 from rich.markup import escape
 
-from . import (buildoutfiles, commands, datadirs, dists, firewall, front, hostconfig, hostkeys, logrotate, nginx, onhost,
-               output, swap, systemd, upgrades, venv)
+from . import (buildoutfiles, commands, datadirs, dists, firewall, fleetconfig, front, hostconfig, hostkeys, logrotate,
+               nginx, onhost, output, parallel, sharedfront, swap, systemd, upgrades, venv)
 from .hostplan import Change, Plan
 from .hostconfig import HostConfig
 from .platforms import Target
@@ -86,13 +86,13 @@ def layout(config: HostConfig) -> list[Directory]:
 
 FRONT_PACKAGES = {"haproxy": ("haproxy", "openssl"), "nginx": ("nginx", "openssl")}
 NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
-FRONT_DEFAULTS = "/etc/default/haproxy"
+FRONT_DEFAULTS = sharedfront.SYSTEM_DEFAULTS
 FRONT_GROUP = "haproxy"  # Debian's admin socket, /run/haproxy/admin.sock, is for this group
 
 
 def wanted_packages(config: HostConfig) -> list[str]:
     extra = (*FRONT_PACKAGES[config.front.server], *(("lego",) if config.front.tls == "acme" else ())) \
-        if config.front else ()
+        if config.runs_front else ()
     care = (*((firewall.PACKAGE,) if config.firewall else ()),
             *((upgrades.PACKAGE,) if config.security_upgrades else ()))
     return list(dict.fromkeys((*SYSTEM_PACKAGES, *extra, *care, *config.packages)))
@@ -104,7 +104,7 @@ def front_sudoers_path(config: HostConfig) -> str:
 
 def plan_front(config: HostConfig, facts: dict, plan: Plan) -> None:
     """Debian's haproxy.service loads the site's front; the deploy user may reload it and use its socket."""
-    if not config.front or config.front.control != "systemd":
+    if not config.runs_front or config.front.control != "systemd":
         return
     if not facts["systemd"]:
         raise Exit(f"{config.path}: [front] control = systemd, but systemd does not run on {config.address}; "
@@ -116,10 +116,7 @@ def plan_front(config: HostConfig, facts: dict, plan: Plan) -> None:
     if config.front.server == "nginx":
         plan_nginx(config, facts, plan)
     else:
-        text = front.system_defaults(config)
-        plan.check(facts["files"].get(FRONT_DEFAULTS) == text, f"{FRONT_DEFAULTS} loads {conf_dir}",
-                   f"let haproxy.service load {conf_dir} ({FRONT_DEFAULTS})",
-                   commands.write_file(FRONT_DEFAULTS, text), commands.join("systemctl", "restart", "haproxy.service"))
+        plan_shared_front(facts, plan)
         user = facts["users"].get(config.user)
         plan.check(user is not None and FRONT_GROUP in user["groups"], f"{config.user} is in group {FRONT_GROUP}",
                    f"add {config.user} to group {FRONT_GROUP} (the front's admin socket)",
@@ -130,6 +127,28 @@ def plan_front(config: HostConfig, facts: dict, plan: Plan) -> None:
                f"let {config.user} reload the front ({path})", *install_sudoers(path, rule))
     if config.front.tls == "acme":
         plan_renewal_timer(config, facts, plan)
+
+
+def plan_shared_front(facts: dict, plan: Plan) -> None:
+    """The HAProxy the host's sites share: its directory, a default certificate, Debian's unit loading it
+    (the same for every site: a second site's bootstrap finds it made)."""
+    wanted = {"owner": "root", "group": FRONT_GROUP, "mode": "2770", "kind": "dir"}
+    for path in (sharedfront.SITES_DIR, sharedfront.CERTS_DIR):
+        found = facts["paths"].get(path) or {}
+        plan.check({key: found.get(key) for key in wanted} == wanted, f"{path} is root:{FRONT_GROUP} 2770",
+                   f"make {path} (root:{FRONT_GROUP} 2770: each site's deploy user writes its part there)",
+                   commands.join("install", "-d", "-o", "root", "-g", FRONT_GROUP, "-m", "2770", path))
+    plan.check(facts["paths"].get(sharedfront.DEFAULT_CERT) is not None, f"{sharedfront.DEFAULT_CERT} exists",
+               f"make {sharedfront.DEFAULT_CERT} (the front's certificate for names without one)",
+               sharedfront.make_default_certificate())
+    plan.check(facts["paths"].get(sharedfront.DOMAINS_MAP) is not None, f"{sharedfront.DOMAINS_MAP} exists",
+               f"make {sharedfront.DOMAINS_MAP} (no site in it yet)",
+               commands.join("install", "-m", "0660", "-o", "root", "-g", FRONT_GROUP, "/dev/null",
+                             sharedfront.DOMAINS_MAP))
+    text = sharedfront.system_defaults()
+    plan.check(facts["files"].get(FRONT_DEFAULTS) == text, f"{FRONT_DEFAULTS} loads {sharedfront.SITES_DIR}",
+               f"let haproxy.service load {sharedfront.SITES_DIR} ({FRONT_DEFAULTS})",
+               commands.write_file(FRONT_DEFAULTS, text), commands.join("systemctl", "restart", "haproxy.service"))
 
 
 def nginx_include(config: HostConfig) -> str:
@@ -182,10 +201,12 @@ def fact_spec(config: HostConfig) -> dict:
              logrotate.rule_path(config),
              systemd.sudoers_path(config) + "-supervisor", data_sudoers_path(config), FRONT_DEFAULTS, front_sudoers_path(config),
              *(f"{systemd.UNIT_DIR}/{unit}" for unit in units)]
-    paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf"), NGINX_DEFAULT_SITE]
-    if config.front and config.front.server == "nginx":
+    paths = [d.path for d in layout(config)] + [config.path_on_host("front", "conf"), NGINX_DEFAULT_SITE,
+                                                 sharedfront.SITES_DIR, sharedfront.CERTS_DIR, sharedfront.DEFAULT_CERT,
+                                                 sharedfront.DOMAINS_MAP]
+    if config.runs_front and config.front.server == "nginx":
         files.append(nginx_include(config))
-    if config.front and config.front.tls == "acme":
+    if config.runs_front and config.front.tls == "acme":
         files += [f"{systemd.UNIT_DIR}/{name}" for name in renewal_units(config)]
         paths += [f"{systemd.UNIT_DIR}/timers.target.wants/{systemd.site_slug(config)}-certificate.timer"]
     paths += [f"{systemd.UNIT_DIR}/multi-user.target.wants/{unit}" for unit in units]
@@ -668,7 +689,20 @@ def run_change(connection: Connection, config: HostConfig, change: Change) -> No
 @task(name="bootstrap-host")
 def bootstrap_host(c):
     """Make a fresh host ready (as root, once): users, key, packages, layout, venv, units, firewall, updates, swap."""
-    config = host_config(c)
+    fleet = fleetconfig.for_host(c)
+    if not fleet.declared:
+        return bootstrap_one(c, host_config(c))
+    deploy_public_key(fleet.members[0].config, bool(c.config.run.dry))  # made once, before the threads
+    _, errors = parallel.run(lambda member: bootstrap_one(c, member.config), fleetconfig.by_name(fleet.members),
+                             fleet.parallel)
+    if errors:
+        raise Exit(f"bootstrap-host failed on {' '.join(errors)} of {fleet.name} (the others are ready; run it "
+                   f"again, it changes only what is missing):\n{parallel.describe(errors)}", 1)
+    output.say(f"[bold green]every host of {fleet.name} is ready: fab -H {fleet.name} deploy[/]")
+
+
+def bootstrap_one(c, config: HostConfig) -> None:
+    """bootstrap-host on one host."""
     dry = bool(c.config.run.dry)
     started = time.monotonic()
     with output.step(f"connect to {config.root_user}@{config.address}"):

@@ -10,8 +10,8 @@ from invoke import Exit, UnexpectedExit
 
 from . import backup as backups
 from . import bundle as bundles
-from . import (certificates, commands, datadirs, dists, front, hooks, hostsites, lock, notify, output, releases,
-               schedule, switch, venv)
+from . import (certificates, commands, datadirs, dists, fleetconfig, front, hooks, hostsites, lock, notify, output,
+               releases, schedule, switch, venv)
 from . import plan as plans
 from .buildoutfiles import ProfileError
 from .bundle import Bundle
@@ -130,7 +130,7 @@ def new_color(site: Site, facts: Facts) -> str:
 
 def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str = "blue") -> dict:
     """Switch on the host (one job that finishes or goes back by itself); its verdict, or exit 1."""
-    if site.config.front:
+    if site.config.front and not site.config.front.admin:  # a fleet's app host: the front is elsewhere
         with output.step("front"):
             output.say(front.apply(site, live))
         if site.config.front.tls == "acme":
@@ -186,30 +186,46 @@ def describe_plan(site: Site, facts: Facts, bundle: Bundle, release_id: str) -> 
     return lines
 
 
-def prepare(site: Site, facts: Facts, allow_dirty: bool) -> Bundle:
-    """release-eggs, pin and bundle, locally, for this host's platform."""
-    hostsites.check_ports(site.config)
+def prepare(site: Site, facts: Facts, allow_dirty: bool, wheels: list | None = None) -> Bundle:
+    """release-eggs (unless a fleet's first host made ``wheels``), pin and bundle, locally, for this
+    host's platform."""
+    if wheels is None:
+        wheels = release_wheels(site, facts, allow_dirty)
+    try:
+        with output.step("bundle"):
+            return bundles.make(site.config, facts.target, wheels)
+    except (ProfileError, DistError) as error:
+        raise Exit(str(error), 1)
+
+
+def release_wheels(site: Site, facts: Facts, allow_dirty: bool) -> list:
+    """The develop eggs as wheels, a new version for changed source only."""
     if allow_dirty and not site.config.allow_dirty:
         raise Exit(f"{site.config.path}: [deploy] allow_dirty = false: {site.config.name} "
                    f"takes committed code only", 2)
     known = tuple(str(found[1]) for found in map(dists.identify, facts.dists) if found)
     try:
         with output.step("release-eggs"):
-            wheels = bundles.release_eggs(site.config, known=known, allow_dirty=allow_dirty)
-        with output.step("bundle"):
-            return bundles.make(site.config, facts.target, wheels)
+            return bundles.release_eggs(site.config, known=known, allow_dirty=allow_dirty)
     except (bundles.DirtyCheckout, ProfileError, EggBuildError, DistError) as error:
         raise Exit(str(error), 1)
 
 
 @task(help={"force_unlock": "remove a stale lock left by an interrupted deploy first",
             "plan": "print what the deploy would do, and change nothing",
-            "allow_dirty": "deploy develop eggs with uncommitted files (a hostconfig may forbid it)"})
-def deploy(c, force_unlock=False, plan=False, allow_dirty=False):
+            "allow_dirty": "deploy develop eggs with uncommitted files (a hostconfig may forbid it)",
+            "limit": "refused: a fleet's hosts move together"})
+def deploy(c, force_unlock=False, plan=False, allow_dirty=False, limit=None):
     """Deploy the buildout: bundle, push, build, switch, check; roll back by itself on failure."""
+    fleet = fleetconfig.for_host(c)
+    fleetconfig.refuse_limit(fleet, limit, "deploy")
+    if fleet.declared:
+        from . import fleetdeploy  # it builds on this module
+        return fleetdeploy.deploy_fleet(c, fleet, force_unlock, plan, allow_dirty)
     site = open_site(c)
     config = site.config
     started = time.monotonic()
+    hostsites.check_neighbours(config)
     with output.step("read the host"):
         facts = site.facts()
     if plan or site.dry:

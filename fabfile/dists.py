@@ -63,10 +63,22 @@ def identify(filename: str) -> tuple[str, Version] | None:
     return None
 
 
-def cached(cache: Path, name: str, version: str, target: Target) -> Path | None:
-    """The cached file for ``name==version`` that runs on ``target``: a wheel before an sdist."""
-    wanted = (canonicalize_name(name), Version(version))
-    matches = [p for p in cache.glob("*") if identify(p.name) == wanted and runs_on(p.name, target)]
+def index(cache: Path) -> dict[tuple[str, Version], list[Path]]:
+    """The cache's files by ``(canonical name, version)``: its directory read and each name parsed once."""
+    found: dict[tuple[str, Version], list[Path]] = {}
+    for path in cache.glob("*"):
+        key = identify(path.name)
+        if key:
+            found.setdefault(key, []).append(path)
+    return found
+
+
+def cached(cache: Path, name: str, version: str, target: Target,
+           files: dict[tuple[str, Version], list[Path]] | None = None) -> Path | None:
+    """The cached file for ``name==version`` that runs on ``target``: a wheel before an sdist; ``files``:
+    the cache's ``index`` (read again when not given)."""
+    files = index(cache) if files is None else files
+    matches = [p for p in files.get((canonicalize_name(name), Version(version)), ()) if runs_on(p.name, target)]
     return sorted(matches, key=lambda p: (not p.name.endswith(".whl"), p.name))[0] if matches else None
 
 
@@ -81,7 +93,9 @@ def fetch(pins: dict[str, str], cache: Path, target: Target) -> list[Path]:
     """The files for every pin on ``target``: cached ones, then wheels for it, then sdists;
     each checked to accept the host's Python."""
     cache.mkdir(parents=True, exist_ok=True)
-    missing = [f"{n}=={v}" for n, v in sorted(pins.items()) if not cached(cache, n, v, target)]
+    # one read of the cache for every pin (a fleet bundles once per host: pins x files parsed each time)
+    on_disk = index(cache)
+    missing = [f"{n}=={v}" for n, v in sorted(pins.items()) if not cached(cache, n, v, target, on_disk)]
     # Requires-Python is checked below from each file's own metadata, against the host's full
     # version: pip's check (with --python-version X.Y) would skip a wheel for 3.11.5 on 3.11.2
     # and fall back to the sdist, which then fails deep in buildout on the host.
@@ -97,9 +111,10 @@ def fetch(pins: dict[str, str], cache: Path, target: Target) -> list[Path]:
                 raise DistError(f"no distribution of {requirement} for the host's Python "
                                 f"{target.python} on {target.machine} (glibc {target.glibc}), "
                                 f"neither a wheel nor an sdist")
+    known = index(cache) if missing else on_disk  # read again when pip added files
     files = {}
     for name, version in sorted(pins.items()):
-        path = cached(cache, name, version, target)
+        path = cached(cache, name, version, target, known)
         if path is None:
             raise DistError(f"no distribution of {name}=={version} for {target.key} after download")
         files[f"{name}=={version}"] = path

@@ -41,17 +41,25 @@ def ssh_ports(config: HostConfig, facts: dict) -> list[int]:
 
 
 def open_ports(config: HostConfig, facts: dict) -> list[int]:
-    """Every TCP port the firewall lets in: SSH, and the front's and ``firewall_ports`` of every site that
-    ``hostconfigs/`` puts on this host (the table is the host's: a second site's bootstrap keeps the first's)."""
+    """Every TCP port the firewall lets in: SSH, and the front's (where it runs: not on a fleet's app host)
+    and ``firewall_ports`` of every site that ``hostconfigs/`` puts on this host (the table is the host's: a
+    second site's bootstrap keeps the first's)."""
     from .hostsites import neighbours  # it reads the sites' configs; the firewall's rules are plain data
     ports = set(ssh_ports(config, facts))
     for site in neighbours(config):
-        ports |= {*((site.front.http_port, site.front.https_port) if site.front else ()), *site.firewall_ports}
+        front = (site.front.http_port, site.front.https_port) if site.runs_front else ()
+        ports |= {*front, *site.firewall_ports}
     return sorted(ports)
 
 
-def ruleset(ports: list[int]) -> str:
-    """The nftables file: the table replaced in one transaction, marked with a digest of its rules."""
+def ruleset(ports: list[int], only_from: tuple[tuple[int, tuple[str, ...]], ...] = ()) -> str:
+    """The nftables file: the table replaced in one transaction, marked with a digest of its rules;
+    ``only_from``: ports that only some addresses may reach (a fleet's ZEO port: its app hosts)."""
+    limited = []
+    for port, sources in only_from:
+        for family, addresses in (("ip", [a for a in sources if ":" not in a]), ("ip6", [a for a in sources if ":" in a])):
+            if addresses:
+                limited.append(f"\t\t{family} saddr {{ {', '.join(addresses)} }} tcp dport {port} accept")
     rules = "\n".join([
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy drop;",
@@ -60,12 +68,14 @@ def ruleset(ports: list[int]) -> str:
         "\t\tct state invalid drop",
         "\t\tmeta l4proto { icmp, ipv6-icmp } accept",
         f"\t\ttcp dport {{ {', '.join(map(str, ports))} }} accept",
+        *limited,
         "\t}",
     ])
+    among = "".join(f"; TCP {port} from {' '.join(sources)}" for port, sources in only_from)
     return "\n".join([
         f"#!{NFT} -f",
         "# Written by bootstrap-host ([host] firewall); run it again rather than editing this file.",
-        f"# In: loopback, established, ICMP, TCP {', '.join(map(str, ports))}; everything else is dropped.",
+        f"# In: loopback, established, ICMP, TCP {', '.join(map(str, ports))}{among}; everything else is dropped.",
         f"table inet {TABLE}", f"delete table inet {TABLE}",
         f"table inet {TABLE} {{", f'\tcomment "{marker(rules)}"', rules, "}", "",
     ])
@@ -84,7 +94,7 @@ def marker_line(text: str) -> str:
 def accepted_ports(text: str) -> set[int]:
     """The TCP ports a ruleset of ours accepts (its ``tcp dport ... accept`` lines)."""
     ports: set[int] = set()
-    for found in re.finditer(r"tcp dport (?:\{([\d,\s]+)\}|(\d+)) accept", text):
+    for found in re.finditer(r"^\t\ttcp dport (?:\{([\d,\s]+)\}|(\d+)) accept", text, re.M):
         ports.update(int(port) for port in re.split(r"[,\s]+", (found.group(1) or found.group(2)).strip()))
     return ports
 
@@ -129,10 +139,12 @@ def plan_firewall(config: HostConfig, facts: dict, plan: Plan) -> None:
     if not config.firewall:
         return
     ssh, ports = ssh_ports(config, facts), open_ports(config, facts)
-    text = ruleset(ports)
+    text = ruleset(ports, config.firewall_from)
     refuse_lockout(config, text, ssh)
     loaded = marker_line(text) in (facts.get("nft") or "")
-    what = f"firewall: TCP {', '.join(map(str, ports))} in, everything else dropped (nftables table inet {TABLE})"
+    among = "".join(f", TCP {port} from {' '.join(sources)}" for port, sources in config.firewall_from)
+    what = (f"firewall: TCP {', '.join(map(str, ports))} in{among}, everything else dropped (nftables table "
+            f"inet {TABLE})")
     if loaded and facts["files"].get(RULES_PATH) == text:
         plan.checked.append(what)
     else:

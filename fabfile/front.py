@@ -8,27 +8,29 @@ reload hands the listening sockets to the new process (``expose-fd listeners``),
 ``option redispatch`` with ``retry-on conn-failure`` sends a request that could not
 reach an instance to another. Debian 12 ships 2.6 (LTS).
 
-Files live in ``<root>/front/``: ``conf/site.cfg`` (written by every deploy, checked with
-``haproxy -c`` before it replaces the running one), ``maintenance.html`` and
-``maintenance.map`` (one line ``on`` while maintenance is on: read at start and kept
-in step through the admin socket), ``certs/site.pem`` for ``tls = internal``.
+The site's files live in ``<root>/front/``: ``maintenance.html`` and ``maintenance.map``
+(one line ``on`` while maintenance is on: read at start and kept in step through the
+admin socket), ``certs/site.pem`` for ``tls = internal``.
 
-``control = systemd`` (bootstrap-host): Debian's ``haproxy.service`` loads this file
-beside its own (``-f <root>/front/conf`` in ``/etc/default/haproxy``: a directory, so
-that it starts before the first deploy), its admin socket is
-``/run/haproxy/admin.sock`` (group ``haproxy``, which the deploy user joins) and a
-sudo rule lets the deploy user reload it. ``control = self``: the deploy login runs
-HAProxy itself (the sandbox: high ports, no root).
+``control = systemd`` (bootstrap-host): one HAProxy for every site on the host, Debian's
+``haproxy.service`` (``sharedfront``): the site's deploy writes its backend
+(``/etc/haproxy/sites.d/<site>.cfg``) and its names in the host's map, checked with
+``haproxy -c`` before the running front reloads; its admin socket is
+``/run/haproxy/admin.sock`` (group ``haproxy``, which the deploy user joins) and a sudo
+rule lets the deploy user reload it. ``control = self``: the deploy login runs HAProxy
+itself, a whole config of the site's own in ``<root>/front/conf/site.cfg`` (the sandbox:
+high ports, no root).
 """
 from __future__ import annotations
 
+import re
 import shlex
 from urllib.parse import urlsplit
 
 from fabric import task
 from invoke import Exit
 
-from . import commands, nginx, output
+from . import commands, nginx, output, sharedfront
 from .hostconfig import Front, HostConfig, instance_address
 from .site import Site, open_site
 from .systemd import site_slug
@@ -48,10 +50,14 @@ def front_dir(config: HostConfig, *parts: str) -> str:
 
 
 def backend_name(config: HostConfig) -> str:
-    return site_slug(config)
+    """The site's backend in the front: from its root, or a fleet's from its name (one on every host)."""
+    return f"fleet-{re.sub(r'[^A-Za-z0-9_-]', '_', config.name)}" if config.member else site_slug(config)
 
 
 def config_path(config: HostConfig) -> str:
+    """The file that holds the site's part of the front (the switch job rewrites it after a flip)."""
+    if sharedfront.shared(config):
+        return sharedfront.site_file(config)
     return front_dir(config, "conf", "site.cfg" if config.front.server == "haproxy" else "site.conf")
 
 
@@ -59,58 +65,112 @@ def admin_socket(config: HostConfig) -> str:
     return SYSTEM_SOCKET if config.front.control == "systemd" else front_dir(config, "run", "admin.sock")
 
 
-def _quote(value: str) -> str:
-    """A value as HAProxy reads it between double quotes."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+_quote = sharedfront.quote
 
 
-def _bind(front: Front, port: int) -> str:
-    return f"{'' if front.bind == '*' else front.bind}:{port}"
+_bind = sharedfront.bind
+
+
+def _maintenance(config: HostConfig) -> str:
+    """The rule that answers 503 with the page while the site's maintenance map says ``on``."""
+    front = config.front
+    return (f"    http-request return status 503 content-type \"text/html; charset=utf-8\" "
+            f"file {_quote(front_dir(config, 'maintenance.html'))} hdr Retry-After {front.retry_after} "
+            f"if {{ str(on),map({_quote(front_dir(config, 'maintenance.map'))}) -m found }} "
+            f"!{{ path_beg {sharedfront.ACME_PATH} }}")
 
 
 def render_config(config: HostConfig, live: str = "blue") -> str:
     """The HAProxy config for the site: listeners, TLS, maintenance, virtual hosting, instances (under
-    blue/green each twice, the set that does not serve ``disabled``)."""
+    blue/green each twice, the set that does not serve ``disabled``); the shared front: its backend."""
+    if sharedfront.shared(config):
+        return render_site_backend(config, live)
     front = config.front
     name = backend_name(config)
-    programs = {p.name: p for p in config.programs}
     lines = [f"# Written by buildout-deploy from {config.path.name}; every deploy writes it again."]
     if front.control == "self":
         lines += ["global",
                   f"    stats socket {_quote(admin_socket(config))} mode 600 level admin expose-fd listeners",
                   "    stats timeout 30s", ""]
-    lines += ["defaults", "    mode http", "    timeout connect 5s", "    timeout client 60s", "    timeout server 300s",
-              "    timeout http-request 30s", "    timeout queue 30s", "    retries 3", "    option redispatch 1",
-              "    retry-on conn-failure empty-response", "",
-              f"frontend {name}", f"    bind {_bind(front, front.http_port)}"]
+    lines += _fleet_admin(config)
+    lines += [*sharedfront.DEFAULTS, "", f"frontend {name}", f"    bind {_bind(front, front.http_port)}"]
     if front.tls != "off":
         lines += [f"    bind {_bind(front, front.https_port)} ssl crt {_quote(front_dir(config, 'certs', 'site.pem'))}",
                   "    http-request redirect scheme https code 301 unless { ssl_fc } || { path_beg /.well-known/acme-challenge/ }"]
     if front.tls == "acme":  # the ACME client answers the CA's HTTP-01 requests, maintenance or not
         lines.append(f"    use_backend {name}-acme if {{ path_beg /.well-known/acme-challenge/ }}")
-    lines += [f"    http-request return status 503 content-type \"text/html; charset=utf-8\" "
-              f"file {_quote(front_dir(config, 'maintenance.html'))} hdr Retry-After {front.retry_after} "
-              f"if {{ str(on),map({_quote(front_dir(config, 'maintenance.map'))}) -m found }} "
-              f"!{{ path_beg /.well-known/acme-challenge/ }}"]
+    lines.append(_maintenance(config))
     if front.hsts and front.tls != "off":
         lines.append('    http-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }')
-    lines += [f"    default_backend {name}", "", f"backend {name}", "    balance roundrobin"]
-    health = urlsplit(programs[front.instances[0]].health_url)
-    check_uri = (health.path or "/") + (f"?{health.query}" if health.query else "")
-    lines += ["    option httpchk", f"    http-check send meth GET uri {_quote(check_uri)}",
+    lines += [f"    default_backend {name}", "", *_backend(config, live)]
+    return "\n".join(lines + _acme_backend(config)) + "\n"
+
+
+def _fleet_admin(config: HostConfig) -> list[str]:
+    """A fleet's front: its runtime API on the private address, for the app hosts' switches."""
+    if not config.front.servers:
+        return []
+    return ["global", f"    stats socket ipv4@{config.private_address}:{config.front.admin_port} level admin", ""]
+
+
+def render_site_backend(config: HostConfig, live: str = "blue") -> str:
+    """The site's part of the host's shared front: its backend, which redirects to HTTPS, shows the
+    maintenance page and sets HSTS for its own domains (the frontend, ``00-front.cfg``, routes)."""
+    front = config.front
+    rules = []
+    if front.tls != "off":
+        rules.append(f"    http-request redirect scheme https code 301 unless {{ ssl_fc }}")
+    rules.append(_maintenance(config))
+    if front.hsts and front.tls != "off":
+        rules.append('    http-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }')
+    lines = [f"# Written by buildout-deploy from {config.path.name}; every deploy writes it again. The host's "
+             f"front ({sharedfront.FRONT_FILE}) sends it the requests for: {' '.join(sharedfront.names(config))}"]
+    backend = _backend(config, live)
+    return "\n".join(lines + _fleet_admin(config) + backend[:1] + rules + backend[1:] + _acme_backend(config)) + "\n"
+
+
+def _backend(config: HostConfig, live: str) -> list[str]:
+    """``backend <site>``: balancing, health checks, virtual hosting, the instances."""
+    front, name = config.front, backend_name(config)
+    lines = [f"backend {name}", "    balance roundrobin"]
+    lines += ["    option httpchk", f"    http-check send meth GET uri {_quote(check_path(config))}",
               "    http-check expect status 200-399"]
     if front.site_path is not None:
         lines += _virtual_hosting(front)
-    acme = [f"backend {name}-acme", f"    server lego 127.0.0.1:{front.acme_port}"] if front.tls == "acme" else []
-    for instance in front.instances:
+    for server, address, off in servers(config, live):
+        lines.append(f"    server {server} {address} check inter 1s fall 2 rise 1{' disabled' if off else ''}")
+    return lines
+
+
+def _acme_backend(config: HostConfig) -> list[str]:
+    if config.front.tls != "acme":
+        return []
+    return ["", f"backend {backend_name(config)}-acme", f"    server lego 127.0.0.1:{config.front.acme_port}"]
+
+
+def check_path(config: HostConfig) -> str:
+    """The path the front checks its servers on: the first instance's health URL's."""
+    if config.front.servers:
+        return config.front.servers[0][2]
+    health = urlsplit(next(p for p in config.programs if p.name == config.front.instances[0]).health_url)
+    return (health.path or "/") + (f"?{health.query}" if health.query else "")
+
+
+def servers(config: HostConfig, live: str = "blue") -> list[tuple[str, str, bool]]:
+    """The front's servers: name, host:port, and whether it starts disabled (blue/green: the set that does
+    not serve); a fleet's front: every app host's instances."""
+    if config.front.servers:
+        return [(name, address, False) for name, address, _ in config.front.servers]
+    programs = {p.name: p for p in config.programs}
+    found = []
+    for instance in config.front.instances:
         program = programs[instance]
         if config.switch != "bluegreen":
-            lines.append(f"    server {instance} {instance_address(program)} check inter 1s fall 2 rise 1")
+            found.append((instance, instance_address(program), False))
             continue
         for color, address in (("blue", instance_address(program)), ("green", program.green_address)):
-            off = "" if color == live else " disabled"
-            lines.append(f"    server {instance}-{color} {address} check inter 1s fall 2 rise 1{off}")
-    return "\n".join(lines + ([""] + acme if acme else [])) + "\n"
+            found.append((f"{instance}-{color}", address, color != live))
+    return found
 
 
 def _virtual_hosting(front: Front) -> list[str]:
@@ -128,9 +188,10 @@ def _virtual_hosting(front: Front) -> list[str]:
     return lines
 
 
-def config_check(config: HostConfig, path: str) -> str:
-    """HAProxy's own check of the config at ``path`` (with Debian's global part under systemd)."""
-    files = (("-f", SYSTEM_CONFIG) if config.front.control == "systemd" else ()) + ("-f", path)
+def config_check(config: HostConfig, *paths: str) -> str:
+    """HAProxy's own check of the config in ``paths`` (with Debian's global part under systemd)."""
+    files = (("-f", SYSTEM_CONFIG) if config.front.control == "systemd" else ()) + \
+        tuple(token for path in paths for token in ("-f", path))
     return commands.join(*HAPROXY, "-c", *files)  # not -q: a refusal says why
 
 
@@ -182,6 +243,9 @@ def prepare_files(config: HostConfig) -> str:
 
 def wanted_files(config: HostConfig, live: str) -> dict[str, str]:
     """The front's config files, by path: what the host must have."""
+    if sharedfront.shared(config):
+        return {sharedfront.FRONT_FILE: sharedfront.render_front(config.front),
+                sharedfront.site_file(config): render_site_backend(config, live)}
     if config.front.server == "haproxy":
         return {config_path(config): render_config(config, live)}
     files = {config_path(config): nginx.render_site(config),
@@ -193,6 +257,10 @@ def wanted_files(config: HostConfig, live: str) -> dict[str, str]:
 
 def candidate_check(config: HostConfig, live: str) -> tuple[dict[str, str], str]:
     """Candidate files outside ``conf/`` (never loaded unchecked) and the server's own check of them."""
+    if sharedfront.shared(config):
+        shared, own = front_dir(config, "front.cfg.checking"), front_dir(config, "site.cfg.checking")
+        return ({shared: sharedfront.check_front(config), own: render_site_backend(config, live)},
+                config_check(config, shared, own))
     if config.front.server == "haproxy":
         checking = front_dir(config, "site.cfg.checking")
         return {checking: render_config(config, live)}, config_check(config, checking)
@@ -207,10 +275,12 @@ def apply(site: Site, live: str = "blue") -> str:
     """Write the front's config, check it with the server's own check, load it; what happened, in words."""
     config = site.config
     wanted = wanted_files(config, live)
+    routed = _check_shared(site) if sharedfront.shared(config) else True
     site.run(prepare_files(config))
     current = {path: site.run(commands.join("cat", path), changes=False, warn=True) for path in wanted}
     running = site.run(front_is_up(config), changes=False, warn=True)
-    if all(found and found.stdout == wanted[path] for path, found in current.items()) and not running.exited:
+    if all(found and found.stdout == wanted[path] for path, found in current.items()) and not running.exited \
+            and routed:
         return "front config unchanged"
     candidates, check = candidate_check(config, live)
     site.run(commands.and_then(*(commands.write_file(path, text) for path, text in candidates.items())))
@@ -220,10 +290,27 @@ def apply(site: Site, live: str = "blue") -> str:
         message = (checked.stdout + checked.stderr).strip()
         raise Exit(f"the front's config does not pass {config.front.server}'s check; the running front keeps "
                    f"its config:\n{site.config.redact(message)}", 1)
-    site.run(commands.and_then(*(commands.write_file(path, text) for path, text in wanted.items()),
+    # the names first: the claim refuses, under its lock, a name another site took meanwhile
+    claim, link = ((sharedfront.claim_names(config),), (sharedfront.link_certificate(config),)) \
+        if sharedfront.shared(config) else ((), ())
+    site.run(commands.and_then(*claim, *(commands.write_file(path, text) for path, text in wanted.items()), *link,
                                reload_command(config)))
     existed = any(found and found.stdout for found in current.values())
     return "front config loaded" if existed else "front started"
+
+
+def _check_shared(site: Site) -> bool:
+    """The host's shared front: bootstrap-host made it, and no other site holds this site's names (exit 2
+    before anything changes); whether the names and the certificate are routed as wanted already."""
+    config = site.config
+    if site.run(sharedfront.ready(), changes=False, warn=True).exited:
+        raise Exit(f"{config.address} has no shared front ({sharedfront.SITES_DIR} writable by {config.user}, "
+                   f"{sharedfront.DEFAULT_CERT}): run fab -H {config.name} bootstrap-host first", 2)
+    claimed = site.run(sharedfront.claim_names(config, check=True), changes=False, warn=True)
+    if claimed.exited:
+        raise Exit(f"{config.path}: site {config.name}: {claimed.stderr.strip() or claimed.stdout.strip()}", 2)
+    linked = site.run(sharedfront.certificate_linked(config), changes=False, warn=True)
+    return claimed.stdout.strip() == "unchanged" and not linked.exited
 
 
 def front_is_up(config: HostConfig) -> str:
@@ -271,19 +358,13 @@ def set_maintenance(site: Site, on: bool) -> None:
 @task(help={"state": "on or off"})
 def maintenance(c, state):
     """Turn the front's maintenance page (503 with Retry-After) on or off."""
-    site = open_site(c)
+    site = open_site(c, role="front")
     if state not in ("on", "off"):
         raise Exit(f"maintenance takes on or off, not {state!r}", 2)
     if site.config.front is None:
         raise Exit(f"{site.config.path}: no [front]: there is nothing to show a maintenance page", 2)
     set_maintenance(site, state == "on")
     output.say(f"maintenance {state} on {site.config.name}")
-
-
-def system_defaults(config: HostConfig) -> str:
-    """``/etc/default/haproxy`` for Debian's unit: its own config, then the site's directory."""
-    return ("# Written by bootstrap-host: Debian's haproxy.service loads the site's front too.\n"
-            f"EXTRAOPTS={_quote('-S /run/haproxy-master.sock -f ' + front_dir(config, 'conf'))}\n")
 
 
 def sudoers(config: HostConfig) -> str:

@@ -44,7 +44,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "address": "address", "port": "port", "user": "user", "app_user": "user",
         "root_user": "user", "root": "root", "identity": "localpath", "known_hosts": "localpath",
         "packages": "list", "harden": "bool", "store": "root", "firewall": "bool", "firewall_ports": "ports",
-        "security_upgrades": "bool", "swap": "swap",
+        "security_upgrades": "bool", "swap": "swap", "private_address": "address",
     },
     "buildout": {
         "directory": "localpath", "config": "str", "development": "str",
@@ -57,7 +57,8 @@ SCHEMA: dict[str, dict[str, str]] = {
               "acme_ca_bundle": "localpath", "acme_port": "port",
               "site_path": "str", "instances": "list", "bind": "str", "http_port": "port",
               "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "int",
-              "retry_after": "int", "keep_warm": "int"},
+              "retry_after": "int", "keep_warm": "int",
+              "admin_port": "port"},
     "green": {"*": "str"},
     "backup": {"keep": "count", "keep_blob_days": "count", "before_deploy": "bool",
                "filestorage": "var_path", "blobstorage": "var_path", "additional_filestorages": "var_paths",
@@ -75,7 +76,10 @@ SCHEMA: dict[str, dict[str, str]] = {
     "hooks": {"before_deploy": "hook", "before_switch": "hook", "after_switch": "hook", "after_rollback": "hook",
               "hook_timeout": "positive"},
     "overrides": {"*": "str"},
+    "fleet": {"hosts": "names", "parallel": "positive", "batch": "str"},  # fleetconfig.py
+    "role:*": {"programs": "names", "port": "port"},
 }
+SCHEMA["host:*"] = {**SCHEMA["host"], "roles": "list"}
 SCHEMA["backup"].update({"offsite": "offsite_url", "offsite_identity": "host_path",  # fabfile/offsite.py
                          "offsite_known_hosts": "host_path"})
 for _name in crb.OPTIONS:  # CRB's other names: translated into the keys above before they are typed
@@ -151,6 +155,12 @@ class Front:
     drain_timeout: int = 30
     retry_after: int = 30
     keep_warm: int = 300               # bluegreen: seconds the old set stays up for a flip back
+    admin_port: int = 9999             # a fleet's front: its runtime API over TCP, for the app hosts' switches
+    # set by fleetconfig.py: the front host's servers (name, host:port, health check path) on every app
+    # host, or on an app host, where the front's runtime API listens and the prefix of its servers' names
+    servers: tuple[tuple[str, str, str], ...] = ()
+    admin: str | None = None
+    server_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -223,6 +233,21 @@ class HostConfig:
     overrides: tuple[tuple[str, str, str], ...] = ()
     green: tuple[tuple[str, str, str], ...] = ()     # buildout options of a release built as the green set
     secrets: frozenset[str] = frozenset()
+    private_address: str = ""         # where a fleet's other hosts reach this one (default: address)
+    member: str = ""                  # a fleet's name for this host ("" outside a fleet)
+    roles: tuple[str, ...] = ()       # a fleet host's roles (outside a fleet: every role)
+    firewall_from: tuple[tuple[int, tuple[str, ...]], ...] = ()  # a fleet host's ports only its peers reach
+
+    @property
+    def runs_front(self) -> bool:
+        """Whether the site's front runs on this host: a fleet's app host has a ``[front]`` too, to take its
+        instances out of the front host's and back (``front.admin``), and runs none."""
+        return self.front is not None and not self.front.admin
+
+    @property
+    def label(self) -> str:
+        """The config's name, with the fleet host's: ``prod/app1``."""
+        return f"{self.name}/{self.member}" if self.member else self.name
 
     def path_on_host(self, *parts: str) -> str:
         """A path under the site's root on the host."""
@@ -348,10 +373,33 @@ def resolve(name: str, config_dir: Path = CONFIG_DIR, environ: dict | None = Non
 def load(path: Path, environ: dict | None = None) -> HostConfig:
     """Read ``path`` with its bases, check every key, and build the HostConfig."""
     path = path.resolve()
+    raw = _layered(path, ())
+    if is_fleet(raw):
+        hosts = raw.get("fleet", {}).get("hosts", ("",))[0].split()
+        raise ConfigError(f"{path}: is a fleet of {len(hosts)} hosts ({' '.join(hosts)}): this task takes one "
+                          f"host (the fleet's tasks: deploy, rollback, releases, status, logs, backup)")
+    return from_raw(path, raw, environ)
+
+
+def is_fleet(raw: dict) -> bool:
+    """Whether layered sections describe a fleet (``[fleet]``, ``[host:NAME]`` or ``[role:NAME]``)."""
+    return any(section == "fleet" or section.startswith(("host:", "role:")) for section in raw)
+
+
+def read_layered(path: Path) -> dict[str, dict[str, tuple[str, Path]]]:
+    """The sections of ``path`` and its bases, each value with the file it comes from."""
+    return _layered(path.resolve(), ())
+
+
+def from_raw(path: Path, raw, environ: dict | None = None, references: dict | None = None,
+             **fields) -> HostConfig:
+    """The HostConfig of layered sections; ``references`` are more sections that values may name
+    (a fleet's ``${fleet:zeo_address}``), ``fields`` set after the build (a fleet host's name and roles)."""
+    path = path.resolve()
     if environ is None:
         environ = {**_dotenv(path.parent.parent / ".env"), **os.environ}
         environ = {k: v for k, v in environ.items() if v is not None}
-    raw = _layered(path, ())
+    lookup = {**raw, **(references or {})}
     secrets: set[str] = set()
     values: dict[str, dict[str, tuple[str, Path]]] = {}
     for section, options in raw.items():
@@ -361,7 +409,7 @@ def load(path: Path, environ: dict | None = None) -> HostConfig:
         for key, (value, origin) in options.items():
             where = f"{origin}: [{section}] {key}"
             _check_known(section, key, where)
-            expanded = _interpolate(value, raw, origin, environ, secrets, where, ())
+            expanded = _interpolate(value, lookup, origin, environ, secrets, where, ())
             values.setdefault(section, {})[key] = (expanded, origin)
     for key, (value, origin) in values.get("green", {}).items():
         if any(secret and secret in value for secret in secrets):
@@ -375,7 +423,8 @@ def load(path: Path, environ: dict | None = None) -> HostConfig:
         if not values.get(section, {}).get(key, ("",))[0].strip():
             raise ConfigError(f"{path}: [{section}] {key} is required")
     warnings = _backup_from_crb(values)
-    return _build(path, values, frozenset(s for s in secrets if s), warnings)
+    config = _build(path, values, frozenset(s for s in secrets if s), warnings)
+    return dataclasses.replace(config, **fields) if fields else config
 
 
 def _backup_from_crb(values) -> tuple[str, ...]:
@@ -463,8 +512,13 @@ def _layered(path: Path, seen: tuple[Path, ...]) -> dict[str, dict[str, tuple[st
     return merged
 
 
+def _schema(section: str) -> dict[str, str] | None:
+    """The keys a section takes: its own, or those of its kind (``[program:NAME]``, ``[host:NAME]``)."""
+    return SCHEMA.get(section) or SCHEMA.get(section.split(":", 1)[0] + ":*") if ":" in section else SCHEMA.get(section)
+
+
 def _check_known(section: str, key: str, where: str) -> None:
-    schema = SCHEMA.get(section) or (SCHEMA["program:*"] if section.startswith("program:") else None)
+    schema = _schema(section)
     if schema is None:
         raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
     if key is not None and key not in schema and "*" not in schema:
@@ -697,7 +751,7 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
         if key not in values.get(section, {}):
             return default
         value, origin = values[section][key]
-        schema = SCHEMA.get(section) or SCHEMA["program:*"]
+        schema = _schema(section)
         return _typed(schema.get(key) or schema["*"], value, f"{origin}: [{section}] {key}", origin)
 
     manager = get("services", "manager", "supervisor")
@@ -742,6 +796,7 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
     return HostConfig(
         name=path.stem, path=path,
         address=get("host", "address"), port=get("host", "port", 22), user=user,
+        private_address=get("host", "private_address", get("host", "address")),
         app_user=get("host", "app_user", user), root_user=get("host", "root_user", "root"),
         root=root, identity=get("host", "identity"),
         known_hosts=get("host", "known_hosts", path.parent / "known_hosts"),
@@ -901,6 +956,7 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
                  acme_port=acme_port, site_path=site_path, instances=instances,
                  bind=bind, http_port=http_port, https_port=https_port,
                  hsts=get("front", "hsts", False), control=get("front", "control", "systemd"),
+                 admin_port=get("front", "admin_port", 9999),
                  drain_timeout=drain_timeout, retry_after=get("front", "retry_after", 30), keep_warm=keep_warm)
 
 

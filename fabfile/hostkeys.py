@@ -6,6 +6,7 @@ another), so a team shares (and commits) the keys it has checked.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import paramiko
@@ -23,8 +24,16 @@ class RecordOnFirstContact(paramiko.MissingHostKeyPolicy):
         self.say(f"first contact with {hostname}: {key.get_name()} key {key.fingerprint}; "
                  f"recorded in {self.path}")
         client.get_host_keys().add(hostname, key.get_name(), key)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        client.save_host_keys(str(self.path))
+        with _WRITING:  # a fleet meets its hosts at once: each key is added to the file as it is now
+            known = paramiko.HostKeys()
+            if self.path.is_file():
+                known.load(str(self.path))
+            known.add(hostname, key.get_name(), key)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            known.save(str(self.path))
+
+
+_WRITING = threading.Lock()
 
 
 def check_host_keys(connection: Connection, path: Path, say) -> None:

@@ -12,7 +12,7 @@ import re
 from fabric import task
 from invoke import Exit
 
-from . import buildoutfiles, commands, hostconfig, output, services
+from . import buildoutfiles, commands, hostconfig, output, services, sharedfront
 from .hostconfig import ConfigError, HostConfig
 from .site import Site, host_config
 
@@ -50,17 +50,60 @@ def ports_of(config: HostConfig) -> set[int]:
     return used
 
 
+def shares_front(config: HostConfig, other: HostConfig) -> bool:
+    """Whether both sites are behind the host's one front (``control = systemd``, the same server)."""
+    return all(c.front and c.front.control == "systemd" for c in (config, other)) and \
+        config.front.server == other.front.server
+
+
 def check_ports(config: HostConfig) -> None:
     """Stop (exit 2) when another site on the host uses one of this site's ports, naming both."""
     mine = ports_of(config)
     for other in neighbours(config):
         if other.root == config.root:
             continue  # the same site under another name
-        shared = sorted(mine & ports_of(other))
+        shared = mine & ports_of(other)
+        if shares_front(config, other):  # one front listens for both: check_front compares them
+            shared -= {config.front.http_port, config.front.https_port}
         if shared:
-            raise Exit(f"{config.path}: port {', '.join(map(str, shared))} of site {config.name} is also used by "
-                       f"site {other.name} ({other.path}) on {config.address}: give one of them other ports; "
-                       f"nothing changed", 2)
+            raise Exit(f"{config.path}: port {', '.join(map(str, sorted(shared)))} of site {config.name} is also "
+                       f"used by site {other.name} ({other.path}) on {config.address}: give one of them other "
+                       f"ports; nothing changed", 2)
+
+
+def claimed_names(config: HostConfig) -> set[str]:
+    """The names the host's front routes to the site: its domains, or any name (``*``) without them."""
+    return set(config.front.domains) or {sharedfront.ANY_NAME}
+
+
+def check_front(config: HostConfig) -> None:
+    """Stop (exit 2) when another site behind the host's front claims one of this site's domains or wants
+    the front to listen otherwise, naming both."""
+    for other in neighbours(config):
+        if other.root == config.root or not shares_front(config, other):
+            continue
+        both = sorted(claimed_names(config) & claimed_names(other))
+        if both:
+            said = ", ".join("any name (no [front] domains)" if name == sharedfront.ANY_NAME else name
+                             for name in both)
+            raise Exit(f"{config.path}: domain {said} of site {config.name} is also claimed by site {other.name} "
+                       f"({other.path}) on {config.address}: the host's front routes a name to one site; remove it "
+                       f"from one of them; nothing changed", 2)
+        listen = lambda c: (c.front.bind, c.front.http_port, c.front.https_port)
+        if listen(config) != listen(other):
+            raise Exit(f"{config.path}: site {config.name} wants the host's front on {_listeners(config)}, site "
+                       f"{other.name} ({other.path}) on {_listeners(other)}: one front serves both; give them the "
+                       f"same [front] bind, http_port and https_port; nothing changed", 2)
+
+
+def _listeners(config: HostConfig) -> str:
+    return f"{config.front.bind} ports {config.front.http_port} and {config.front.https_port}"
+
+
+def check_neighbours(config: HostConfig) -> None:
+    """Before a deploy or push changes anything: no port, and no name of the host's front, taken twice."""
+    check_ports(config)
+    check_front(config)
 
 
 def megabytes(kilobytes: str) -> str:

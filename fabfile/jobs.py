@@ -56,6 +56,7 @@ def follow(site: Site, directory: str, job: str, pid: str, what: str = "job") ->
     try:
         follower = commands.python(site.config.python, onhost.source("follow"), f"{directory}/{job}.log",
                                    f"{directory}/{job}.result.json", pid)
+        site.commands_run += 1  # streamed, so not through site.run: counted here
         site.connection.run(follower, hide=False, warn=True, in_stream=False,
                             out_stream=Redacted(site), err_stream=Redacted(site))
     except KeyboardInterrupt:

@@ -80,7 +80,7 @@ def held(site: Site, facts: Facts, purpose: str, force_unlock: bool = False):
     channel = _take(site, lock_dir, holder)
     if channel is None:
         current = site.run(commands.join("cat", f"{lock_dir}/holder"), changes=False, warn=True).stdout.strip()
-        raise Exit(f"{site.config.name} is locked by {current or 'someone'} "
+        raise Exit(f"{site.config.label} is locked by {current or 'someone'} "
                    f"(remove a stale lock with --force-unlock)", 1) from None
     try:
         yield

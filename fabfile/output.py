@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -10,23 +11,39 @@ from rich.table import Table
 
 # Piped or captured output has no terminal width: wide enough that release ids never fold.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+_host = threading.local()  # a fleet's work on several hosts at once: each line says its host
+
+
+@contextmanager
+def on_host(name: str):
+    """Lines printed in this thread while the block runs start with ``name``."""
+    _host.name = name
+    try:
+        yield
+    finally:
+        _host.name = None
+
+
+def _print(message: str) -> None:
+    name = getattr(_host, "name", None)
+    console.print(f"[cyan]{name}[/] {message}" if name else message)
 
 
 @contextmanager
 def step(name: str):
     """Print ``name`` when it starts and how long it took when it ends."""
-    console.print(f"[bold]▸ {name}[/]")
+    _print(f"[bold]▸ {name}[/]")
     started = time.monotonic()
     try:
         yield
     except BaseException:
-        console.print(f"[red]✗ {name} failed after {time.monotonic() - started:.1f}s[/]")
+        _print(f"[red]✗ {name} failed after {time.monotonic() - started:.1f}s[/]")
         raise
-    console.print(f"  [green]✓[/] {name} [dim]{time.monotonic() - started:.1f}s[/]")
+    _print(f"  [green]✓[/] {name} [dim]{time.monotonic() - started:.1f}s[/]")
 
 
 def say(message: str) -> None:
-    console.print(message)
+    _print(message)
 
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> None:

@@ -12,7 +12,7 @@ from fabric import task
 from invoke import Exit
 
 from . import bundle as bundles
-from . import deploy, lock, output
+from . import deploy, hostsites, lock, output
 from .events import log_event
 from .site import open_site
 
@@ -23,6 +23,7 @@ def push(c, force_unlock=False, allow_dirty=False):
     """Upload and build the release beside the serving one; switch nothing (deploy then only switches)."""
     site = open_site(c)
     started = time.monotonic()
+    hostsites.check_neighbours(site.config)
     with output.step("read the host"):
         facts = site.facts()
     if site.dry:

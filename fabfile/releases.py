@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from fabric import task
 from invoke import Exit
 
-from . import backup, commands, datajob, hooks, leftovers, lock, notify, output, restore, switch
+from . import backup, commands, datajob, fleetconfig, hooks, leftovers, lock, notify, output, restore, switch
 from .events import log_event
 from .site import Facts, Release, Site, open_site, who
 
@@ -62,12 +62,20 @@ RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
 
 @task(help={"to": "the release id to go back to (default: the previous good release)",
             "with_data": "also restore the data backed up when that release was left",
-            "force_unlock": "remove a stale lock first"})
-def rollback(c, to=None, with_data=False, force_unlock=False):
+            "force_unlock": "remove a stale lock first", "limit": "refused: a fleet's hosts move together"})
+def rollback(c, to=None, with_data=False, force_unlock=False, limit=None):
     """Go back to the previous good release (or --to ID) in seconds."""
     if to is not None and not RELEASE_ID.fullmatch(str(to)):
         raise Exit(f"rollback --to takes a release id such as 20261122T031500Z-3f2a9c1d (see: fab releases), "
                    f"not {to!r}", 2)
+    fleet = fleetconfig.for_host(c)
+    fleetconfig.refuse_limit(fleet, limit, "rollback")
+    if fleet.declared:
+        if with_data:
+            raise Exit(f"{fleet.name}: rollback --with-data is not there for fleets yet: roll back, then "
+                       f"fab -H {fleet.name} restore", 2)
+        from . import fleettasks  # it builds on this module
+        return fleettasks.rollback(c, fleet, to, force_unlock)
     site = open_site(c)
     started = time.monotonic()
     facts = site.facts()
@@ -109,6 +117,10 @@ def rollback(c, to=None, with_data=False, force_unlock=False):
 @task
 def releases(c):
     """Show the releases: id, date, who, current, bad, its backup."""
+    fleet = fleetconfig.for_host(c)
+    if fleet.declared:
+        from . import fleettasks  # it builds on this module
+        return fleettasks.releases(c, fleet)
     site = open_site(c)
     facts = site.facts()
     records = backup.inventory(datajob.DataShell(site), backup.site_settings(site, None)).records

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from fabric import task
 from invoke import Exit
 
-from . import datajob, front, output, services
+from . import datajob, fleetclients, fleetconfig, front, output, services
 from .arguments import optional_positional
 from .backup import Hooks, inventory, site_hooks, site_settings
 from .repozo import BackupError, parse_date
@@ -142,7 +142,7 @@ RESTORE_HELP = {"date": "the UTC time to restore, yyyy-mm-dd[-hh[-mm[-ss]]]; non
 def restore(c, date=None, snapshot=False, zip=False, from_=None, alternative=False, no_prompt=False,
             force_unlock=False):
     """Restore a backup on the host (the newest without a date), stopping and starting the services."""
-    site = open_site(c)
+    site = open_site(c, role="backup")
     refused(site.config, snapshot, zip)
     try:
         wanted = None if date in (None, "", LATEST) else parse_date(date)
@@ -164,8 +164,13 @@ def restore(c, date=None, snapshot=False, zip=False, from_=None, alternative=Fal
     if site.dry:
         output.say(f"\\[dry] would restore {chosen}")
         return
-    verdict = datajob.run(site, "restore", date=chosen if wanted else None, snapshot=snapshot, zip=zip, source=source,
-                          force_unlock=force_unlock, **datajob.site_commands(site, maintenance=True))
+    options = dict(date=chosen if wanted else None, snapshot=snapshot, zip=zip, source=source,
+                   force_unlock=force_unlock, **datajob.site_commands(site, maintenance=True))
+    if site.config.member:  # a fleet: the clients on the app hosts stop too
+        with fleetclients.clients_stopped(c, fleetconfig.for_host(c)):
+            verdict = datajob.run(site, "restore", **options)
+    else:
+        verdict = datajob.run(site, "restore", **options)
     if verdict["result"] != "ok":
         raise Exit(verdict.get("error", "the restore failed"), 1)
 

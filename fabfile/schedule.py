@@ -228,7 +228,7 @@ def install_schedule(site: Site, release_id: str | None = None) -> str:
 @task(help={"remove": "take this site's lines out of the crontab"})
 def schedule(c, remove=False):
     """Install the [backup] schedule on the host: the backup job and its crontab lines."""
-    site = open_site(c)
+    site = open_site(c, role="backup")
     if remove:
         existing = site.run("crontab -l 2>/dev/null", changes=False, warn=True)
         text = existing.stdout if existing is not None and not existing.exited else ""

@@ -9,7 +9,7 @@ import threading
 from fabric import task
 from invoke import Exit
 
-from . import commands, jobs, onhost, output, supervisor, switch, systemd
+from . import commands, fleetconfig, jobs, onhost, output, supervisor, switch, systemd
 from .site import Site, open_site
 
 
@@ -68,10 +68,23 @@ def check_health(site: Site, programs=None) -> dict:
     return failed
 
 
+def _fleet(c):
+    """The fleet ``-H`` names, or None for one host."""
+    fleet = fleetconfig.for_host(c)
+    return fleet if fleet.declared else None
+
+
 @task
 def start(c):
-    """Start the site's programs, in order."""
-    site = open_site(c)
+    """Start the site's programs, in order (a fleet: host by host, the ZEO host first)."""
+    fleet = _fleet(c)
+    if fleet:
+        from . import fleettasks  # it builds on this module
+        return fleettasks.in_order(c, fleet, start_site)
+    start_site(open_site(c))
+
+
+def start_site(site: Site) -> None:
     with output.step("start"):
         start_programs(site)
         failed = check_health(site)
@@ -81,8 +94,15 @@ def start(c):
 
 @task
 def stop(c):
-    """Stop the site's programs, in reverse order."""
-    site = open_site(c)
+    """Stop the site's programs, in reverse order (a fleet: host by host, the ZEO host last)."""
+    fleet = _fleet(c)
+    if fleet:
+        from . import fleettasks  # it builds on this module
+        return fleettasks.in_order(c, fleet, stop_site, reverse=True)
+    stop_site(open_site(c))
+
+
+def stop_site(site: Site) -> None:
     with output.step("stop"):
         stop_programs(site, shutdown=True)
 
@@ -91,12 +111,22 @@ def stop(c):
                           "clients wait for it, requests may fail meanwhile)"})
 def restart(c, everything=False):
     """Restart the site's programs one by one, each healthy before the next (with a front: drained)."""
-    site = open_site(c)
+    fleet = _fleet(c)
+    if fleet:
+        from . import fleettasks  # it builds on this module
+        return fleettasks.in_order(c, fleet, lambda site: restart_site(site, everything))
+    restart_site(open_site(c), everything)
+
+
+def restart_site(site: Site, everything: bool) -> None:
+    if site.config.member and not site.config.front and not everything:
+        output.say("kept running: the ZEO server restarts with --everything (its clients wait for it)")
+        return
     if site.config.front:
         facts = site.facts()
         current = facts.current
         if current is None:
-            raise Exit(f"nothing is deployed on {site.config.name}: nothing to restart", 1)
+            raise Exit(f"nothing is deployed on {site.config.label}: nothing to restart", 1)
         with output.step("rolling restart through the front"):
             # one at a time through the front, whatever the deploys' switch (bluegreen: within the set)
             mode = "bluegreen" if site.config.switch == "bluegreen" else "rolling"
@@ -139,9 +169,13 @@ def trouble_code(deployed: bool, programs_down: bool, health_failed: bool, last_
     return 0
 
 
-@task
-def status(c):
+@task(help={"limit": "a fleet: only these hosts (host1,host2)"})
+def status(c, limit=None):
     """Show what runs, and whether each health URL answers (exit 1, 3, 4 or 5 by kind of trouble)."""
+    fleet = fleetconfig.for_host(c)
+    if fleet.declared:
+        from . import fleettasks  # it builds on this module
+        return fleettasks.status(c, fleetconfig.limit(fleet, limit))
     site = open_site(c)
     facts = site.facts()
     output.say(f"current release: {facts.current or 'none'}"
@@ -206,13 +240,24 @@ def follow_command(config, names: list[str], lines: int) -> str:
 
 
 @task(help={"lines": "how many lines of each log (default 20)",
-            "follow": "go on printing what the programs log, until Ctrl-C"})
-def logs(c, lines=None, follow=False):
+            "follow": "go on printing what the programs log, until Ctrl-C",
+            "limit": "a fleet: only these hosts (host1,host2)"})
+def logs(c, lines=None, follow=False, limit=None):
     """Show the last lines of each program's log (-f: follow them live until Ctrl-C)."""
     lines = "20" if lines is None else lines  # a string here: Invoke would refuse 'abc' with a traceback
     if not str(lines).isdigit() or not 0 < int(lines) <= 100000:
         raise Exit(f"logs --lines takes a whole number from 1 to 100000, not {lines!r}", 2)
-    site = open_site(c)
+    fleet = _fleet(c)
+    if fleet:
+        fleet = fleetconfig.limit(fleet, limit)
+        if follow and len(fleet.members) > 1:
+            raise Exit(f"logs --follow follows one host: add --limit HOST ({' '.join(fleet.names)})", 2)
+        if not follow:
+            from . import fleettasks  # it builds on this module
+            return fleettasks.in_order(c, fleet, lambda site: show_logs(site, int(lines)))
+        site = Site(c, fleet.members[0].config)
+    else:
+        site = open_site(c)
     names = [name for name, _ in live(site)]
     if follow:
         output.say(f"following the logs of {' '.join(names)} (Ctrl-C to stop)")
@@ -225,6 +270,10 @@ def logs(c, lines=None, follow=False):
             signal.signal(signal.SIGINT, previous)
         output.say("stopped following the logs")
         return
-    for name in names:
-        result = site.run(_manager(site).logs(site.config, name, int(lines)), changes=False, warn=True)
+    show_logs(site, int(lines))
+
+
+def show_logs(site: Site, lines: int) -> None:
+    for name, _ in live(site):
+        result = site.run(_manager(site).logs(site.config, name, lines), changes=False, warn=True)
         output.say(f"[bold]== {name}[/]\n{(result.stdout + result.stderr).rstrip()}")

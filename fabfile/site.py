@@ -12,7 +12,7 @@ import paramiko
 from fabric import Connection
 from invoke import Exit, UnexpectedExit
 
-from . import commands, hostconfig, hostkeys, onhost, output, platforms
+from . import commands, fleetconfig, hostconfig, hostkeys, onhost, output, platforms
 from .hostconfig import ConfigError, HostConfig
 from .platforms import Target
 
@@ -200,8 +200,15 @@ def warn(config: HostConfig) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
-def open_site(c) -> Site:
-    """The Site that ``fab -H NAME`` names, connected."""
+def open_site(c, role: str | None = None) -> Site:
+    """The Site that ``fab -H NAME`` names, connected; a fleet's host with ``role`` (``backup``: the
+    backup tasks run where the data is)."""
+    if role is not None:
+        fleet = fleetconfig.for_host(c)
+        if fleet.declared:
+            for line in fleet.members[0].config.warnings:
+                print(f"warning: {line}", file=sys.stderr)
+            return Site(c, fleet.having(role)[0].config)
     return Site(c, host_config(c))
 
 

@@ -38,8 +38,9 @@ def front_plan(config: HostConfig, live: str) -> dict:
     if config.front.server == "haproxy":
         configs = ({color: front.render_config(config, color) for color in ("blue", "green")}
                    if config.switch == "bluegreen" else None)
-        return {**common, "socket": front.admin_socket(config), "configs": configs,
-                "config_path": front.config_path(config)}
+        return {**common, "socket": config.front.admin or front.admin_socket(config), "configs": configs,
+                "config_path": front.config_path(config), "tcp": bool(config.front.admin),
+                "prefix": config.front.server_prefix}
     return {**common, "servers": nginx.servers(config), "enabled": nginx.enabled(config, live),
             "upstream_file": front.front_dir(config, "conf", "upstream.inc"), "pid_file": nginx.pid_file(config),
             "reload": nginx.reload_command(config)}

@@ -28,7 +28,8 @@ def sandbox_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshd.Sand
 # pytest-xdist worker runs them (``make test``: ``-n 2 --dist loadfile``, each module on one worker):
 # the test hosts (network namespaces, the debootstrap cache), the crontab of this login.
 SHARED = {"test_bootstrap": "test-hosts", "test_bootstrap_systemd": "test-hosts", "test_bootstrap_keys": "test-hosts",
-          "test_bootstrap_vps": "test-hosts",
+          "test_bootstrap_vps": "test-hosts", "test_fleet_rig": "test-hosts", "test_front_sites": "test-hosts",
+          "test_fleet_hosts": "test-hosts",
           "test_backup_schedule": "crontab", "test_alerts": "crontab", "test_offsite": "crontab"}
 
 

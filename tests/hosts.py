@@ -9,6 +9,11 @@ sees this machine and nothing else. apt on the host reaches the Debian mirror
 through a small caching proxy on this machine's end of the pair, as a provider's
 mirror would be.
 
+A fleet shares a ``Bridge`` instead: each host's end of its pair is a port of one
+Linux bridge on this machine, with an address in the bridge's /24, so the hosts
+reach each other directly and this machine (the apt proxy, their default route) at
+the bridge's ``.1``. ``create_many`` makes several hosts at once.
+
 Two kinds:
 
 - ``chroot``: sshd runs chrooted in the overlay, in the namespace, in a pid
@@ -38,6 +43,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +65,14 @@ SSH_TIMEOUT = 30
 PROXY_PORT = 3142
 # 10.231.N.0/30 per host: N from this range, skipping any /30 this machine already uses.
 SUBNET = "10.231"
+# 10.232.N.0/24 per bridge: this machine is .1, its hosts .2 to .254.
+BRIDGE_SUBNET = "10.232"
+# Held while a free index is picked and taken (its namespace or bridge made): one per machine.
+ALLOCATION_LOCK = Path("/run/lock/fabhosts.lock")
+CREATE_WORKERS = 8
+# The host keys a host makes on first start, as ``ssh-keygen -A`` would. RSA's takes most of a
+# host's start (about a second of CPU): fleets that do not need one may leave it out.
+HOST_KEYS = ("rsa", "ecdsa", "ed25519")
 TOOLS = ("debootstrap", "ip", "unshare", "chroot", "mount", "umount", "nsenter")
 
 
@@ -143,8 +159,10 @@ class TestHost:
     index: int
     root_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     leader: int | None = None          # the first process: unshare (chroot) or systemd-nspawn
-    proxy: "AptProxy | None" = None
+    proxy: "AptProxy | None" = None    # its own; on a bridge, the bridge's serves it
     process: subprocess.Popen | None = field(default=None, repr=False)
+    bridge: "Bridge | None" = field(default=None, repr=False, compare=False)
+    slot: int | None = None            # on a bridge: the last byte of its address
 
     @property
     def netns(self) -> str:
@@ -152,13 +170,21 @@ class TestHost:
 
     @property
     def address(self) -> str:
-        """The host's address, reachable from this machine only."""
+        """The host's address: from this machine, and from the hosts on its bridge."""
+        if self.bridge:
+            return f"{self.bridge.subnet}.{self.slot}"
         return f"{SUBNET}.{self.index}.2"
 
     @property
     def gateway(self) -> str:
-        """This machine's end of the veth pair."""
+        """This machine's address as the host sees it: its end of the veth pair, or the bridge's."""
+        if self.bridge:
+            return self.bridge.address
         return f"{SUBNET}.{self.index}.1"
+
+    @property
+    def prefix_length(self) -> int:
+        return 24 if self.bridge else 30
 
     @property
     def merged(self) -> Path:
@@ -189,6 +215,17 @@ class TestHost:
         script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
         return self.run("python3", "-c", script, url, timeout=timeout + 5).stdout.rstrip("\n")
 
+    def processes(self) -> list[int]:
+        """The host's first process and every process below it (none when it is not running)."""
+        found, queue = [], [self.leader] if self.leader else []
+        for _ in range(10_000):  # bounded: a test host runs a few dozen at most
+            if not queue:
+                break
+            pid = queue.pop()
+            found.append(pid)
+            queue.extend(_children(pid))
+        return found
+
     def _init_pid(self) -> int:
         """The host's pid 1 (as this machine numbers it): systemd, or the chroot's shell."""
         if self.leader is None:
@@ -207,6 +244,23 @@ def _children(pid: int) -> list[int]:
     return [int(each) for each in text.split()]
 
 
+@contextmanager
+def _allocating() -> Iterator[None]:
+    """Hold this machine's lock for picking a free index and taking it (threads and processes)."""
+    with open(ALLOCATION_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # an open file of its own per caller: threads wait too
+        yield
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, left to this machine's init to reap, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def _free_index() -> int:
     """A /30 in 10.231.0.0/16 that no interface and no namespace of ours uses."""
     used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
@@ -220,25 +274,48 @@ def _free_index() -> int:
     raise HostError(f"no free /30 left in {SUBNET}.0.0/16")
 
 
+def _free_bridge_index() -> int:
+    """A /24 in 10.232.0.0/16 that no interface, route or bridge of ours uses."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
+    start = os.getpid() % 250
+    for offset in range(250):
+        index = (start + offset) % 250 + 1
+        subnet = f"{BRIDGE_SUBNET}.{index}."
+        if subnet not in used and subnet not in routes and not Path(f"/sys/class/net/fabbr{index}").exists():
+            return index
+    raise HostError(f"no free /24 left in {BRIDGE_SUBNET}.0.0/16")
+
+
 def _sh(*command: str, timeout: float = 30) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if result.returncode:
         raise HostError(f"{' '.join(command)} exited {result.returncode}: {result.stderr.strip()}")
 
 
-def create(workdir: Path, booted: bool = False) -> TestHost:
-    """A fresh host, running and answering SSH on its address; ``destroy`` removes it."""
+def create(workdir: Path, booted: bool = False, bridge: Bridge | None = None,
+           host_keys: tuple[str, ...] = HOST_KEYS) -> TestHost:
+    """A fresh host, running and answering SSH on its address; ``destroy`` removes it.
+
+    On ``bridge``, it reaches the other hosts there; without, this machine only."""
+    if not host_keys or not set(host_keys) <= set(HOST_KEYS):
+        raise ValueError(f"host_keys: some of {HOST_KEYS}, not {host_keys}")
     lower = rootfs()
-    index = _free_index()
-    host = TestHost(f"fabhost{index}", booted, workdir, index)
-    for each in ("upper", "work", "merged"):
-        (workdir / each).mkdir(parents=True, exist_ok=True)
+    with _allocating():
+        index = _free_index()
+        _sh("ip", "netns", "add", f"fabhost{index}")  # takes the index
+    host = TestHost(f"fabhost{index}", booted, workdir, index, bridge=bridge)
     try:
+        if bridge:
+            bridge.join(host)
+        for each in ("upper", "work", "merged"):
+            (workdir / each).mkdir(parents=True, exist_ok=True)
         _sh("mount", "-t", "overlay", "overlay", "-o",
             f"lowerdir={lower},upperdir={workdir / 'upper'},workdir={workdir / 'work'}", str(host.merged))
         _network(host)
-        _configure(host)
-        host.proxy = AptProxy(host.gateway, PROXY_PORT)
+        _configure(host, host_keys)
+        if not bridge:
+            host.proxy = AptProxy(host.gateway, PROXY_PORT)
         start(host)
     except BaseException:
         destroy(host)
@@ -246,24 +323,51 @@ def create(workdir: Path, booted: bool = False) -> TestHost:
     return host
 
 
+def create_many(workdir: Path, count: int, booted: bool = False, bridge: Bridge | None = None,
+                workers: int = CREATE_WORKERS, host_keys: tuple[str, ...] = HOST_KEYS) -> list[TestHost]:
+    """``count`` fresh hosts in ``workdir/host-<n>``, made ``workers`` at a time; all of them or none.
+
+    When one cannot be made, the others are destroyed and its error raised."""
+    rootfs()  # built once, before the threads want it
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, count)), thread_name_prefix="create-host")
+    futures = [pool.submit(create, workdir / f"host-{n}", booted, bridge, host_keys) for n in range(count)]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        wait(futures)  # each create is bounded by its own timeouts
+        destroy_many([future.result() for future in futures
+                      if not future.cancelled() and future.exception() is None])
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
 def _network(host: TestHost) -> None:
+    """The host's end of a veth pair in its namespace; this machine's end on the bridge or addressed."""
     outside, inside = f"fh{host.index}o", f"fh{host.index}i"
-    _sh("ip", "netns", "add", host.netns)
     _sh("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
     _sh("ip", "link", "set", inside, "netns", host.netns)
-    _sh("ip", "addr", "add", f"{host.gateway}/30", "dev", outside)
+    if host.bridge:
+        _sh("ip", "link", "set", outside, "master", host.bridge.name)
+    else:
+        _sh("ip", "addr", "add", f"{host.gateway}/30", "dev", outside)
     _sh("ip", "link", "set", outside, "up")
     inns = ("ip", "netns", "exec", host.netns)
     _sh(*inns, "ip", "link", "set", "lo", "up")
     _sh(*inns, "ip", "link", "set", inside, "name", "eth0")
-    _sh(*inns, "ip", "addr", "add", f"{host.address}/30", "dev", "eth0")
+    _sh(*inns, "ip", "addr", "add", f"{host.address}/{host.prefix_length}", "dev", "eth0")
     _sh(*inns, "ip", "link", "set", "eth0", "up")
+    if host.bridge:
+        _sh(*inns, "ip", "route", "add", "default", "via", host.gateway)
 
 
-def _configure(host: TestHost) -> None:
+def _configure(host: TestHost, host_keys: tuple[str, ...] = HOST_KEYS) -> None:
     """What the provider sets up: root's password, host keys of its own, the apt proxy, a name."""
-    _sh("chroot", str(host.merged), "sh", "-c", 'printf "root:%s\\n" "$1" | chpasswd && ssh-keygen -A >/dev/null',
-        "sh", host.root_password)
+    _sh("chroot", str(host.merged), "sh", "-c", 'printf "root:%s\\n" "$1" | chpasswd && shift && for type; do '
+        'ssh-keygen -q -t "$type" -N "" -f "/etc/ssh/ssh_host_${type}_key"; done',
+        "sh", host.root_password, *host_keys)
     host.path("/etc/apt/apt.conf.d/00provider-proxy").write_text(
         f'Acquire::http::Proxy "http://{host.gateway}:{PROXY_PORT}/";\n')
     host.path("/etc/hostname").write_text(host.name + "\n")
@@ -324,6 +428,7 @@ def stop(host: TestHost) -> None:
     # systemd-nspawn turns SIGTERM into a poweroff of the container; unshare ignores SIGTERM
     # while it waits, and when killed takes its child (--kill-child), the pid namespace's
     # first process, and with it every process there
+    init = _children(process.pid)
     os.kill(process.pid, signal.SIGTERM if host.booted else signal.SIGKILL)
     try:
         process.wait(timeout=STOP_TIMEOUT)
@@ -331,6 +436,12 @@ def stop(host: TestHost) -> None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=STOP_TIMEOUT)
     host.leader = None
+    # the namespace's first process outlives its killed parent a moment, ending the others first
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while any(running(pid) for pid in init):
+        if time.monotonic() > deadline:
+            raise HostError(f"{host.name}: its processes {init} did not end")
+        time.sleep(0.02)
 
 
 def reboot(host: TestHost) -> None:
@@ -348,6 +459,7 @@ def destroy(host: TestHost) -> None:
         problems_seen.append(str(error))
     if host.proxy:
         host.proxy.close()
+        host.proxy = None
     if os.path.ismount(host.merged):
         for _ in range(50):
             if subprocess.run(["umount", str(host.merged)], capture_output=True).returncode == 0:
@@ -359,8 +471,101 @@ def destroy(host: TestHost) -> None:
     subprocess.run(["ip", "link", "del", f"fh{host.index}o"], capture_output=True)
     subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
     shutil.rmtree(host.workdir, ignore_errors=True)
+    if host.bridge:
+        host.bridge.leave(host)
     if problems_seen:
         raise HostError("; ".join(problems_seen))
+
+
+def destroy_many(hosts: list[TestHost]) -> None:
+    """Destroy every one of ``hosts``, even when some fail; then raise what failed."""
+    failed = []
+    for host in hosts:
+        try:
+            destroy(host)
+        except Exception as error:  # keep removing the others
+            failed.append(f"{host.name}: {error}")
+    if failed:
+        raise HostError("; ".join(failed))
+
+
+@dataclass(eq=False)
+class Bridge:
+    """A Linux bridge on this machine for test hosts that must reach each other."""
+
+    index: int
+    proxy: "AptProxy | None" = None
+    hosts: list[TestHost] = field(default_factory=list, repr=False)
+    removed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"fabbr{self.index}"
+
+    @property
+    def subnet(self) -> str:
+        """The first three bytes of the bridge's /24."""
+        return f"{BRIDGE_SUBNET}.{self.index}"
+
+    @property
+    def address(self) -> str:
+        """This machine's address on the bridge: its hosts' gateway and apt proxy."""
+        return f"{self.subnet}.1"
+
+    @classmethod
+    def create(cls) -> Bridge:
+        """A bridge on a free /24 with this machine at ``.1``; ``destroy`` removes it."""
+        with _allocating():
+            index = _free_bridge_index()
+            # no STP: a port forwards as soon as it is up
+            _sh("ip", "link", "add", f"fabbr{index}", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        bridge = cls(index)
+        try:
+            _sh("ip", "addr", "add", f"{bridge.address}/24", "dev", bridge.name)
+            _sh("ip", "link", "set", bridge.name, "up")
+            bridge.proxy = AptProxy(bridge.address, PROXY_PORT)
+        except BaseException:
+            bridge.destroy()
+            raise
+        return bridge
+
+    def join(self, host: TestHost) -> None:
+        """Give ``host`` the lowest free address on the bridge."""
+        with self._lock:
+            if self.removed:
+                raise HostError(f"{self.name} was removed")
+            taken = {each.slot for each in self.hosts}
+            free = [slot for slot in range(2, 255) if slot not in taken]
+            if not free:
+                raise HostError(f"{self.name} has no free address left")
+            host.slot = free[0]
+            self.hosts.append(host)
+
+    def leave(self, host: TestHost) -> None:
+        with self._lock:
+            self.hosts = [each for each in self.hosts if each is not host]
+
+    def destroy(self) -> None:
+        """Destroy the hosts still on the bridge, then the bridge and its apt proxy; once."""
+        with self._lock:
+            if self.removed:
+                return
+            self.removed = True
+            hosts = list(self.hosts)
+        try:
+            destroy_many(hosts)
+        finally:
+            if self.proxy:
+                self.proxy.close()
+                self.proxy = None
+            subprocess.run(["ip", "link", "del", self.name], capture_output=True)
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.destroy()
 
 
 def _answers_ssh(address: str) -> bool:
@@ -446,13 +651,14 @@ class HostSite:
     key: Path | None               # None: the hostconfig names no identity
     root: str = "/srv/site"
     env: dict[str, str] = field(default_factory=dict)  # fab's environment: HOME, say
+    name: str = "test"             # the hostconfig's name, for fab -H
 
     def fab(self, *args: str, password: str | None = None, check: bool = True,
             timeout: float = 900) -> subprocess.CompletedProcess:
         """``fab -H test ARGS``; with ``password``, typed at fab's login password prompt."""
         prompt = ("--prompt-for-login-password",) if password is not None else ()
         # a new session has no terminal, so getpass reads the password from stdin
-        result = subprocess.run([FAB, *prompt, "-H", "test", *args], cwd=REPO, capture_output=True, text=True,
+        result = subprocess.run([FAB, *prompt, "-H", self.name, *args], cwd=REPO, capture_output=True, text=True,
                                 input=f"{password}\n" if password is not None else "", timeout=timeout,
                                 env={**os.environ, "DEPLOY_HOSTCONFIGS": str(self.configs), **self.env},
                                 start_new_session=True)
@@ -465,7 +671,7 @@ class HostSite:
 
     def set_host_option(self, key: str, value: str) -> None:
         """Add (or change) ``key = value`` in the hostconfig's ``[host]``."""
-        path = self.configs / "test.cfg"
+        path = self.configs / f"{self.name}.cfg"
         lines = [line for line in path.read_text().splitlines() if not line.startswith(f"{key} =")]
         at = lines.index("[host]") + 1
         path.write_text("\n".join([*lines[:at], f"{key} = {value}", *lines[at:]]) + "\n")
@@ -499,34 +705,41 @@ BUILD_JUNK = shutil.ignore_patterns("bin", "parts", "eggs", "develop-eggs", "var
 
 
 def host_site(host: TestHost, workdir: Path, manager: str = "supervisor", app_user: str | None = None,
-              extra: str = "") -> HostSite:
-    """A hostconfig ``test`` for the example site on ``host``, deployed as ``deploy`` with a key of its own."""
+              extra: str = "", *, name: str = "test", root: str = "/srv/site", configs: Path | None = None,
+              key: Path | None = None, ports: tuple[int, int, int] | None = None) -> HostSite:
+    """A hostconfig ``name`` (in ``configs``, beside other sites of the host) for the example site on ``host``
+    in ``root``, deployed as ``deploy`` with ``key`` (default: one of its own); ``ports``: the ZEO server's
+    and the two instances' (default: the example's 8100, 8081, 8082)."""
     workdir.mkdir(parents=True, exist_ok=True)
     buildout = workdir / "buildout"
     shutil.copytree(REPO / "example", buildout, ignore=BUILD_JUNK)
-    key = workdir / "deploy_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test deployer", "-f", str(key)],
-                   check=True)
-    configs = workdir / "hostconfigs"
-    configs.mkdir()
+    if key is None:
+        key = workdir / "deploy_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test deployer", "-f", str(key)],
+                       check=True)
+    configs = configs or workdir / "hostconfigs"
+    configs.mkdir(exist_ok=True)
     app = f"app_user = {app_user}\n" if app_user else ""
-    (configs / "test.cfg").write_text(f"""
+    zeo, first, second = ports or (8100, 8081, 8082)
+    overrides = (f"[overrides]\nports:zeo = {zeo}\nports:instance1 = {first}\nports:instance2 = {second}\n"
+                 if ports else "")
+    (configs / f"{name}.cfg").write_text(f"""
 [host]
 address = {host.address}
 user = deploy
 {app}identity = {key}
-root = /srv/site
+root = {root}
 [buildout]
 directory = {buildout}
 [services]
 manager = {manager}
 programs = zeoserver instance1 instance2
 [program:instance1]
-health_url = http://127.0.0.1:8081/health
+health_url = http://127.0.0.1:{first}/health
 [program:instance2]
-health_url = http://127.0.0.1:8082/health
+health_url = http://127.0.0.1:{second}/health
 [deploy]
 health_timeout = 60
-{extra}
+{overrides}{extra}
 """)
-    return HostSite(host, workdir, configs, key)
+    return HostSite(host, workdir, configs, key, root=root, name=name)

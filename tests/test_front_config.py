@@ -114,7 +114,8 @@ def test_the_switch_plan_carries_commands_and_the_front(tmp_path):
     plan = switch.build_plan(config, "20261130T000000Z-aaaaaaaa", "20261129T000000Z-bbbbbbbb", "job1")
     assert plan["mode"] == "rolling" and plan["front_instances"] == ["instance1", "instance2"]
     assert plan["front"] == {"kind": "haproxy", "socket": "/srv/site/front/run/admin.sock", "backend": "srv-site",
-                             "drain_timeout": 30, "configs": None, "config_path": "/srv/site/front/conf/site.cfg"}
+                             "drain_timeout": 30, "configs": None, "config_path": "/srv/site/front/conf/site.cfg",
+                             "tcp": False, "prefix": ""}
     assert "supervisorctl" in plan["commands"]["start"]["instance1"] and "instance1" in plan["commands"]["stop"]["instance1"]
     assert [p["script"] for p in plan["programs"]] == ["bin/zeoserver", "bin/instance1", "bin/instance2"]
 
@@ -129,7 +130,7 @@ def test_secrets_reach_the_job_only_to_be_taken_out_of_its_output(tmp_path):
 
 
 def test_acme_sends_the_challenge_to_lego_and_keeps_it_out_of_redirects_and_maintenance(tmp_path):
-    config = load(tmp_path, "domains = www.example.org\ntls = acme\nemail = admin@example.org\n")
+    config = load(tmp_path, "domains = www.example.org\ntls = acme\nemail = admin@example.org\ncontrol = self\n")
     text = front.render_config(config)
     assert "use_backend srv-site-acme if { path_beg /.well-known/acme-challenge/ }" in text
     assert "backend srv-site-acme\n    server lego 127.0.0.1:8402" in text

@@ -95,6 +95,19 @@ def test_a_host_target_accepts_its_wheels_and_refuses_others():
     assert host.key == "cp311-x86_64-glibc2.36"
 
 
+def test_the_cache_is_read_once_for_every_pin_and_a_wheel_for_the_host_comes_before_the_sdist(tmp_path):
+    host = Target("3.11.2", "x86_64", "2.36")
+    for name in ("Zope.Interface-8.7.tar.gz", "zope_interface-8.7-cp311-cp311-manylinux_2_17_x86_64.whl",
+                 "zope_interface-8.7-cp312-cp312-manylinux_2_17_x86_64.whl", "waitress-3.0.2.tar.gz", "notes.txt"):
+        (tmp_path / name).write_text("")
+    on_disk = dists.index(tmp_path)
+    assert sorted(len(paths) for paths in on_disk.values()) == [1, 3]
+    for files in (on_disk, None):  # None: read the directory itself
+        assert dists.cached(tmp_path, "zope.interface", "8.7", host, files).name.startswith("zope_interface-8.7-cp311")
+        assert dists.cached(tmp_path, "Waitress", "3.0.2", host, files).name == "waitress-3.0.2.tar.gz"
+        assert dists.cached(tmp_path, "waitress", "3.0.3", host, files) is None
+
+
 def test_mr_developer_checkouts_are_develop_eggs(tmp_path):
     (tmp_path / "development.cfg").write_text(
         "[buildout]\nextensions = mr.developer\nauto-checkout = my.app\ndevelop = src/other\n"

@@ -23,7 +23,7 @@ if len(session) == 4 and session[3].isdigit():
 def accepted(text):
     """The TCP ports the ruleset's input chain accepts."""
     ports = set()
-    for found in re.finditer(r"tcp dport (?:\{([\d,\s]+)\}|(\d+)) accept", text):
+    for found in re.finditer(r"^\t\ttcp dport (?:\{([\d,\s]+)\}|(\d+)) accept", text, re.M):
         ports.update(int(port) for port in re.split(r"[,\s]+", (found.group(1) or found.group(2)).strip()))
     return ports
 

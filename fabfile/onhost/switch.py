@@ -106,9 +106,14 @@ class HAProxy:
 
     def command(self, command):
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            where = plan["front"]["socket"]
+            if plan["front"].get("tcp"):  # a fleet's front on another host: host:port
+                host, port = where.rsplit(":", 1)
+                where = (host, int(port))
+            with socket.socket(socket.AF_INET if plan["front"].get("tcp") else socket.AF_UNIX,
+                               socket.SOCK_STREAM) as sock:
                 sock.settimeout(10)
-                sock.connect(plan["front"]["socket"])
+                sock.connect(where)
                 sock.sendall(command.encode() + b"\n")
                 chunks = []
                 while True:
@@ -120,12 +125,14 @@ class HAProxy:
             raise Failure(f"the front's admin socket {plan['front']['socket']}: {error}", bad=False) from None
 
     def set(self, server, *words):
+        server = plan["front"].get("prefix", "") + server  # a fleet's app host: <host>-<instance>
         answer = self.command(" ".join(("set", "server", f"{plan['front']['backend']}/{server}", *words))).strip()
         if answer:
             raise Failure(f"the front refused 'set server {server} {' '.join(words)}': {answer}", bad=False)
 
     def server(self, server):
         text = self.command("show stat").lstrip("# ")
+        server = plan["front"].get("prefix", "") + server
         for row in csv.DictReader(io.StringIO(text)):
             if row.get("pxname") == plan["front"]["backend"] and row.get("svname") == server:
                 return row

@@ -1,7 +1,10 @@
 """Console scripts: the ZEO server and a web instance, both in the foreground.
 
-Buildout generates ``bin/zeoserver`` and ``bin/instanceN`` from these, with the
-addresses and data paths of the site as arguments; a process manager runs them.
+The example buildout makes ``bin/instanceN`` from ``instance``, with the site's
+addresses and data paths as arguments (its ``bin/zeoserver`` is ZEO's own runzeo,
+the same server as ``zeoserver`` here); a process manager runs them. An instance
+uses the ZEO server's blob directory (``--blobstorage``, on the ZEO server's host)
+or a blob cache of its own (``--blob-cache``, on any host that reaches the server).
 """
 
 from __future__ import annotations
@@ -90,18 +93,36 @@ def instance(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", required=True, type=int, help="port to listen on")
     parser.add_argument("--zeo-address", required=True, type=address, help="HOST:PORT of ZEO")
+    # One of the two: the buildout passes the one that [data] blob-cache chooses.
+    blobs = parser.add_mutually_exclusive_group(required=True)
+    blobs.add_argument(
+        "--blobstorage", type=Path,
+        help="the ZEO server's blob directory, read and written directly (the ZEO server's host)",
+    )
+    blobs.add_argument(
+        "--blob-cache", type=Path,
+        help="a local blob cache instead: blobs travel through ZEO (any host that reaches ZEO)",
+    )
     parser.add_argument(
-        "--blobstorage", required=True, type=Path, help="the ZEO server's blob directory"
+        "--blob-cache-size", type=int, default=None,
+        help="with --blob-cache: its largest size in bytes (default: no limit)",
     )
     parser.add_argument("--threads", default=4, type=int, help="waitress worker threads")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Blobs are written into the shared blob directory by the client too.
+    # Blobs are written by the client too: into the shared blob directory, or its cache.
     os.umask(0o077)
     # Turn SIGTERM into SystemExit so that the ZEO client is closed cleanly.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    store = Store(args.zeo_address, str(args.blobstorage.resolve()))
+    if args.blob_cache is not None:
+        # Resolved first, so that a var/ linked to a directory not made yet works.
+        cache = args.blob_cache.resolve()
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = Store(args.zeo_address, str(cache), shared_blob_dir=False,
+                      blob_cache_size=args.blob_cache_size)
+    else:
+        store = Store(args.zeo_address, str(args.blobstorage.resolve()))
     try:
         waitress.serve(
             DemoApp(store), host=args.host, port=args.port, threads=args.threads, ident="demoapp"

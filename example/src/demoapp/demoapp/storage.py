@@ -59,18 +59,28 @@ def new_key() -> str:
 
 
 class Store:
-    """The site's storage: a ZEO client that shares the server's blob directory.
+    """The site's storage: a ZEO client, with the server's blob directory or a blob cache of its own.
+
+    With ``shared_blob_dir`` (the default) ``blob_dir`` is the ZEO server's own blob
+    directory, which the client reads and writes directly: the instances run on the
+    ZEO server's host (or mount its directory). Without it, ``blob_dir`` is a local
+    cache: blobs go to and come from the server through the ZEO connection, so an
+    instance may run on another host; ``blob_cache_size`` (bytes, None: no limit)
+    bounds the cache, which ZEO trims in the background. Clients on one host may
+    share a cache directory.
 
     The client is created without waiting for the server, so an instance
     starts (and reports itself unhealthy) while the ZEO server is down, and
     reconnects by itself when the server comes back.
     """
 
-    def __init__(self, address: Address, blob_dir: str, wait_timeout: float = 10.0) -> None:
+    def __init__(self, address: Address, blob_dir: str, wait_timeout: float = 10.0, *,
+                 shared_blob_dir: bool = True, blob_cache_size: int | None = None) -> None:
         self._storage = ZEO.client(
             address,
             blob_dir=blob_dir,
-            shared_blob_dir=True,
+            shared_blob_dir=shared_blob_dir,
+            blob_cache_size=None if shared_blob_dir else blob_cache_size,
             wait=False,
             wait_timeout=wait_timeout,
         )
@@ -91,11 +101,20 @@ class Store:
     def _database(self) -> ZODB.DB:
         # ZODB.DB reads the root object when it is created, which needs the
         # server; so the database is made on first use, not at start-up.
+        # On an empty storage it also creates the root: instances doing that at once conflict, and the
+        # one that loses finds the root made by the other when it tries again.
         with self._lock:
-            if self._db is None:
+            for attempt in range(1, ADD_ATTEMPTS + 1):
+                if self._db is not None:
+                    break
                 if not self._storage.is_connected():
                     raise ClientDisconnected("the ZEO server is not reachable")
-                self._db = ZODB.DB(self._storage)
+                try:
+                    self._db = ZODB.DB(self._storage)
+                except ConflictError:
+                    if attempt == ADD_ATTEMPTS:
+                        raise
+                    logger.info("another instance created the root at the same time, trying again")
             return self._db
 
     def items(self) -> list[ItemInfo]:

@@ -285,11 +285,6 @@ def backup_command(settings: Settings, storage: Storage, *, full: bool, snapshot
                          *flags)
 
 
-def verify_command(settings: Settings, repository: str) -> str:
-    """repozo -V: the sizes and checksums of every file in the latest chain."""
-    return commands.join(settings.repozo, "-V", "-r", repository)
-
-
 def recover_command(settings: Settings, repository: str, output: str, date: str | None) -> str:
     """repozo -R with on-the-fly verification, into ``output`` (and its .index)."""
     return commands.join(settings.repozo, "-R", "-w", "-r", repository, "-o", output,

@@ -7,6 +7,7 @@ a few run the ``invoke`` command line itself, to see what an operator sees.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -90,6 +91,44 @@ def test_full_then_incremental_then_restore_gives_the_same_objects_and_blob_byte
     assert (full["kind"], incremental["kind"]) == ("full", "incremental")
     assert full["verified"] and incremental["verified"]
     assert state(site) == committed == {"first": b"first, changed", "second": b"second blob", "third": b"third blob"}
+
+
+def delta_check(site: Path) -> subprocess.CompletedProcess:
+    """The incremental check, as a backup runs it, on the newest incremental of the main chain."""
+    from fabfile import onhost
+    repository = site / "var/backups/filestorage"
+    dat = max(repository.glob("*.dat"))
+    newest = max(repository.glob("*.deltafsz"))
+    return subprocess.run([sys.executable, "-c", onhost.source("deltacheck"), str(dat), newest.name],
+                          capture_output=True, text=True)
+
+
+def test_an_incremental_is_checked_against_repozos_record_and_a_changed_byte_is_found(site):
+    back_up(site)
+    commit(site, third=b"third blob")
+    incremental = back_up(site)
+    newest = max((site / "var/backups/filestorage").glob("*.deltafsz"))
+    assert incremental["verified"] and newest.name in "; ".join(incremental["checks"])
+    assert json.loads(delta_check(site).stdout)["checked"] == [newest.name]
+    data = bytearray(gzip.decompress(newest.read_bytes()))
+    data[-20] ^= 0xFF  # one byte of the transaction, the size unchanged
+    newest.write_bytes(gzip.compress(bytes(data)))
+    changed = delta_check(site)
+    assert changed.returncode == 1 and f"{newest} has checksum" in changed.stdout
+    newest.write_bytes(b"not gzip")
+    assert "does not read back" in delta_check(site).stdout
+
+
+def test_an_incremental_that_does_not_follow_on_in_the_chain_is_refused(site):
+    back_up(site)
+    commit(site, third=b"third blob")
+    back_up(site)
+    dat = max((site / "var/backups/filestorage").glob("*.dat"))
+    lines = dat.read_text().splitlines()
+    name, start, end, digest = lines[-1].split()
+    dat.write_text("\n".join([*lines[:-1], f"{name} {int(start) + 1} {end} {digest}"]) + "\n")
+    result = delta_check(site)
+    assert result.returncode == 1 and f"starts at {int(start) + 1}, the file before it ended at {start}" in result.stdout
 
 
 def test_restore_to_a_date_between_two_backups_gives_the_earlier_state(site):

@@ -10,7 +10,7 @@ import pytest
 from fabfile import hostconfig, retention
 from fabfile.repozo import (BackupError, backup_command, blob_archive_command, blob_copy_command,
                             blob_restore_command, data_files,
-                            layout, parse_date, pick, recover_command, swap_command, verify_command)
+                            layout, parse_date, pick, recover_command, swap_command)
 
 SETTINGS = layout("/srv/site/var", "/srv/site/backups", "/srv/site/current/bin/repozo", "python3",
                   additional=("catalog",))
@@ -28,8 +28,6 @@ PLAIN = layout("/v", "/b", "repozo", "python3", quick=False, gzip=False)
      "-r /srv/site/backups/snapshots/filestorage-catalog -F -Q -z"),
     (backup_command(PLAIN, PLAIN.main, full=False, snapshot=False),
      "repozo -B -f /v/filestorage/Data.fs -r /b/filestorage"),
-    (verify_command(SETTINGS, "/srv/site/backups/filestorage"),
-     "/srv/site/current/bin/repozo -V -r /srv/site/backups/filestorage"),
     (recover_command(SETTINGS, "/srv/site/backups/filestorage", "/srv/site/var/filestorage/Data.fs.restoring",
                      "2026-11-20-03"),
      "/srv/site/current/bin/repozo -R -w -r /srv/site/backups/filestorage "

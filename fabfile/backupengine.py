@@ -19,12 +19,14 @@ import shlex
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import commands, onhost, retention
-from .repozo import (BackupError, Settings, backup_command, blob_archive_command, blob_copy_command, data_files,
+from .repozo import (BackupError, Settings, backup_command, blob_archive_command, blob_copy_command, blob_copy_into,
+                     data_files,
                      readable, recover_command, stamp_of, truncate_command, unpack_archive_command)
 
 
@@ -220,12 +222,12 @@ def pending_state(settings: Settings, before: Inventory, snapshot: bool) -> dict
         "records": {name: {} for name in before.records}}}
 
 
-def digests(c, settings: Settings, record: dict, snapshot: bool) -> dict[str, str]:
+def digests(c, settings: Settings, files: dict[str, list[str]], archives: list[str], snapshot: bool) -> dict[str, str]:
     """sha256 of every file the backup wrote (repozo's growing ``.dat`` files apart) and of its blob
     archive: ``backups`` checks them again later."""
     paths = [f"{settings.repository(s, snapshot)}/{name}" for s in settings.storages
-             for name in record["files"].get(s.name, []) if not name.endswith(".dat")]
-    paths += record.get("blob_archives", [])
+             for name in files.get(s.name, []) if not name.endswith(".dat")]
+    paths += archives
     if not paths:
         return {}
     listed = run(c, commands.join("sha256sum", "--", *paths)).stdout
@@ -466,7 +468,6 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
     if record is None:
         return None
     record["seconds"] = round(time.monotonic() - started, 1)
-    record["sha256"] = digests(c, settings, record, snapshot)
     run(c, commands.and_then(
         commands.write_file(f"{settings.records}/{record['stamp']}.json", json.dumps(record, sort_keys=True)),
         commands.remove(pending_path(settings))))  # complete: it counts from now on
@@ -484,13 +485,24 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
 
 
 def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool, snapshot: bool) -> dict | None:
-    with hooks.step("repozo " + ("snapshot" if snapshot else "full" if full else "backup")) \
-            if not settings.only_blobs else nullcontext():
-        for storage in (() if settings.only_blobs else settings.storages):
-            result = run(c, backup_command(settings, storage, full=full, snapshot=snapshot), warn=True)
-            if result.exited:
-                raise BackupError(f"repozo failed backing up {storage.live} (exit {result.exited}): "
-                                  f"{tail(result)}; nothing of this backup is kept")
+    # Blob copies (not archives: an incremental_blobs archive depends on the backup's kind) are made
+    # while repozo runs, under a name of their own until repozo's files name the backup.
+    early = not settings.only_blobs and not settings.blob_archive and bool(settings.blob_sets())
+    kind_asked = "snapshot" if snapshot else "full" if full else "backup"
+    label = f"repozo {kind_asked}" + (", and the blobs (unchanged ones linked to the last copy)" if early else "")
+    with hooks.step(label) if not settings.only_blobs else nullcontext(), ThreadPoolExecutor(max_workers=1) as pool:
+        copying = pool.submit(copy_blobs_aside, c, settings, before, snapshot) if early else None
+        try:
+            for storage in (() if settings.only_blobs else settings.storages):
+                result = run(c, backup_command(settings, storage, full=full, snapshot=snapshot), warn=True)
+                if result.exited:
+                    raise BackupError(f"repozo failed backing up {storage.live} (exit {result.exited}): "
+                                      f"{tail(result)}; nothing of this backup is kept")
+        finally:
+            failed = copying.exception() if copying else None  # waits: nothing writes once this returns
+        if failed:
+            raise failed
+    aside = copying.result() if copying else {}
     written = inventory(c, settings)
     new = {s.name: sorted(set(written.files(s, snapshot)) - set(before.files(s, snapshot)))
            for s in settings.storages}
@@ -498,6 +510,8 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
     if settings.only_blobs:  # no repozo file names the moment: the blob copies take the time of now
         stamps = {written.data["now"]: "snapshot" if snapshot else "blobs"}
     if not stamps:
+        if aside:
+            run(c, commands.remove(*aside.values()))
         previous = max(before.stamps(settings.main, snapshot), default="never")
         hooks.say(f"no changes since the backup of {readable(previous) if previous != 'never' else previous}: "
                   f"nothing to back up")
@@ -505,19 +519,44 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
     main_new = data_files(new[settings.main.name])
     stamp = max(main_new or stamps)
     kind = "snapshot" if snapshot else (main_new or stamps)[stamp]
-    blob_copies = {name: copy_blobs(c, settings, written, name, live, snapshots if snapshot else backups, stamp,
-                                    snapshot, kind, hooks)
-                   for name, live, backups, snapshots in settings.blob_sets()}
-    if settings.only_blobs:
-        checks, problems = verify_blobs(c, blob_copies)
+    if aside:
+        blob_copies = {name: posix_parent(partial) + "/" + stamp for name, partial in aside.items()}
+        run(c, commands.and_then(*(commands.join("mv", "-T", aside[name], blob_copies[name]) for name in aside)))
     else:
-        checks, problems = verify(c, settings, written, stamp, kind, snapshot, new, blob_copies, hooks)
+        blob_copies = {name: copy_blobs(c, settings, written, name, live, snapshots if snapshot else backups, stamp,
+                                        snapshot, kind, hooks)
+                       for name, live, backups, snapshots in settings.blob_sets()}
+    archives = [copy[-1] if isinstance(copy, list) else copy for copy in blob_copies.values() if is_archive(copy)]
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the checksums are read while the backup is verified
+        summed = pool.submit(digests, c, settings, new, archives, snapshot)
+        if settings.only_blobs:
+            checks, problems = verify_blobs(c, blob_copies)
+        else:
+            checks, problems = verify(c, settings, written, stamp, kind, snapshot, new, blob_copies, hooks)
+        sha256 = summed.result()
     hooks.say(f"{kind} backup {stamp}" + ("" if problems else " verified: " + "; ".join(checks)))
     return {"stamp": stamp, "kind": kind, "release": settings.release, "verified": not problems,
             "checks": checks, "problems": problems, "files": new, "blob_copy": bool(blob_copies),
-            "blob_archives": [copy[-1] if isinstance(copy, list) else copy for copy in blob_copies.values()
-                              if is_archive(copy)],
+            "blob_archives": archives, "sha256": sha256,
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def copy_blobs_aside(c, settings: Settings, before: Inventory, snapshot: bool) -> dict[str, str]:
+    """Every blobstorage copied (hard links to its last copy) into ``<location>/<now>.partial``:
+    {blob set: that path}. A copy cut short is a ``.partial``, which never counts as a backup."""
+    aside = {}
+    for name, live, backups, snapshots in settings.blob_sets():
+        location = snapshots if snapshot else backups
+        previous = max((s for s, info in before.copies(snapshot, name).items() if not info.get("archive")),
+                       default=None)
+        partial = f"{location}/{before.data['now']}.partial"
+        result = run(c, blob_copy_into(live, partial, f"{location}/{previous}" if previous else None,
+                                       before.data["rsync"] and settings.use_rsync, settings.rsync_options,
+                                       settings.link_first_copy), warn=True)
+        if result.exited:
+            raise BackupError(f"copying the blobstorage {live} failed: {tail(result)}; nothing of this backup is kept")
+        aside[name] = partial
+    return aside
 
 
 def copy_blobs(c, settings: Settings, written: Inventory, name: str, live: str, location: str, stamp: str,

@@ -299,12 +299,17 @@ def blob_copy_command(source: str, target: str, previous: str | None, rsync: boo
     The copy is made under ``target.partial`` and renamed when complete, so a copy cut
     short never looks like a backup."""
     partial = f"{target}.partial"
+    return commands.and_then(blob_copy_into(source, partial, previous, rsync, options, link_first),
+                             commands.join("mv", "-T", partial, target))
+
+
+def blob_copy_into(source: str, partial: str, previous: str | None, rsync: bool, options: tuple[str, ...] = (),
+                   link_first: bool = False) -> str:
+    """``blob_copy_command`` without the rename: the copy into ``partial``, for a caller that names it later."""
     if rsync:
         link = [f"--link-dest={previous}"] if previous else [f"--link-dest={source}"] if link_first else []
-        copy = commands.join("rsync", "-a", *options, "--delete", *link, f"{source}/", f"{partial}/")
-    else:
-        copy = commands.and_then(commands.remove(partial), commands.join("cp", "-a", source, partial))
-    return commands.and_then(copy, commands.join("mv", "-T", partial, target))
+        return commands.join("rsync", "-a", *options, "--delete", *link, f"{source}/", f"{partial}/")
+    return commands.and_then(commands.remove(partial), commands.join("cp", "-a", source, partial))
 
 
 def blob_archive_command(source: str, archive: str, snar: str | None = None, base: str | None = None) -> str:
@@ -335,13 +340,17 @@ def unpack_archive_command(archive: str | list[str], target: str) -> str:
         for path in archives))
 
 
-def blob_restore_command(copy: str | list[str], target: str, rsync: bool, options: tuple[str, ...] = ()) -> str:
-    """A plain copy of a blob backup into ``target`` (never linked: live blobs are the site's own);
-    an archive is unpacked there."""
+def blob_restore_command(copy: str | list[str], target: str, rsync: bool, options: tuple[str, ...] = (),
+                         live: str | None = None) -> str:
+    """A copy of a blob backup into ``target``, never linked to the backup (live blobs are the site's
+    own); with rsync and the ``live`` blobstorage there, a blob the live one holds unchanged (its path
+    names its object and transaction) is a hard link to that file, which ZODB never changes in place.
+    An archive is unpacked there."""
     if not isinstance(copy, str) or copy.endswith((".tar", ".tar.gz")):
         return unpack_archive_command(copy, target)
     if rsync:
-        return commands.join("rsync", "-a", *options, "--delete", f"{copy}/", f"{target}/")
+        link = [f"--link-dest={live}"] if live else []
+        return commands.join("rsync", "-a", *options, "--delete", *link, f"{copy}/", f"{target}/")
     return commands.and_then(commands.remove(target), commands.join("cp", "-a", copy, target))
 
 

@@ -14,7 +14,7 @@ restore`` runs it on this machine.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from . import commands
@@ -57,28 +57,49 @@ def question(settings: Settings, found, chosen: str, snapshot: bool) -> str:
 
 
 def prepare(c, settings: Settings, found, date: str | None, copy: str | None, snapshot: bool, hooks: Hooks) -> None:
-    """Recover and check every filestorage, copy the blobs: all into ``.restoring`` beside the live data."""
-    with hooks.step("recover with repozo and open with ZODB") if not settings.only_blobs else nullcontext():
-        for storage in (() if settings.only_blobs else settings.storages):
-            restoring = f"{storage.live}.restoring"
-            run(c, commands.make_directories(storage.live.rsplit("/", 1)[0], mode="0700"))
-            result = run(c, recover_command(settings, settings.repository(storage, snapshot), restoring, date),
-                         warn=True)
-            if result.exited:
-                raise BackupError(f"repozo could not recover {storage.name} ({tail(result)}); "
-                                  f"the live data is untouched")
-            blob_copy = blob_copy_of(settings, found, storage, copy, snapshot)
-            with blob_directory(c, settings, blob_copy) as blobs:
-                result = zodb_check(c, settings, found, restoring, blobs)
-            if result.exited:
-                raise BackupError(f"the recovered {storage.name} does not open with ZODB ({tail(result)}); "
-                                  f"the live data is untouched")
-    if copy:
-        with hooks.step(f"copy the blobs of {copy}"):
-            for name, live, *_ in settings.blob_sets():
-                source = found.blob_source(settings, copy, snapshot, name)
-                run(c, blob_restore_command(source, f"{live}.restoring", found.data["rsync"] and settings.use_rsync,
-                                            settings.rsync_options))
+    """Recover and check every filestorage, copy the blobs: all into ``.restoring`` beside the live data.
+
+    The blobs are copied while the filestorages are recovered and checked (the check reads the
+    backup's blob copy, not the one being made): the slower of the two sets the time."""
+    steps = [] if settings.only_blobs else ["recover with repozo and open with ZODB"]
+    steps += [f"copy the blobs of {copy}"] if copy else []
+    with hooks.step(", and ".join(steps)), ThreadPoolExecutor(max_workers=1) as pool:
+        blobs = pool.submit(copy_blobs_back, c, settings, found, copy, snapshot) if copy else None
+        try:
+            recover_and_open(c, settings, found, date, copy, snapshot)
+        finally:
+            failed = blobs.exception() if blobs else None  # waits: nothing writes once this returns
+        if failed:
+            raise failed
+
+
+def recover_and_open(c, settings: Settings, found, date: str | None, copy: str | None, snapshot: bool) -> None:
+    """Every filestorage recovered into ``.restoring`` (repozo -R -w) and opened with ZODB."""
+    for storage in (() if settings.only_blobs else settings.storages):
+        restoring = f"{storage.live}.restoring"
+        run(c, commands.make_directories(storage.live.rsplit("/", 1)[0], mode="0700"))
+        result = run(c, recover_command(settings, settings.repository(storage, snapshot), restoring, date),
+                     warn=True)
+        if result.exited:
+            raise BackupError(f"repozo could not recover {storage.name} ({tail(result)}); "
+                              f"the live data is untouched")
+        blob_copy = blob_copy_of(settings, found, storage, copy, snapshot)
+        with blob_directory(c, settings, blob_copy) as blobs:
+            result = zodb_check(c, settings, found, restoring, blobs)
+        if result.exited:
+            raise BackupError(f"the recovered {storage.name} does not open with ZODB ({tail(result)}); "
+                              f"the live data is untouched")
+
+
+def copy_blobs_back(c, settings: Settings, found, copy: str, snapshot: bool) -> None:
+    """Every blobstorage's copy of ``copy`` into ``<blobstorage>.restoring``."""
+    rsync = found.data["rsync"] and settings.use_rsync
+    for name, live, *_ in settings.blob_sets():
+        there = (found.data["blobstorage"] if name == "main" else found.data["blobs"][name]["blobstorage"])["exists"]
+        result = run(c, blob_restore_command(found.blob_source(settings, copy, snapshot, name), f"{live}.restoring",
+                                             rsync, settings.rsync_options, live if there else None), warn=True)
+        if result.exited:
+            raise BackupError(f"copying the blobs of {copy} back failed ({tail(result)}); the live data is untouched")
 
 
 def blob_copy_of(settings: Settings, found, storage, copy: str | None, snapshot: bool) -> str | None:

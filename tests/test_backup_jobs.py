@@ -59,9 +59,10 @@ def wait_for_line(path_of, marker: str, seconds: float = 120) -> None:
     raise AssertionError(f"{marker!r} never showed in the job's log")
 
 
-@pytest.mark.parametrize("marker", ["▸ repozo", "▸ blobs", "▸ verify"])
+@pytest.mark.parametrize("marker", ["▸ repozo", "▸ verify"])
 def test_a_backup_job_killed_half_way_never_counts(site, marker):
-    """The job itself dies (SIGKILL on the host, as the OOM killer or a reboot would) at ``marker``."""
+    """The job itself dies (SIGKILL on the host, as the OOM killer or a reboot would) at ``marker``
+    (the blobs are copied while repozo runs: the first marker cuts both short)."""
     complete = set(records(site))
     kept = site.objects()
     site.add(f"lost with the job at {marker}", "blob")

@@ -38,6 +38,8 @@ PLAIN = layout("/v", "/b", "repozo", "python3", quick=False, gzip=False)
     (blob_copy_command("/d/blobs", "/b/x", None, rsync=False),
      "rm -rf -- /b/x.partial && cp -a /d/blobs /b/x.partial && mv -T /b/x.partial /b/x"),
     (blob_restore_command("/b/x", "/d/blobs.restoring", rsync=True), "rsync -a --delete /b/x/ /d/blobs.restoring/"),
+    (blob_restore_command("/b/x", "/d/blobs.restoring", rsync=True, live="/d/blobs"),
+     "rsync -a --delete --link-dest=/d/blobs /b/x/ /d/blobs.restoring/"),
     (blob_archive_command("/d/blobs", "/b/2026-01-02-03-04-05.tar.gz"),
      "tar -czf /b/2026-01-02-03-04-05.tar.gz.partial -C /d/blobs . "
      "&& mv -T /b/2026-01-02-03-04-05.tar.gz.partial /b/2026-01-02-03-04-05.tar.gz"),

@@ -137,6 +137,9 @@ def assert_serving_with_the_data(site, data: list[dict] | None = None) -> None:
     wait_for_switch_jobs(site)
     wait_for_data_jobs(site)
     assert site.answers("instance1") and site.answers("instance2")
+    deadline = time.monotonic() + 30  # instances the job stopped and started: the front's checks see them up
+    while request(site)[0] != 200 and time.monotonic() < deadline:  # after its `rise` checks
+        time.sleep(0.5)
     assert request(site)[0] == 200
     stored = site.objects()
     assert "before the faults" in [o["title"] for o in stored]

@@ -42,7 +42,8 @@ PACKAGE = Path(__file__).resolve().parent
 JOB_DIR = ".deploy/backup-job"                # inside a release
 JOB_MODULES = ("__init__.py", "backupengine.py", "restoreengine.py", "commands.py", "repozo.py", "retention.py",
                "offsite.py",
-               "onhost/__init__.py", "onhost/backups.py", "onhost/zodbcheck.py", "onhost/health.py")
+               "onhost/__init__.py", "onhost/backups.py", "onhost/zodbcheck.py", "onhost/deltacheck.py",
+               "onhost/health.py")
 NAMED = {  # minute, hour, day of month, month, day of week
     "hourly": ("15", "*", "*", "*", "*"),
     "daily": ("15", "3", "*", "*", "*"),

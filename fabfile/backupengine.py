@@ -360,10 +360,12 @@ def delta_check_command(settings: Settings, found: Inventory, storage, snapshot:
 
 
 def verify(c, settings: Settings, found: Inventory, stamp: str, kind: str, snapshot: bool,
-           new: dict[str, list[str]], blob_copies: dict[str, str], hooks: Hooks) -> tuple[list[str], list[str]]:
+           new: dict[str, list[str]], blob_copies: dict[str, str], hooks: Hooks,
+           followed: dict[str, tuple[str, object]] | None = None) -> tuple[list[str], list[str]]:
     """Check every repository written: the files an incremental added, as ``repozo -V`` would (not the
     whole chain again); for full backups (or always) a recover with -w, which runs the same checks on
-    the fly, into a file then opened with ZODB."""
+    the fly, into a file then opened with ZODB. ``followed``: the full backups already recovered (and
+    checked) while repozo wrote them, {storage: (file, result)}."""
     checks, problems = [], []
     opens = settings.verify == "always" or (settings.verify == "full" and kind in ("full", "snapshot"))
     if not opens:
@@ -374,11 +376,17 @@ def verify(c, settings: Settings, found: Inventory, stamp: str, kind: str, snaps
                     f"{storage.name}: " + (tail(result) if result.exited else
                                            f"{', '.join(json.loads(result.stdout)['checked'])} as repozo read them"))
         return checks, problems
-    with hooks.step("verify: recover with repozo -w, open with ZODB"):
+    followed = followed or {}
+    with hooks.step("verify: open with ZODB what was recovered while repozo wrote it" if followed else
+                    "verify: recover with repozo -w, open with ZODB"):
         for storage in settings.storages:
-            recovered = f"{settings.work}/{stamp}-{storage.name}.fs"
-            result = run(c, recover_command(settings, settings.repository(storage, snapshot), recovered, None),
-                         warn=True)
+            if storage.name in followed:
+                recovered, result = followed[storage.name]
+                how = "recovered while written"
+            else:
+                recovered, how = f"{settings.work}/{stamp}-{storage.name}.fs", "recovered (repozo -R -w)"
+                result = run(c, recover_command(settings, settings.repository(storage, snapshot), recovered, None),
+                             warn=True)
             if not result.exited:
                 with blob_directory(c, settings, blob_copies.get(storage.name)) as blobs:
                     result = zodb_check(c, settings, found, recovered, blobs)
@@ -387,9 +395,24 @@ def verify(c, settings: Settings, found: Inventory, stamp: str, kind: str, snaps
                 problems.append(f"{storage.name} recovered from the backup does not open: {tail(result)}")
             else:
                 opened = json.loads(result.stdout)
-                checks.append(f"{storage.name} recovered (repozo -R -w) and opened: {opened['objects']} "
-                              f"objects, {opened['blobs']} blobs")
+                checks.append(f"{storage.name} {how} and opened: {opened['objects']} objects, "
+                              f"{opened['blobs']} blobs")
     return checks, problems
+
+
+def follow_full_backups(c, settings: Settings, before: Inventory, snapshot: bool, stop: str) -> dict:
+    """Each storage's full backup recovered while repozo writes it (``onhost/tailrecover.py``), in the
+    order repozo backs them up: {storage: (recovered file, result)}."""
+    followed = {}
+    for storage in settings.storages:
+        recovered = f"{settings.work}/following-{storage.name}.fs"
+        known = [name for name in before.files(storage, snapshot) if name.endswith(".dat")]
+        followed[storage.name] = (recovered, run(c, commands.python(
+            settings.python, onhost.source("tailrecover"), settings.repository(storage, snapshot), recovered, stop,
+            "gzip" if settings.gzip else "plain", *known), warn=True))
+        if followed[storage.name][1].exited and run(c, commands.join("test", "-e", stop), warn=True).exited == 0:
+            break  # repozo failed: the storages after it are not backed up
+    return followed
 
 
 def apply_retention(c, settings: Settings, snapshot: bool, hooks: Hooks) -> None:
@@ -487,22 +510,35 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
 def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool, snapshot: bool) -> dict | None:
     # Blob copies (not archives: an incremental_blobs archive depends on the backup's kind) are made
     # while repozo runs, under a name of their own until repozo's files name the backup.
-    early = not settings.only_blobs and not settings.blob_archive and bool(settings.blob_sets())
+    early = not settings.only_blobs and not settings.blob_archive and bool(settings.blob_sets()) and (
+        full or snapshot or any(state["live"]["size"] != state["repository"]["backed_up"]  # else repozo will
+                                for state in before.data["storages"].values()))        # find nothing new
     kind_asked = "snapshot" if snapshot else "full" if full else "backup"
     label = f"repozo {kind_asked}" + (", and the blobs (unchanged ones linked to the last copy)" if early else "")
-    with hooks.step(label) if not settings.only_blobs else nullcontext(), ThreadPoolExecutor(max_workers=1) as pool:
+    # A full backup is read back (gunzipped, its md5 compared with repozo's) while repozo writes it.
+    follow = (full or snapshot) and not settings.only_blobs and settings.verify in ("full", "always")
+    stop = f"{settings.work}/.repozo-stopped"
+    if follow:  # repozo's temporary file left by a run cut short would be taken for this one's
+        run(c, commands.remove(stop, *(f"{settings.repository(s, snapshot)}/tmp.tmp" for s in settings.storages)))
+    with hooks.step(label) if not settings.only_blobs else nullcontext(), ThreadPoolExecutor(max_workers=2) as pool:
         copying = pool.submit(copy_blobs_aside, c, settings, before, snapshot) if early else None
+        following = pool.submit(follow_full_backups, c, settings, before, snapshot, stop) if follow else None
         try:
             for storage in (() if settings.only_blobs else settings.storages):
                 result = run(c, backup_command(settings, storage, full=full, snapshot=snapshot), warn=True)
                 if result.exited:
                     raise BackupError(f"repozo failed backing up {storage.live} (exit {result.exited}): "
                                       f"{tail(result)}; nothing of this backup is kept")
-        finally:
-            failed = copying.exception() if copying else None  # waits: nothing writes once this returns
-        if failed:
-            raise failed
+        except BaseException:
+            if following:
+                run(c, commands.join("touch", stop), warn=True)  # the followers stop waiting
+            raise
+        finally:  # each waits: nothing writes once they return
+            failed = [f.exception() for f in (copying, following) if f]
+        if any(failed):
+            raise next(f for f in failed if f)
     aside = copying.result() if copying else {}
+    followed = following.result() if following else {}
     written = inventory(c, settings)
     new = {s.name: sorted(set(written.files(s, snapshot)) - set(before.files(s, snapshot)))
            for s in settings.storages}
@@ -532,7 +568,7 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
         if settings.only_blobs:
             checks, problems = verify_blobs(c, blob_copies)
         else:
-            checks, problems = verify(c, settings, written, stamp, kind, snapshot, new, blob_copies, hooks)
+            checks, problems = verify(c, settings, written, stamp, kind, snapshot, new, blob_copies, hooks, followed)
         sha256 = summed.result()
     hooks.say(f"{kind} backup {stamp}" + ("" if problems else " verified: " + "; ".join(checks)))
     return {"stamp": stamp, "kind": kind, "release": settings.release, "verified": not problems,

@@ -43,7 +43,7 @@ JOB_DIR = ".deploy/backup-job"                # inside a release
 JOB_MODULES = ("__init__.py", "backupengine.py", "restoreengine.py", "commands.py", "repozo.py", "retention.py",
                "offsite.py",
                "onhost/__init__.py", "onhost/backups.py", "onhost/zodbcheck.py", "onhost/deltacheck.py",
-               "onhost/health.py")
+               "onhost/tailrecover.py", "onhost/health.py")
 NAMED = {  # minute, hour, day of month, month, day of week
     "hourly": ("15", "*", "*", "*", "*"),
     "daily": ("15", "3", "*", "*", "*"),

@@ -131,6 +131,36 @@ def test_an_incremental_that_does_not_follow_on_in_the_chain_is_refused(site):
     assert result.returncode == 1 and f"starts at {int(start) + 1}, the file before it ended at {start}" in result.stdout
 
 
+def tail_recover(site: Path, *known: str) -> subprocess.CompletedProcess:
+    """The full backup's check run beside repozo, started after repozo finished (the .dat files in
+    ``known`` were there before)."""
+    from fabfile import onhost
+    return subprocess.run([sys.executable, "-c", onhost.source("tailrecover"), str(site / "var/backups/filestorage"),
+                           str(site / "recovered.fs"), str(site / "stop"), "gzip", *known],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_full_backup_is_read_back_while_repozo_writes_it_and_a_wrong_checksum_is_found(site):
+    full = back_up(site, full=True)
+    assert full["verified"] and "main recovered while written and opened" in "; ".join(full["checks"])
+    assert not (site / "var/backups/filestorage/tmp.tmp").exists()
+    read_back = tail_recover(site)
+    assert read_back.returncode == 0, read_back.stdout
+    assert (site / "recovered.fs").read_bytes() == (site / "var/filestorage/Data.fs").read_bytes()
+    dat = next((site / "var/backups/filestorage").glob("*.dat"))
+    name, start, end, _ = dat.read_text().split()
+    dat.write_text(f"{name} {start} {end} {'0' * 32}\n")
+    changed = tail_recover(site)
+    assert changed.returncode == 1 and "has checksum" in changed.stdout and "instead of 000" in changed.stdout
+
+
+def test_the_full_backups_check_stops_when_repozo_fails(site):
+    (site / "var/backups/filestorage").mkdir(parents=True)
+    (site / "stop").touch()
+    stopped = tail_recover(site)
+    assert stopped.returncode == 1 and "repozo stopped before the full backup started" in stopped.stdout
+
+
 def test_restore_to_a_date_between_two_backups_gives_the_earlier_state(site):
     earlier = back_up(site)
     before = state(site)

@@ -56,7 +56,18 @@ def repository(directory):
         path = os.path.join(directory, name)
         if os.path.isfile(path):
             files[name] = os.path.getsize(path)
-    return {"exists": names is not None, "writable": writable(directory), "files": files}
+    return {"exists": names is not None, "writable": writable(directory), "files": files,
+            "backed_up": backed_up(directory, files)}
+
+
+def backed_up(directory, files):
+    """Where the newest chain ends in the live filestorage (its ``.dat``'s last end position), or None."""
+    dats = sorted(name for name in files if name.endswith(".dat"))
+    try:
+        with open(os.path.join(directory, dats[-1])) as handle:
+            return int(handle.read().split()[-2])
+    except (IndexError, OSError, ValueError):
+        return None
 
 
 ARCHIVE = re.compile(r"(\d{4}(?:-\d\d){5})(\.delta)?\.(tar|tar\.gz)$")

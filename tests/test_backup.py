@@ -180,6 +180,19 @@ def test_a_restore_keeps_the_live_data_aside(site):
     assert (site / f"var/blobstorage{suffix}").is_dir()
 
 
+def test_restored_blobs_are_linked_to_the_live_ones_they_equal_never_to_the_backups(site):
+    back_up(site)
+    commit(site, third=b"not in the backup")
+    restore(site)
+    restored = {p.relative_to(site / "var/blobstorage"): p.stat() for p in (site / "var/blobstorage").rglob("*.blob")}
+    aside = next((site / "var").glob("blobstorage.before-restore-*"))
+    copy = next(p for p in (site / "var/backups/blobstorage").iterdir() if p.is_dir())
+    assert len(restored) == 2 and state(site) == {"first": b"first blob", "second": b"second blob"}
+    for path, stat in restored.items():
+        assert stat.st_ino == (aside / path).stat().st_ino  # unchanged: the live file itself
+        assert stat.st_ino != (copy / path).stat().st_ino   # the backup is never shared with the site
+
+
 def test_a_date_before_every_backup_stops_before_anything_changes(site):
     back_up(site)
     live = tree(site / "var")

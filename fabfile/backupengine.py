@@ -296,11 +296,15 @@ def problems_before_backup(settings: Settings, found: Inventory, full: bool, sna
     return problems
 
 
-def zodb_check(c, settings: Settings, found: Inventory, path: str, blob_dir: str):
-    """Open ``path`` with repozo's ZODB and load every object (and find every blob in ``blob_dir``)."""
+def zodb_check(c, settings: Settings, found: Inventory, path: str, blob_dir: str, recover_from: str = "",
+               date: str | None = None):
+    """Open ``path`` with repozo's ZODB and load every object (and find every blob in ``blob_dir``);
+    with ``recover_from``, recover it from that repository first (to ``date``), in the same process:
+    exit 3 when the recover fails."""
     interpreter = shlex.split(found.data["repozo"]["python"] or settings.python)
+    recover = (recover_from, *((date,) if date else ())) if recover_from else ()
     return run(c, commands.join(*interpreter, "-c", onhost.source("zodbcheck"), settings.repozo, path,
-                                *((blob_dir,) if blob_dir else ())), warn=True)
+                                *((blob_dir or "", *recover) if blob_dir or recover else ())), warn=True)
 
 
 ARCHIVES = {"tar": ".tar", "tar.gz": ".tar.gz"}  # [backup] blob_archive: the suffix of each backup's archive

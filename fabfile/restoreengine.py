@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from . import commands
 from .backupengine import Hooks, blob_directory, exclusive, inventory, run, tail, zodb_check
-from .repozo import (BackupError, Settings, blob_restore_command, parse_date, pick, readable, recover_command,
+from .repozo import (BackupError, Settings, blob_restore_command, parse_date, pick, readable,
                      swap_command)
 
 LATEST = "latest"  # `restore latest` is `restore` without a date (kept for scripts that name it)
@@ -78,14 +78,12 @@ def recover_and_open(c, settings: Settings, found, date: str | None, copy: str |
     for storage in (() if settings.only_blobs else settings.storages):
         restoring = f"{storage.live}.restoring"
         run(c, commands.make_directories(storage.live.rsplit("/", 1)[0], mode="0700"))
-        result = run(c, recover_command(settings, settings.repository(storage, snapshot), restoring, date),
-                     warn=True)
-        if result.exited:
+        blob_copy = blob_copy_of(settings, found, storage, copy, snapshot)
+        with blob_directory(c, settings, blob_copy) as blobs:  # recovered and opened by one process
+            result = zodb_check(c, settings, found, restoring, blobs, settings.repository(storage, snapshot), date)
+        if result.exited == 3:
             raise BackupError(f"repozo could not recover {storage.name} ({tail(result)}); "
                               f"the live data is untouched")
-        blob_copy = blob_copy_of(settings, found, storage, copy, snapshot)
-        with blob_directory(c, settings, blob_copy) as blobs:
-            result = zodb_check(c, settings, found, restoring, blobs)
         if result.exited:
             raise BackupError(f"the recovered {storage.name} does not open with ZODB ({tail(result)}); "
                               f"the live data is untouched")

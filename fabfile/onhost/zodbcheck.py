@@ -1,7 +1,11 @@
 """Open a recovered filestorage with ZODB, read-only, and check that every object loads.
 
-Usage: PYTHON -c SOURCE REPOZO_SCRIPT DATA_FS [BLOB_DIR].  Prints one JSON document
-and exits non-zero when something is wrong.
+Usage: PYTHON -c SOURCE REPOZO_SCRIPT DATA_FS [BLOB_DIR [REPOSITORY [DATE]]].  Prints one
+JSON document and exits non-zero when something is wrong: 1 when it does not open, 3 when
+the recover failed.
+
+With REPOSITORY, DATA_FS is first recovered from it (``repozo -R -w``, to DATE when given)
+in this same process, which then opens it: one interpreter and one import of ZODB, not two.
 
 ZODB comes from wherever repozo finds it: the script runs ``bin/repozo`` (a buildout
 script that puts its eggs on ``sys.path``, or a console script in a virtualenv)
@@ -15,8 +19,22 @@ import sys
 
 repozo, path = sys.argv[1], sys.argv[2]
 blob_dir = sys.argv[3] if len(sys.argv) > 3 else ""
+repository = sys.argv[4] if len(sys.argv) > 4 else ""
 with open(repozo) as handle:
     exec(compile(handle.read(), repozo, "exec"), {"__name__": "repozo_paths", "__file__": repozo})
+
+if repository:
+    from ZODB.scripts import repozo as repozo_script
+    try:
+        repozo_script.main(["-R", "-w", "-r", repository, "-o", path, *(("-D", sys.argv[5]) if len(sys.argv) > 5 else ())])
+        failed = None
+    except SystemExit as stop:
+        failed = None if stop.code in (None, 0) else str(stop.code)
+    except Exception as error:  # what repozo does not turn into an exit message
+        failed = f"{type(error).__name__}: {error}"
+    if failed:
+        print(json.dumps({"problems": [f"repozo -R: {failed}"]}))
+        sys.exit(3)
 
 from ZODB.blob import FilesystemHelper, is_blob_record  # noqa: E402
 from ZODB.FileStorage import FileStorage  # noqa: E402

@@ -26,8 +26,7 @@ from datetime import datetime, timezone
 
 from . import commands, onhost, retention
 from .repozo import (BackupError, Settings, backup_command, blob_archive_command, blob_copy_command, blob_copy_into,
-                     data_files,
-                     readable, recover_command, stamp_of, truncate_command, unpack_archive_command)
+                     data_files, readable, recover_command, stamp_of, truncate_command, unpack_archive_command)
 
 
 def who() -> str:
@@ -511,7 +510,10 @@ def _locked_backup(c, settings: Settings, hooks: Hooks, full: bool, snapshot: bo
     return record
 
 
-def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool, snapshot: bool) -> dict | None:
+def repozo_beside_blobs(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
+                        snapshot: bool) -> tuple[dict[str, str], dict]:
+    """repozo on every filestorage, with beside it the blob copies (``.partial`` until named) and, for a
+    full backup, its read-back: ({blob set: partial copy}, {storage: (recovered file, result)})."""
     # Blob copies (not archives: an incremental_blobs archive depends on the backup's kind) are made
     # while repozo runs, under a name of their own until repozo's files name the backup.
     early = not settings.only_blobs and not settings.blob_archive and bool(settings.blob_sets()) and (
@@ -534,15 +536,21 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
                     raise BackupError(f"repozo failed backing up {storage.live} (exit {result.exited}): "
                                       f"{tail(result)}; nothing of this backup is kept")
         except BaseException:
-            if following:
-                run(c, commands.join("touch", stop), warn=True)  # the followers stop waiting
+            if following:  # the followers stop waiting; what they recovered goes
+                run(c, commands.join("touch", stop), warn=True)
+                following.exception()
+                run(c, commands.remove(*(f"{settings.work}/following-{s.name}.fs{end}" for s in settings.storages
+                                         for end in ("", ".index"))), warn=True)
             raise
         finally:  # each waits: nothing writes once they return
             failed = [f.exception() for f in (copying, following) if f]
         if any(failed):
             raise next(f for f in failed if f)
-    aside = copying.result() if copying else {}
-    followed = following.result() if following else {}
+    return (copying.result() if copying else {}), (following.result() if following else {})
+
+
+def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool, snapshot: bool) -> dict | None:
+    aside, followed = repozo_beside_blobs(c, settings, hooks, before, full, snapshot)
     written = inventory(c, settings)
     new = {s.name: sorted(set(written.files(s, snapshot)) - set(before.files(s, snapshot)))
            for s in settings.storages}

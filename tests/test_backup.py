@@ -282,15 +282,18 @@ def test_a_backup_whose_blobs_are_missing_does_not_verify_and_the_next_one_is_fu
     assert again["kind"] == "full" and again["verified"]
 
 
-def test_repozo_failing_keeps_nothing_of_that_backup(site):
+@pytest.mark.parametrize("full", [False, True])
+def test_repozo_failing_keeps_nothing_of_that_backup(site, full):
     good = back_up(site)
     commit(site, third=b"x")
     listing = tree(site / "var/backups")
     data = site / "var/filestorage/Data.fs"
     data.write_bytes(b"this is not a filestorage")
     with pytest.raises(BackupError, match=r"repozo failed backing up .*Data.fs \(exit 1\): .*FileStorageFormatError.*nothing of this backup is kept"):
-        back_up(site)
-    assert tree(site / "var/backups") == listing
+        back_up(site, full=full)
+    after = tree(site / "var/backups")
+    assert not [name for name in after if name.startswith(".work/following-")]  # the full's read-back: gone
+    assert {name: data for name, data in after.items() if not name.startswith(".work/")} == listing
     assert good["verified"]
 
 

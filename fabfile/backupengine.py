@@ -523,11 +523,11 @@ def repozo_beside_blobs(c, settings: Settings, hooks: Hooks, before: Inventory, 
     label = f"repozo {kind_asked}" + (", and the blobs (unchanged ones linked to the last copy)" if early else "")
     # A full backup is read back (gunzipped, its md5 compared with repozo's) while repozo writes it.
     follow = (full or snapshot) and not settings.only_blobs and settings.verify in ("full", "always")
-    stop = f"{settings.work}/.repozo-stopped"
-    if follow:  # repozo's temporary file left by a run cut short would be taken for this one's
-        run(c, commands.remove(stop, *(f"{settings.repository(s, snapshot)}/tmp.tmp" for s in settings.storages)))
+    stop, done = f"{settings.work}/.repozo-stopped", f"{settings.work}/.repozo-done"
+    if follow or early:  # repozo's temporary file left by a run cut short would be taken for this one's
+        run(c, commands.remove(stop, done, *(f"{settings.repository(s, snapshot)}/tmp.tmp" for s in settings.storages)))
     with hooks.step(label) if not settings.only_blobs else nullcontext(), ThreadPoolExecutor(max_workers=2) as pool:
-        copying = pool.submit(copy_blobs_aside, c, settings, before, snapshot) if early else None
+        copying = pool.submit(copy_blobs_aside, c, settings, before, snapshot, done) if early else None
         following = pool.submit(follow_full_backups, c, settings, before, snapshot, stop) if follow else None
         try:
             for storage in (() if settings.only_blobs else settings.storages):
@@ -542,8 +542,12 @@ def repozo_beside_blobs(c, settings: Settings, hooks: Hooks, before: Inventory, 
                 run(c, commands.remove(*(f"{settings.work}/following-{s.name}.fs{end}" for s in settings.storages
                                          for end in ("", ".index"))), warn=True)
             raise
-        finally:  # each waits: nothing writes once they return
+        finally:  # the blob copies waiting for a repozo that did nothing stop; each waits: nothing writes after
+            if copying:
+                run(c, commands.join("touch", done), warn=True)
             failed = [f.exception() for f in (copying, following) if f]
+            if copying or following:
+                run(c, commands.remove(stop, done), warn=True)
         if any(failed):
             raise next(f for f in failed if f)
     return (copying.result() if copying else {}), (following.result() if following else {})
@@ -567,13 +571,12 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
     main_new = data_files(new[settings.main.name])
     stamp = max(main_new or stamps)
     kind = "snapshot" if snapshot else (main_new or stamps)[stamp]
+    blob_copies = {name: posix_parent(partial) + "/" + stamp for name, partial in aside.items()}
     if aside:
-        blob_copies = {name: posix_parent(partial) + "/" + stamp for name, partial in aside.items()}
         run(c, commands.and_then(*(commands.join("mv", "-T", aside[name], blob_copies[name]) for name in aside)))
-    else:
-        blob_copies = {name: copy_blobs(c, settings, written, name, live, snapshots if snapshot else backups, stamp,
-                                        snapshot, kind, hooks)
-                       for name, live, backups, snapshots in settings.blob_sets()}
+    blob_copies |= {name: copy_blobs(c, settings, written, name, live, snapshots if snapshot else backups, stamp,
+                                     snapshot, kind, hooks)
+                    for name, live, backups, snapshots in settings.blob_sets() if name not in aside}
     archives = [copy[-1] if isinstance(copy, list) else copy for copy in blob_copies.values() if is_archive(copy)]
     with ThreadPoolExecutor(max_workers=1) as pool:  # the checksums are read while the backup is verified
         summed = pool.submit(digests, c, settings, new, archives, snapshot)
@@ -589,18 +592,39 @@ def _back_up(c, settings: Settings, hooks: Hooks, before: Inventory, full: bool,
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def copy_blobs_aside(c, settings: Settings, before: Inventory, snapshot: bool) -> dict[str, str]:
-    """Every blobstorage copied (hard links to its last copy) into ``<location>/<now>.partial``:
-    {blob set: that path}. A copy cut short is a ``.partial``, which never counts as a backup."""
+NOT_BACKED_UP = 75  # exit of a blob copy whose filestorage repozo did not back up: none was made
+
+
+def once_repozo_fixed_its_end(repository: str, indexes: int, done: str) -> str:
+    """A shell test that waits until repozo has fixed where its backup of the filestorage ends (it then
+    writes its ``.index``, one more than ``indexes``), or until ``done``; exits NOT_BACKED_UP when repozo
+    wrote no backup. Every blob of a transaction before that end is in the blobstorage by then (ZODB
+    puts a blob in place before the transaction commits): a copy started after it holds them all."""
+    count = f'"$(ls -- {shlex.quote(repository)} 2>/dev/null | grep -c "\\.index$")"'
+    return (f"i=0; until [ -e {shlex.quote(done)} ] || [ {count} -gt {indexes} ] || [ $i -ge 4320000 ]; "
+            f"do sleep 0.02; i=$((i + 1)); done; [ {count} -gt {indexes} ] || exit {NOT_BACKED_UP}")
+
+
+def copy_blobs_aside(c, settings: Settings, before: Inventory, snapshot: bool, done: str) -> dict[str, str]:
+    """Every blobstorage copied (hard links to its last copy) into ``<location>/<now>.partial`` as soon
+    as repozo has fixed the end of its filestorage's backup: {blob set: that path}, without the sets
+    whose filestorage repozo did not back up. A copy cut short is a ``.partial``, never a backup."""
     aside = {}
+    storages = {("main" if storage is settings.main else storage.name): storage for storage in settings.storages}
     for name, live, backups, snapshots in settings.blob_sets():
         location = snapshots if snapshot else backups
         previous = max((s for s, info in before.copies(snapshot, name).items() if not info.get("archive")),
                        default=None)
         partial = f"{location}/{before.data['now']}.partial"
-        result = run(c, blob_copy_into(live, partial, f"{location}/{previous}" if previous else None,
-                                       before.data["rsync"] and settings.use_rsync, settings.rsync_options,
-                                       settings.link_first_copy), warn=True)
+        storage = storages[name]
+        indexes = sum(1 for n in before.files(storage, snapshot) if n.endswith(".index"))
+        result = run(c, commands.and_then(
+            once_repozo_fixed_its_end(settings.repository(storage, snapshot), indexes, done),
+            blob_copy_into(live, partial, f"{location}/{previous}" if previous else None,
+                           before.data["rsync"] and settings.use_rsync, settings.rsync_options,
+                           settings.link_first_copy)), warn=True)
+        if result.exited == NOT_BACKED_UP:
+            continue
         if result.exited:
             raise BackupError(f"copying the blobstorage {live} failed: {tail(result)}; nothing of this backup is kept")
         aside[name] = partial

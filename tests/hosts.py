@@ -261,30 +261,27 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _free_index() -> int:
-    """A /30 in 10.231.0.0/16 that no interface and no namespace of ours uses."""
+def _free_subnet(prefix: str, lowest: int, span: int, ours: str) -> int:
+    """An index in ``lowest .. lowest + span - 1`` whose ``prefix.INDEX.`` no interface or route uses and
+    whose ``ours`` path (our namespace or bridge, ``{}`` for the index) does not exist."""
     used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
-    start = os.getpid() % 200 + 20
-    for offset in range(200):
-        index = (start + offset) % 230 + 20
-        subnet = f"{SUBNET}.{index}."
-        if subnet not in used and subnet not in routes and not Path(f"/run/netns/fabhost{index}").exists():
+    for offset in range(span):
+        index = lowest + (os.getpid() + offset) % span
+        subnet = f"{prefix}.{index}."
+        if subnet not in used and subnet not in routes and not Path(ours.format(index)).exists():
             return index
-    raise HostError(f"no free /30 left in {SUBNET}.0.0/16")
+    raise HostError(f"no free subnet left in {prefix}.0.0/16")
+
+
+def _free_index() -> int:
+    """A /30 in 10.231.0.0/16 that no interface and no namespace of ours uses."""
+    return _free_subnet(SUBNET, 20, 230, "/run/netns/fabhost{}")
 
 
 def _free_bridge_index() -> int:
     """A /24 in 10.232.0.0/16 that no interface, route or bridge of ours uses."""
-    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
-    start = os.getpid() % 250
-    for offset in range(250):
-        index = (start + offset) % 250 + 1
-        subnet = f"{BRIDGE_SUBNET}.{index}."
-        if subnet not in used and subnet not in routes and not Path(f"/sys/class/net/fabbr{index}").exists():
-            return index
-    raise HostError(f"no free /24 left in {BRIDGE_SUBNET}.0.0/16")
+    return _free_subnet(BRIDGE_SUBNET, 1, 250, "/sys/class/net/fabbr{}")
 
 
 def _sh(*command: str, timeout: float = 30) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import ExitStack, contextmanager
+from typing import Callable
 
 from invoke import Exit
 
@@ -135,12 +136,16 @@ def deploy_fleet(c, fleet: Fleet, force_unlock: bool = False, plan: bool = False
                              by_name(fleet.members), fleet.parallel)
                 notify.send(first, "deploy-failed", release_id, who(), time.monotonic() - started, message)
                 raise
-            parallel.run(lambda m: log_event(sites[m.name], "deploy", release=release_id, fleet=fleet.name,
-                                             previous=facts[m.name].current, seconds=round(time.monotonic() - started, 1)),
-                         by_name(fleet.members), fleet.parallel)
-            parallel.run(lambda m: releases.cleanup_releases(sites[m.name], sites[m.name].facts(), release_id),
-                         by_name(fleet.members), fleet.parallel)
-            notify.send(first, "deploy-succeeded", release_id, who(), time.monotonic() - started)
+            with parallel.interrupts_noted() as noted:  # every host switched: a Ctrl-C now stops nothing
+                parallel.run(lambda m: log_event(sites[m.name], "deploy", release=release_id, fleet=fleet.name,
+                                                 previous=facts[m.name].current,
+                                                 seconds=round(time.monotonic() - started, 1)),
+                             by_name(fleet.members), fleet.parallel)
+                parallel.run(lambda m: releases.cleanup_releases(sites[m.name], sites[m.name].facts(), release_id),
+                             by_name(fleet.members), fleet.parallel)
+                notify.send(first, "deploy-succeeded", release_id, who(), time.monotonic() - started)
+            if noted.is_set():
+                output.say("Ctrl-C came once every host had switched: the deploy was finished")
     commands = sum(site.commands_run for site in sites.values())
     output.say(f"[bold green]deployed {release_id} to {len(sites)} hosts of {fleet.name} in "
                f"{time.monotonic() - started:.1f}s ({sent} bytes sent, {commands} remote commands)[/]")
@@ -185,30 +190,46 @@ def before_switch(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts],
             backups.backup_before_switch(sites[member.name], facts[member.name].current)
 
 
+class SwitchFailed(Exception):
+    """Some hosts failed their switch; every host already switched went back."""
+
+    def __init__(self, errors: dict[str, BaseException], back: str):
+        super().__init__(f"{parallel.describe(errors)}\n{back}")
+        self.errors, self.back = errors, back
+
+
+def switch_in_order(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts], target: str,
+                    one: Callable[[Member], dict | None], what: str = "switch") -> None:
+    """``one(member)`` group after group, in the switch's order (``None``: that host had nothing to do).
+    A failure raises ``SwitchFailed``; a Ctrl-C lets the group's switches end, then exits 130; both once
+    every host already switched is back on what it left."""
+    switched: list[Member] = []
+    with parallel.interrupts_noted() as noted:
+        for group in switch_order(fleet, facts):
+            done, errors = parallel.run(one, by_name(group), fleet.parallel)
+            switched += [m for m in group if done.get(m.name) is not None]
+            if errors or noted.is_set():
+                back = go_back(fleet, sites, facts, target, switched)
+                if errors:
+                    raise SwitchFailed(errors, back)
+                raise Exit(f"interrupted during the {what} to {target}: {back}", 130)
+
+
 def switch_everywhere(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts], release_id: str) -> None:
     """Switch group after group; a failure sends every host already switched (and the failing ones) back
     to what they left, marks the release bad on every host, and exits 1."""
-    switched: list[Member] = []
-    for group in switch_order(fleet, facts):
-        def one(member: Member) -> dict:
-            f = facts[member.name]
-            with output.step("switch and check"):
-                return deploys.switch_and_check(sites[member.name], release_id, f.current, f.color)
+    def one(member: Member) -> dict:
+        f = facts[member.name]
+        with output.step("switch and check"):
+            return deploys.switch_and_check(sites[member.name], release_id, f.current, f.color)
 
-        try:
-            done, errors = parallel.run(one, by_name(group), fleet.parallel)
-        except parallel.Interrupted as stopped:  # the group's switches finished; none goes further
-            switched += [m for m in group if m.name in stopped.results]
-            back = go_back(fleet, sites, facts, release_id, switched)
-            raise Exit(f"interrupted during the switch to {release_id}: {back}", 130) from None
-        switched += [m for m in group if m.name in done]
-        if errors:
-            back = go_back(fleet, sites, facts, release_id, switched)
-            reason = "; ".join(f"{name}: {parallel.message(e)}" for name, e in errors.items())
-            parallel.run(lambda m: releases.mark_bad(sites[m.name], release_id, reason),
-                         by_name(fleet.members), fleet.parallel)
-            raise Exit(f"the switch to {release_id} failed:\n{parallel.describe(errors)}\n{back}; "
-                       f"{release_id} marked bad on every host", 1)
+    try:
+        switch_in_order(fleet, sites, facts, release_id, one)
+    except SwitchFailed as failed:
+        reason = "; ".join(f"{name}: {parallel.message(e)}" for name, e in failed.errors.items())
+        parallel.run(lambda m: releases.mark_bad(sites[m.name], release_id, reason),
+                     by_name(fleet.members), fleet.parallel)
+        raise Exit(f"the switch to {release_id} failed:\n{failed}; {release_id} marked bad on every host", 1) from None
 
 
 def go_back(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts], release_id: str,

@@ -8,8 +8,8 @@ import time
 from invoke import Exit
 
 from . import output, parallel, services, switch
-from .fleetconfig import Fleet, by_name
-from .fleetdeploy import connected, go_back, locked, read_facts, switch_order
+from .fleetconfig import Fleet, Member
+from .fleetdeploy import SwitchFailed, connected, locked, read_facts, switch_in_order, switch_order
 from .site import Facts, Site
 
 
@@ -101,21 +101,18 @@ def rollback(c, fleet: Fleet, to: str | None = None, force_unlock: bool = False)
             output.say(f"{target} is already current on every host: nothing to do")
             return
         with locked(fleet, sites, facts, target, force_unlock):
-            switched = []
-            for group in switch_order(fleet):
-                def one(member):
-                    f = facts[member.name]
-                    if f.current == target:
-                        return None
-                    with output.step(f"rollback {f.current} -> {target}"):
-                        verdict = switch.run_switch(sites[member.name], target, f.current, live=f.color)
-                    if verdict["result"] != "ok":
-                        raise Exit(verdict.get("error", "?"), 1)
-                    return verdict
+            def one(member: Member) -> dict | None:
+                f = facts[member.name]
+                if f.current == target:
+                    return None
+                with output.step(f"rollback {f.current} -> {target}"):
+                    verdict = switch.run_switch(sites[member.name], target, f.current, live=f.color)
+                if verdict["result"] != "ok":
+                    raise Exit(verdict.get("error", "?"), 1)
+                return verdict
 
-                done, errors = parallel.run(one, by_name(group), fleet.parallel)
-                switched += [m for m in group if m.name in done]
-                if errors:
-                    back = go_back(fleet, sites, facts, target, switched)
-                    raise Exit(f"the rollback to {target} failed:\n{parallel.describe(errors)}\n{back}", 1)
+            try:
+                switch_in_order(fleet, sites, facts, target, one, "rollback")
+            except SwitchFailed as failed:
+                raise Exit(f"the rollback to {target} failed:\n{failed}", 1) from None
     output.say(f"rolled back every host of {fleet.name} to {target} in {time.monotonic() - started:.1f}s")

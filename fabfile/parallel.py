@@ -1,8 +1,11 @@
 """Work on several hosts at once: a bounded pool of threads, each host's result or its error."""
 from __future__ import annotations
 
+import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 from . import output
 
@@ -37,9 +40,31 @@ def message(error: BaseException) -> str:
     return str(text).strip()
 
 
+_noting: threading.Event | None = None  # set by Ctrl-C while interrupts_noted() is in force
+
+
+@contextmanager
+def interrupts_noted() -> Iterator[threading.Event]:
+    """Inside, Ctrl-C sets the event it yields instead of raising KeyboardInterrupt anywhere in the main
+    thread (starting a thread, between two hosts' groups); whoever opened it decides where to stop.
+    Nested, it yields the outer one's event."""
+    global _noting
+    if _noting is not None or threading.current_thread() is not threading.main_thread():
+        yield _noting or threading.Event()
+        return
+    noted = _noting = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.set())
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _noting = None
+
+
 def run(work: Callable[[T], R], items: dict[str, T], parallel: int) -> tuple[dict[str, R], dict[str, BaseException]]:
     """``work(item)`` for every item, at most ``parallel`` at once, each thread's output under its name;
-    the results and the errors, by name, in the order of ``items``."""
+    the results and the errors, by name, in the order of ``items``. Ctrl-C lets every host's work go on to
+    its end, then raises ``Interrupted`` (inside an outer ``interrupts_noted``, that one's opener decides)."""
     def labelled(name: str, item: T) -> R:
         with output.on_host(name):
             return work(item)
@@ -48,23 +73,16 @@ def run(work: Callable[[T], R], items: dict[str, T], parallel: int) -> tuple[dic
     errors: dict[str, BaseException] = {}
     if not items:
         return results, errors
-    interrupted = False
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
-        futures = {name: pool.submit(labelled, name, item) for name, item in items.items()}
-        for name, future in futures.items():
-            while True:
+    outermost = _noting is None
+    with interrupts_noted() as noted:
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
+            futures = {name: pool.submit(labelled, name, item) for name, item in items.items()}
+            for name, future in futures.items():
                 try:
                     results[name] = future.result()
-                except KeyboardInterrupt:  # Ctrl-C reaches this thread only: the hosts' work goes on to its end
-                    if future.done():
-                        errors[name] = KeyboardInterrupt()
-                        break
-                    interrupted = True
-                    continue
                 except BaseException as error:  # noqa: BLE001: each host's failure is reported, not raised here
                     errors[name] = error
-                break
-    if interrupted:
+    if outermost and noted.is_set():
         raise Interrupted(results, errors)
     return results, errors
 

@@ -81,19 +81,22 @@ def ssh_session_of(pid: int, listener: int) -> list[int]:
     return []
 
 
-def fill_disk(directory: str, name: str = "filler") -> str:
-    """Fill the file system holding ``directory`` until a write fails with ENOSPC; the filler's path."""
+def fill_disk(directory: str, name: str = "filler", leave: int = 0) -> str:
+    """Fill the file system holding ``directory`` until ``leave`` bytes are left (0: until a write fails
+    with ENOSPC); the filler's path."""
     path = os.path.join(directory, name)
     stat = os.statvfs(directory)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         try:
-            os.posix_fallocate(fd, 0, max(stat.f_bavail * stat.f_frsize - 65536, 4096))
+            os.posix_fallocate(fd, 0, max(stat.f_bavail * stat.f_frsize - 65536 - leave, 4096))
             os.lseek(fd, 0, os.SEEK_END)
         except OSError:
             pass  # what fallocate could not take, the writes below take
         block = b"\0" * 4096
         for _ in range(1_000_000):  # bounded: 4 GB at most
+            if leave and (lambda s: s.f_bavail * s.f_frsize)(os.statvfs(directory)) <= leave + len(block):
+                break
             try:
                 os.write(fd, block)
             except OSError as error:

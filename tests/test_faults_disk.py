@@ -2,13 +2,16 @@
 
 The site's root is a small tmpfs of its own (mounting one needs root), filled to the last
 byte when the tool's output shows the step starting, and emptied again once the deploy
-has ended. After each: the deploy failed saying the disk is full, the old release still
+has ended. For ``fab restore`` and ``fab backup``, whose steps can end before a fill
+lands, the disk is filled before they start, leaving room for their logs and not for
+their data. After each: the deploy failed saying the disk is full, the old release still
 serves through the front and on every health URL, the data is what it was, and the next
 plain deploy succeeds.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -121,16 +124,30 @@ def test_a_disk_filled_during_the_push_fails_the_deploy_and_the_next_deploy_work
     assert says_the_disk_is_full(output), output
 
 
-def test_a_disk_filled_during_a_restore_fails_it_without_touching_the_data_and_the_next_restore_works(site):
+LEFT = 256 * 1024  # what a disk "too full" keeps free: room for the job's log and verdict, not for the data
+
+
+def outgrow_the_space_left(site, title: str) -> None:
+    """Objects of about 1 MB in all in the filestorage, half of it after gzip: more than the disk keeps free."""
+    for n in range(20):
+        site.add(f"{title} {n} {secrets.token_hex(25_000)}", "kept")
+
+
+def fab_on_a_disk_too_full(site, *args: str) -> tuple[str, int]:
+    """``fab ARGS`` with the site's disk filled but for ``LEFT`` bytes; its output and exit code."""
+    filler = fill_disk(str(site.root), leave=LEFT)  # before it starts: its repozo meets it, not by a race
+    try:
+        result = site.fab(*args, check=False)
+    finally:
+        os.unlink(filler)
+    return result.stdout + result.stderr, result.returncode
+
+
+def test_a_disk_too_full_for_a_restore_fails_it_without_touching_the_data_and_the_next_restore_works(site):
+    outgrow_the_space_left(site, "big before the restore")
     site.fab("backup")  # the latest backup holds the data as it is: a restore changes nothing
     data = site.objects()
-    fillers = []
-    try:
-        output, code = fab_acting_at(site, "▸ recover with repozo", lambda process: fillers.append(
-            fill_disk(str(site.root))), "restore", "latest", "--no-prompt")
-    finally:
-        for path in fillers:
-            os.unlink(path)
+    output, code = fab_on_a_disk_too_full(site, "restore", "latest", "--no-prompt")
     assert code == 1, output
     assert_serving_with_the_data(site, data)
     assert not list((site.root / "var" / "filestorage").glob("*.restoring*"))
@@ -139,16 +156,10 @@ def test_a_disk_filled_during_a_restore_fails_it_without_touching_the_data_and_t
     assert says_the_disk_is_full(output), output
 
 
-def test_a_disk_filled_during_a_backup_fails_it_saying_so_and_the_next_backup_works(site):
-    site.add("new since the last backup: disk full in fab backup", "kept")  # so that repozo has work
+def test_a_disk_too_full_for_a_backup_fails_it_saying_so_and_the_next_backup_works(site):
+    outgrow_the_space_left(site, "new since the last backup: disk full in fab backup")  # repozo has 1 MB to write
     data = site.objects()
-    fillers = []
-    try:
-        output, code = fab_acting_at(site, "▸ repozo ", lambda process: fillers.append(fill_disk(str(site.root))),
-                                     "backup")
-    finally:
-        for path in fillers:
-            os.unlink(path)
+    output, code = fab_on_a_disk_too_full(site, "backup")
     assert code == 1, output
     assert_serving_with_the_data(site, data)
     site.fab("backup")

@@ -214,11 +214,13 @@ def init(c, buildout, host, address, root=None, profile=None, port=None, user=No
 
 @task(name="new-site", help={"name": "the site's name: sites/NAME, hostconfigs/NAME-*.cfg",
                              "kind": "plain (the example's app), zope or plone (default: plain)",
-                             "modules": "profiles/modules to use, comma-separated (e.g. mailhost)"})
-def new_site(c, name, kind="plain", modules=""):
+                             "modules": "profiles/modules to use, comma-separated (e.g. mailhost)",
+                             "versions": f"plone: the versions file to extend (default: {newsite.PLONE_VERSIONS})"})
+def new_site(c, name, kind="plain", modules="", versions=None):
     """Make a new site: a layered buildout in sites/NAME and hostconfigs for its stages."""
     try:
-        site = newsite.plan(name, kind, tuple(filter(None, (m.strip() for m in modules.split(",")))))
+        site = newsite.plan(name, kind, tuple(filter(None, (m.strip() for m in modules.split(",")))),
+                            versions=versions)
         written = newsite.write(site)
     except newsite.NewSiteError as error:
         raise Exit(str(error), 2)
@@ -226,7 +228,9 @@ def new_site(c, name, kind="plain", modules=""):
         print(f"wrote {path}")
     if kind != "plain":
         print(f"the Zope admin password is {site.env_key} in {site.configs.parent / '.env'}")
-    print(f"ports {', '.join(map(str, site.ports))}; next: fab -H {name}-sandbox deploy")
+    pin = f"invoke pin --host {name}-sandbox (Plone's versions file pins far more than the site uses), then " \
+        if kind == "plone" else ""
+    print(f"ports {', '.join(map(str, site.ports))}; next: {pin}fab -H {name}-sandbox deploy")
 
 
 HERE_HELP = {"directory": "a site's root (the settings its deploy left there) or a buildout directory",

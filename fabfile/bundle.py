@@ -174,6 +174,11 @@ def make(config: HostConfig, target: Target, egg_wheels: list[Path], cache: Path
     # A remote versions file (Plone's) pins hundreds of distributions a site does not use: then only
     # the pins the site's own files set are shipped (`invoke pin` writes the ones the build uses).
     host_tools = {_canonical(t) for t in dists.HOST_TOOLS}
+    if production.remote and not {_canonical(n) for n in production.local_pins} - host_tools - set(egg_pins):
+        raise buildoutfiles.ProfileError(
+            f"{config.buildout_config} takes its pins from {production.remote[0].url} and pins nothing itself: "
+            f"run `invoke pin --host {config.name}` first (it writes the pins the build uses, keeping the "
+            f"extends), then deploy")
     third_party = {n: v for n, v in production.versions.items() if _canonical(n) not in egg_pins and (
         not production.remote or n in production.local_pins or _canonical(n) in host_tools)}
     tools = venv.pinned_tools(third_party)

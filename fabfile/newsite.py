@@ -30,9 +30,10 @@ PORTS = {"plain": 3, "zope": 2, "plone": 2}  # zeo, then the instances
 # What each kind's sandbox stage runs, and where each instance answers (the first port is ZEO's).
 PROGRAMS = {"plain": ("zeoserver", "instance1", "instance2"), "zope": ("zeoserver", "instance"),
             "plone": ("zeoserver", "instance")}
-COMMANDS = {"zope": {"zeoserver": "bin/zeoserver fg", "instance": "bin/instance console"}}
+COMMANDS = {kind: {"zeoserver": "bin/zeoserver fg", "instance": "bin/instance console"} for kind in ("zope", "plone")}
 IN_SITE = {"gitignore": ".gitignore", "github-deploy.yml": ".github/workflows/deploy.yml"}  # profiles' names
 HEALTH = {"plain": "health", "zope": "++resource++logo/Zope.svg", "plone": "++resource++logo/Zope.svg"}
+PLONE_VERSIONS = "https://dist.plone.org/release/6.2.2/versions.cfg"  # the plone kind's known-good set
 
 
 class NewSiteError(Exception):
@@ -48,6 +49,7 @@ class Plan:
     configs: Path                   # hostconfigs/
     ports: tuple[int, ...]
     sandbox_host: dict[str, str]    # the [host] keys of hostconfigs/sandbox.cfg
+    versions: str = PLONE_VERSIONS  # the remote known-good set a plone site's versions.cfg extends
 
     @property
     def env_key(self) -> str:
@@ -67,13 +69,18 @@ def available_modules() -> dict[str, tuple[str, ...]]:
     return found
 
 
-def plan(name: str, kind: str, modules: tuple[str, ...], configs: Path = hostconfig.CONFIG_DIR) -> Plan:
+def plan(name: str, kind: str, modules: tuple[str, ...], configs: Path = hostconfig.CONFIG_DIR,
+         versions: str | None = None) -> Plan:
     """Check the request and choose the ports; nothing is written."""
     if not NAME.match(name):
         raise NewSiteError(f"{name!r}: a site's name is a lowercase letter, then letters, digits or '-' "
                            f"(at most 31), as it names files, users and a directory on the host")
     if kind not in KINDS:
         raise NewSiteError(f"--kind {kind}: one of {', '.join(KINDS)}")
+    if versions is not None and kind != "plone":
+        raise NewSiteError(f"--versions: only a plone site extends a remote known-good set, not {kind}")
+    if versions is not None and not versions.startswith(("http://", "https://")):
+        raise NewSiteError(f"--versions {versions}: an http:// or https:// URL of a versions file")
     known = available_modules()
     for module in modules:
         if module not in known:
@@ -88,7 +95,8 @@ def plan(name: str, kind: str, modules: tuple[str, ...], configs: Path = hostcon
         raise NewSiteError(f"{name} exists already ({', '.join(taken)}): nothing changed")
     sandbox = sandbox_host(configs)
     used = ports_in_use(configs, sandbox.get("address", "127.0.0.1"), int(sandbox.get("port", 22)))
-    return Plan(name, kind, modules, buildout, configs, free_ports(PORTS[kind], used), sandbox)
+    return Plan(name, kind, modules, buildout, configs, free_ports(PORTS[kind], used), sandbox,
+                versions or PLONE_VERSIONS)
 
 
 def sandbox_host(configs: Path) -> dict[str, str]:
@@ -152,7 +160,7 @@ def write(site: Plan) -> list[Path]:
 
 def _fill(text: str, site: Plan) -> str:
     modules = "".join(f"\n    modules/{m}.cfg" for m in site.modules)
-    text = text.replace("@@NAME@@", site.name).replace("@@MODULES@@", modules)
+    text = text.replace("@@NAME@@", site.name).replace("@@MODULES@@", modules).replace("@@VERSIONS@@", site.versions)
     for index, port in enumerate(site.ports, 1):
         text = text.replace(f"@@PORT{index}@@", str(port))
     return text

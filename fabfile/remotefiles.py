@@ -1,6 +1,6 @@
 """Remote ``extends`` (Plone's versions files): fetched on this machine, cached, frozen into the release.
 
-A profile may extend ``https://dist.plone.org/release/6.1.1/versions.cfg``, which extends further
+A profile may extend ``https://dist.plone.org/release/6.2.2/versions.cfg``, which extends further
 URLs. Each is fetched here once per run (redirects followed) and kept in ``.cache/extends/`` under
 the name buildout's own ``extends-cache`` gives it (the md5 of the URL as the profile spells it),
 so that the bundle ships it in ``.extends-cache/`` and the host's buildout reads it from there: the

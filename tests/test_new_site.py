@@ -1,10 +1,12 @@
 """``invoke new-site`` (issue 10, item 1): a layered buildout and hostconfigs for its stages, ports
 that collide with no other site on the host, the admin password in ``.env``; the new site deploys
-to the sandbox with no edit, two of them side by side, a module's eggs included."""
+to the sandbox with no edit, two of them side by side, a module's eggs included, and a Plone site
+from a chain of remote versions files, pinned by ``invoke pin``."""
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -36,7 +38,7 @@ def place(sandbox_host, tmp_path_factory):
 
 def run(place, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     workdir, _ = place
-    command = [INVOKE, *args] if args[0] == "new-site" else [FAB, *args]
+    command = [INVOKE, *args] if args[0] in ("new-site", "pin") else [FAB, *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "DEPLOY_HOSTCONFIGS": str(workdir / "hostconfigs"),
                                "COLUMNS": "400"})  # tables on one line each
@@ -110,6 +112,8 @@ def test_new_site_on_an_existing_name_refuses_and_changes_nothing(place):
     (("wiki", "--kind", "django"), "--kind django: one of plain, zope, plone"),
     (("wiki", "--modules", "nope"), "no profiles/modules/nope.cfg (there are: mailhost)"),
     (("wiki", "--modules", "mailhost"), "made for zope and plone sites, not plain"),
+    (("wiki", "--kind", "zope", "--versions", "https://example.org/v.cfg"), "only a plone site extends"),
+    (("wiki", "--kind", "plone", "--versions", "/etc/passwd"), "an http:// or https:// URL"),
 ])
 def test_a_bad_request_says_what_is_wrong_and_writes_nothing(place, args, message):
     workdir, _ = place
@@ -169,3 +173,35 @@ def test_fab_sites_lists_every_site_on_the_host_and_exits_1_when_one_is_down(pla
     down = run(place, "-H", "intranet-sandbox", "sites")
     assert down.returncode == 1 and "not healthy: shop-sandbox" in down.stderr, down.stdout + down.stderr
     assert "programs down" in next(line for line in down.stdout.splitlines() if "│ shop-sandbox" in line)
+
+
+def test_a_plone_site_deploys_with_plones_remote_versions_files_and_pins_with_no_edit(place, tmp_path):
+    """The plone kind, once (Plone's build is long): its versions.cfg extends a chain of remote
+    versions files (``--versions``: here a local server standing in for dist.plone.org, which tests
+    cannot reach); a deploy before ``invoke pin`` says to pin first; pin keeps the extends and writes
+    the pins the build uses; the deploy freezes both remote files into the release; Plone answers."""
+    from test_remote_extends import serving
+    www = tmp_path / "www"
+    shutil.copytree(Path(__file__).parent / "plone_release", www)
+    with serving(www) as server:
+        plone = www / "release" / "6.2.2" / "versions.cfg"
+        plone.write_text(plone.read_text().replace("@@SERVER@@", server.url))
+        url = f"{server.url}/release/6.2.2/versions.cfg"
+        made = run(place, "new-site", "cms", "--kind", "plone", "--versions", url)
+        assert made.returncode == 0, made.stderr
+        workdir, _ = place
+        assert f"extends = {url}" in (workdir / "sites" / "cms" / "versions.cfg").read_text()
+        assert "next: invoke pin --host cms-sandbox" in made.stdout
+        unpinned = run(place, "-H", "cms-sandbox", "deploy")
+        assert unpinned.returncode != 0 and "run `invoke pin --host cms-sandbox` first" in unpinned.stderr
+        pinned = run(place, "pin", "--host", "cms-sandbox")
+        assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+        versions = (workdir / "sites" / "cms" / "versions.cfg").read_text()
+        assert url in versions.split("[versions]")[0]  # Plone's file still extended
+        assert re.search(r"^Products\.CMFPlone = 6\.2\.2$", versions, re.M), versions
+        site = deployed(place, "cms")
+        assert {"/release/6.2.2/versions.cfg", "/Zope/releases/6.3/versions.cfg"} <= set(server.requests)
+        frozen = list((site.root / "current" / ".extends-cache").iterdir())
+        assert len(frozen) == 2, frozen  # both files of the chain, in the release: the host fetched nothing
+        with urllib.request.urlopen(site.url(""), timeout=30) as answer:
+            assert "Plone" in answer.read().decode()  # Zope's root with Plone installed: "Create a Plone site"

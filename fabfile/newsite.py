@@ -32,6 +32,7 @@ PROGRAMS = {"plain": ("zeoserver", "instance1", "instance2"), "zope": ("zeoserve
             "plone": ("zeoserver", "instance")}
 COMMANDS = {kind: {"zeoserver": "bin/zeoserver fg", "instance": "bin/instance console"} for kind in ("zope", "plone")}
 IN_SITE = {"gitignore": ".gitignore", "github-deploy.yml": ".github/workflows/deploy.yml"}  # profiles' names
+HEALTH_TIMEOUT = {"plain": 60, "zope": 60, "plone": 180}  # seconds: Plone loads hundreds of packages' ZCML
 HEALTH = {"plain": "health", "zope": "++resource++logo/Zope.svg", "plone": "++resource++logo/Zope.svg"}
 PLONE_VERSIONS = "https://dist.plone.org/release/6.2.2/versions.cfg"  # the plone kind's known-good set
 
@@ -204,7 +205,7 @@ def _hostconfigs(site: Plan) -> list[Path]:
         "base": f"# {site.name}: what every stage shares (its buildout, programs, backups); the stages extend it.\n"
                 f"[buildout]\ndirectory = ../sites/{site.name}\nconfig = production.cfg\n\n"
                 f"[services]\nmanager = supervisor\nprograms = {' '.join(programs)}\n{sections}\n"
-                f"[deploy]\nkeep_releases = 5\nhealth_timeout = 60\n\n"
+                f"[deploy]\nkeep_releases = 5\nhealth_timeout = {HEALTH_TIMEOUT[site.kind]}\n\n"
                 f"[backup]\nkeep = 2\nkeep_blob_days = 14\nbefore_deploy = true\n{secret}",
         "sandbox": f"# {site.name} on the sandbox host (invoke sandbox): fab -H {site.name}-sandbox deploy.\n"
                    f"[hostconfig]\nextends = {site.name}-base.cfg\n\n[host]\n"

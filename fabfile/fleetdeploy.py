@@ -195,7 +195,7 @@ class SwitchFailed(Exception):
 
     def __init__(self, errors: dict[str, BaseException], back: str):
         super().__init__(f"{parallel.describe(errors)}\n{back}")
-        self.errors, self.back = errors, back
+        self.errors = errors
 
 
 def switch_in_order(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts], target: str,

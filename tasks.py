@@ -11,19 +11,20 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from fabfile import backup as backups
-from fabfile import bundle as bundles
-from fabfile import restore as restores
-from fabfile import hostconfig, pin as pins, platforms
-from fabfile import init as inits
-from fabfile import newsite
+from fabfile.data import backup as backups
+from fabfile.build import bundle as bundles
+from fabfile.data import restore as restores
+from fabfile.config import hostconfig
+from fabfile.build import pin as pins, platforms
+from fabfile.sites import init as inits
+from fabfile.sites import newsite
 from fabfile.arguments import optional_positional
-from fabfile.buildoutfiles import ProfileError
-from fabfile.dists import DistError
-from fabfile.repozo import BackupError
-from fabfile.eggs import EggBuildError
-from fabfile import site
-from fabfile.site import CACHE
+from fabfile.buildout.profile import ProfileError
+from fabfile.build.dists import DistError
+from fabfile.backups.repozo import BackupError
+from fabfile.build.eggs import EggBuildError
+from fabfile.remote import site
+from fabfile.paths import CACHE
 from sandbox import sshd
 from sandbox.load import Load
 

@@ -36,8 +36,8 @@ from rich.table import Table
 from ZODB.blob import Blob
 from ZODB.FileStorage import FileStorage
 
-from fabfile import backup as backups
-from fabfile import restore as restores
+from fabfile.data import backup as backups
+from fabfile.data import restore as restores
 
 BUILDOUT = str(Path(sys.executable).parent / "buildout")
 RECIPE = """[buildout]

@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from fabfile import bundle as bundles  # noqa: E402
-from fabfile import hostconfig, platforms  # noqa: E402
+from fabfile.build import bundle as bundles  # noqa: E402
+from fabfile.config import hostconfig
+from fabfile.build import platforms  # noqa: E402
 from sandbox import sshd  # noqa: E402
 from sites import make_site  # noqa: E402
 from support import free_port  # noqa: E402

@@ -1,11 +1,9 @@
 """Deploy, roll back and look after zc.buildout sites on SSH hosts: ``fab --list``."""
 from invoke import Collection
 
-from . import (backup, bootstrap, certificates, copydata, deploy, front, hostsites, push, releases, restore, schedule,
-               services, sitecommands)
+from .tasks import data, deploy, front, host, releases, services, site
 
 ns = Collection()
-for module in (backup, bootstrap, certificates, copydata, deploy, front, hostsites, push, releases, restore, schedule,
-               services, sitecommands):
+for module in (data, deploy, front, host, releases, services, site):
     for name, task in Collection.from_module(module).tasks.items():
         ns.add_task(task, name)

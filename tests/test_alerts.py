@@ -15,7 +15,9 @@ import subprocess
 
 import pytest
 
-from fabfile import hostconfig, schedule, services
+from fabfile.config import hostconfig
+from fabfile.data import schedule
+from fabfile.switch import status
 from sites import make_site
 from support import webhook_receiver
 
@@ -32,7 +34,7 @@ TOKEN = "hook-t0ken-7"
     (True, False, False, None, None, 0),
 ])
 def test_status_exits_with_the_worst_trouble_found(deployed, down, health, switch, backup, code):
-    assert services.trouble_code(deployed, down, health, switch, backup) == code
+    assert status.trouble_code(deployed, down, health, switch, backup) == code
 
 
 def test_the_job_settings_carry_the_webhook_and_the_pattern_of_its_secrets(tmp_path):

@@ -19,9 +19,9 @@ import ZODB
 from ZODB.blob import Blob
 from ZODB.FileStorage import FileStorage
 
-from fabfile import backup as backups
-from fabfile import restore as restores
-from fabfile.repozo import BackupError
+from fabfile.data import backup as backups
+from fabfile.data import restore as restores
+from fabfile.backups.repozo import BackupError
 
 REPO = Path(__file__).resolve().parent.parent
 INVOKE = str(Path(sys.executable).parent / "invoke")

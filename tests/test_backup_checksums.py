@@ -9,7 +9,7 @@ from pathlib import Path
 import invoke
 import pytest
 
-from fabfile import backup as backups
+from fabfile.data import backup as backups
 from sites import make_site
 from test_backup import back_up, commit, settings
 

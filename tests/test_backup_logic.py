@@ -7,10 +7,9 @@ import subprocess
 
 import pytest
 
-from fabfile import hostconfig, retention
-from fabfile.repozo import (BackupError, backup_command, blob_archive_command, blob_copy_command,
-                            blob_restore_command, data_files,
-                            layout, parse_date, pick, recover_command, swap_command)
+from fabfile.config import hostconfig
+from fabfile.backups import retention
+from fabfile.backups.repozo import backup_command, BackupError, blob_archive_command, blob_copy_command, blob_restore_command, data_files, layout, parse_date, pick, recover_command, swap_command
 
 SETTINGS = layout("/srv/site/var", "/srv/site/backups", "/srv/site/current/bin/repozo", "python3",
                   additional=("catalog",))

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ZODB.FileStorage import FileStorage
 
-from fabfile import backup as backups
-from fabfile import restore as restores
+from fabfile.data import backup as backups
+from fabfile.data import restore as restores
 from test_backup import commit, state
 
 NAMES = st.sampled_from(["a", "b", "c"])

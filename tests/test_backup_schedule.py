@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from fabric import Connection
 
-from fabfile import hostconfig, schedule
-from fabfile.site import Site
+from fabfile.config import hostconfig
+from fabfile.data import schedule
+from fabfile.remote.site import Site
 from sites import make_site
 
 VENV_BIN = Path(sys.executable).parent
@@ -86,7 +87,7 @@ def test_the_shipped_engine_imports_with_the_standard_library_only(tmp_path):
     (tmp_path / "job.tar.gz").write_bytes(data)
     subprocess.run(["tar", "-xzf", "job.tar.gz"], cwd=tmp_path, check=True)
     result = subprocess.run([sys.base_prefix + "/bin/python3", "-S", "-c",
-                             "import sys; sys.path.insert(0, '.'); import deploybackup.backupengine; "
+                             "import sys; sys.path.insert(0, '.'); import deploybackup.backups.engine; "
                              "print(sorted(m for m in sys.modules if m.split('.')[0] in "
                              "('fabric', 'invoke', 'paramiko', 'rich', 'ZODB')))"],
                             cwd=tmp_path, capture_output=True, text=True)

@@ -13,9 +13,11 @@ import stat
 import pytest
 from fabric import Connection
 
-from fabfile import backup as backups
-from fabfile import hostconfig, restore as restores, services
-from fabfile.site import Site
+from fabfile.data import backup as backups
+from fabfile.config import hostconfig
+from fabfile.data import restore as restores
+from fabfile.switch import services
+from fabfile.remote.site import Site
 from sites import make_site
 
 

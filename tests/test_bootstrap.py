@@ -17,8 +17,9 @@ import pytest
 import hosts
 from support import require
 
-from fabfile import hostconfig, supervisor
-from fabfile.bootstrap import HARDEN_DROPIN
+from fabfile.config import hostconfig
+from fabfile.programs import supervisor
+from fabfile.host.bootstrap import HARDEN_DROPIN
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bootstrap, datadirs, firewall, logrotate, supervisor, systemd, upgrades
-from fabfile.hostconfig import load
+from fabfile.host import bootstrap, firewall, logrotate, upgrades
+from fabfile.build import datadirs
+from fabfile.programs import supervisor, systemd
+from fabfile.config.hostconfig import load
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests deployer@laptop"
 

@@ -20,7 +20,8 @@ import pytest
 import hosts
 from support import require
 
-from fabfile import firewall, onhost
+from fabfile.host import firewall
+from fabfile import onhost
 
 DOMAIN = "www.example.test"
 OTHER_PORT = 8000

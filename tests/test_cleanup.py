@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bundle, leftovers, onhost, releases
+from fabfile.build import bundle
+from fabfile.pipeline import leftovers, releases
+from fabfile.tasks import releases as release_tasks
+from fabfile import onhost
 from sites import make_site
 
 DAY = 86400
@@ -103,7 +106,7 @@ def test_local_bundles_used_within_a_day_are_kept_and_dry_removes_nothing(tmp_pa
 @pytest.mark.parametrize("value", ["abc", "-1", "nan"])
 def test_a_bad_age_is_refused_with_exit_2(value):
     with pytest.raises(Exit) as raised:
-        releases._days(value)
+        release_tasks._days(value)
     assert raised.value.code == 2 and "--before-restore-older-than" in str(raised.value.message)
 
 

@@ -13,8 +13,8 @@ import hashlib
 import pytest
 from ZODB.FileStorage import FileStorage
 
-from fabfile import copydata
-from fabfile.repozo import BackupError, layout
+from fabfile.data import copydata
+from fabfile.backups.repozo import BackupError, layout
 from sites import make_site
 
 

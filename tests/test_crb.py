@@ -23,9 +23,10 @@ import ZODB
 from ZODB.blob import Blob
 from ZODB.FileStorage import FileStorage
 
-from fabfile import backup as backups
-from fabfile import crb, hostconfig, restore as restores
-from fabfile.repozo import variant
+from fabfile.data import backup as backups
+from fabfile.config import crb, hostconfig
+from fabfile.data import restore as restores
+from fabfile.backups.repozo import variant
 from sites import make_site
 
 REPO = Path(__file__).resolve().parent.parent

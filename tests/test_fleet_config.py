@@ -4,9 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from fabfile import bootstrap, firewall, fleetconfig, fleetdeploy, front, hostconfig
-from fabfile.hostplan import Plan
-from fabfile.hostconfig import ConfigError
+from fabfile.host import bootstrap, firewall
+from fabfile.config import fleet as fleetconfig, hostconfig
+from fabfile.pipeline import fleet as fleetdeploy
+from fabfile.front import haproxy as front
+from fabfile.host.plan import Plan
+from fabfile.config.hostconfig import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -30,7 +30,7 @@ from sandbox.load import Load
 from sites import BUILD_JUNK, REPO
 from support import require
 
-from fabfile import firewall
+from fabfile.host import firewall
 
 ROOT = "/srv/site"
 PORTS = {"zeo": 8100, "instance1": 8081, "instance2": 8082, "front": 8080, "admin": 9999}

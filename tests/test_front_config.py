@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import front, hostconfig, switch
-from fabfile.hostconfig import ConfigError
+from fabfile.front import haproxy as front
+from fabfile.config import hostconfig
+from fabfile.switch import job as switch
+from fabfile.config.hostconfig import ConfigError
 
 SITE = """
 [host]
@@ -139,7 +141,7 @@ def test_acme_sends_the_challenge_to_lego_and_keeps_it_out_of_redirects_and_main
 
 
 def test_the_renew_script_asks_lego_for_every_domain_and_installs_only_a_changed_certificate(tmp_path):
-    from fabfile import certificates
+    from fabfile.front import certificates
     config = load(tmp_path, "domains = www.example.org example.org\ntls = acme\nemail = admin@example.org\n")
     script = certificates.renew_script(config)
     assert "lego --accept-tos --email admin@example.org --server https://acme-v02.api.letsencrypt.org/directory" in script
@@ -192,7 +194,7 @@ def test_bluegreen_without_what_it_needs_is_refused(tmp_path, change, words):
 
 
 def test_nginx_renders_the_same_front_and_marks_idle_instances_down(tmp_path):
-    from fabfile import nginx
+    from fabfile.front import nginx
     config = load(tmp_path, "server = nginx\ndomains = www.example.org\ntls = internal\nsite_path = /Plone\n"
                             "control = self\n")
     site = nginx.render_site(config)

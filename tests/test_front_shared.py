@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bootstrap, front, hostsites, sharedfront, switch
-from fabfile.hostconfig import load
+from fabfile.host import bootstrap
+from fabfile.front import haproxy as front, shared as sharedfront
+from fabfile.sites import hostsites
+from fabfile.switch import job as switch
+from fabfile.config.hostconfig import load
 from support import require
 
 SITE = """

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import hooks, hostconfig, switch
-from fabfile.hostconfig import ConfigError
+from fabfile.switch import hooks, job as switch
+from fabfile.config import hostconfig
+from fabfile.config.hostconfig import ConfigError
 from sites import make_site
 
 SECRET = "hook-s3cret-value"

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import hostconfig
-from fabfile.hostconfig import ConfigError
+from fabfile.config import hostconfig
+from fabfile.config.hostconfig import ConfigError
 
 GOOD = """
 [host]

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from fabfile import dists
-from fabfile.site import CACHE
+from fabfile.build import dists
+from fabfile.paths import CACHE
 from sites import make_site
 
 

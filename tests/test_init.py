@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import hostconfig, init
+from fabfile.config import hostconfig
+from fabfile.sites import init
 from sites import REPO
 
 INVOKE = str(Path(sys.executable).parent / "invoke")

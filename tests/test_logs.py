@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import bootstrap, hostconfig, logrotate, services
+from fabfile.host import bootstrap, logrotate
+from fabfile.config import hostconfig
+from fabfile.switch import logs
 from sites import make_site
 from support import free_port, require
 
@@ -63,11 +65,11 @@ def test_bootstrap_writes_the_rule_once_and_then_finds_it(tmp_path):
 
 def test_following_streams_every_program_and_ends_with_the_session(tmp_path):
     cfg = config(tmp_path, "[services]\nprograms = zeo web\n")
-    command = services.follow_command(cfg, ["zeo", "web"], 20)
+    command = logs.follow_command(cfg, ["zeo", "web"], 20)
     assert command.count(" tail -f ") == 2 and "sed -u 's|^|web |'" in command
     assert command.endswith("& cat >/dev/null; kill 0")
     cfg = config(tmp_path, "[services]\nmanager = systemd\nprograms = zeo web\n")
-    assert services.follow_command(cfg, ["zeo", "web"], 5).startswith(
+    assert logs.follow_command(cfg, ["zeo", "web"], 5).startswith(
         "journalctl --no-pager -f -n 5 -u srv-site-zeo.service -u srv-site-web.service & ")
 
 
@@ -178,7 +180,7 @@ def leftover_tails(site) -> list[str]:
 # -- program output to syslog, with the site's facility (supervisor) ----------------------
 
 def test_with_a_syslog_facility_supervisor_sends_every_program_line_to_the_listener(tmp_path):
-    from fabfile import supervisor
+    from fabfile.programs import supervisor
     conf = supervisor.render_config(config(tmp_path, "[services]\nprograms = zeo web\n[notify]\nsyslog = local3\n"))
     assert conf.count("stdout_events_enabled = true") == 2 and "[eventlistener:syslog]" in conf
     assert "events = PROCESS_LOG" in conf and "local3 buildout-srv-site" in conf
@@ -191,7 +193,7 @@ def test_the_listener_logs_each_line_with_the_facility_and_answers_supervisor(tm
     """The listener's own code, fed two PROCESS_LOG events as supervisord sends them, with a stand-in
     for the syslog module that prints what it was given."""
     import shlex
-    from fabfile import supervisor
+    from fabfile.programs import supervisor
     cfg = config(tmp_path, "[services]\nprograms = web\n[notify]\nsyslog = local3\n")
     argv = shlex.split(supervisor.syslog_listener_command(cfg))
     fake = ("import sys, types; fake = types.ModuleType('syslog'); fake.LOG_LOCAL3, fake.LOG_INFO = 19 << 3, 6; "

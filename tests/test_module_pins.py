@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fabfile.buildoutfiles import ProfileError, read_profile
+from fabfile.buildout.profile import ProfileError, read_profile
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:

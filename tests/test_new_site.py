@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import newsite
-from fabfile.buildoutfiles import read_profile
+from fabfile.sites import newsite
+from fabfile.buildout.profile import read_profile
 from sites import FAB, REPO, TestSite
 
 INVOKE = str(Path(sys.executable).parent / "invoke")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import hostconfig, offsite
-from fabfile.repozo import layout
+from fabfile.config import hostconfig
+from fabfile.backups import offsite
+from fabfile.backups.repozo import layout
 from sandbox import sshd
 from sites import make_site
 from support import free_port, webhook_receiver

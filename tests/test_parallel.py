@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fabfile import parallel
+from fabfile.remote import parallel
 
 
 def ctrl_c_from_the_first_host(seconds: float):

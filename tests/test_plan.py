@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import plan
+from fabfile.pipeline import plan
 from sites import make_site
 
 PROBE = "bd-plan-probe"
@@ -66,7 +66,7 @@ def test_a_file_diff_is_unified_against_the_current_release():
 
 @pytest.fixture(scope="module")
 def site(sandbox_host, tmp_path_factory):
-    from fabfile.site import CACHE
+    from fabfile.paths import CACHE
     workdir = tmp_path_factory.mktemp("plan")
     offered = workdir / "offered"
     offered.mkdir()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import dists
-from fabfile.platforms import Target
+from fabfile.build import dists
+from fabfile.build.platforms import Target
 from sites import make_site
 
 NAME, VERSION = "bd-needs-newer-python", "4.1.2"
@@ -109,7 +109,7 @@ def test_the_check_names_the_pin_the_python_it_needs_and_the_hosts(tmp_path):
 
 @pytest.mark.parametrize("make", [make_wheel, make_sdist], ids=["wheel-only", "sdist-only"])
 def test_a_pin_that_needs_a_newer_python_stops_the_deploy_before_anything_is_sent(sandbox_host, tmp_path, make):
-    from fabfile.site import CACHE
+    from fabfile.paths import CACHE
     for old in (CACHE / "dists").glob(f"{MODULE}-*"):  # a file an earlier run left: fetch it anew
         old.unlink()
     offered = tmp_path / "offered"

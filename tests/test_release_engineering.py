@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import buildoutfiles, bundle, dists, eggs
-from fabfile.platforms import Target
+from fabfile.buildout import profile as buildoutfiles
+from fabfile.build import bundle, dists, eggs
+from fabfile.build.platforms import Target
 
 NOW = datetime(2026, 11, 22, 3, 15, 0, tzinfo=timezone.utc)
 

@@ -2,8 +2,9 @@
 import zipfile
 from datetime import datetime, timezone
 
-from fabfile import bundle, eggs, releases
-from fabfile.site import Release
+from fabfile.build import bundle, eggs
+from fabfile.pipeline import releases
+from fabfile.remote.site import Release
 
 BUILT = {"who": "ann", "when": "2026-11-22T03:15:00+00:00"}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import buildoutfiles, remotefiles
+from fabfile.buildout import profile as buildoutfiles, remotefiles
 from sites import make_site
 from support import free_port
 
@@ -91,7 +91,7 @@ def test_a_chain_of_remote_files_is_read_through_a_redirect_relative_and_absolut
 
 
 def test_pin_keeps_the_versions_files_a_versions_cfg_extends():
-    from fabfile import pin
+    from fabfile.build import pin
     before = "# old\n[buildout]\nextends =\n    https://dist.plone.org/release/6.1.1/versions.cfg\n\n[versions]\nx = 1\n"
     text = pin.render([pin.Pin("ZODB", "6.4", ())], "production.cfg", before)
     assert "[buildout]\nextends =\n    https://dist.plone.org/release/6.1.1/versions.cfg\n\n[versions]\nZODB = 6.4" in text

@@ -1,8 +1,8 @@
 """Unit: a failed command on the host is said in a few lines: its start, its exit code, its own error."""
 from invoke.runners import Result
 
-from fabfile import hostconfig
-from fabfile.site import RemoteFailure
+from fabfile.config import hostconfig
+from fabfile.remote.site import RemoteFailure
 
 
 def test_a_remote_failure_names_the_command_start_and_its_error_with_secrets_redacted(tmp_path):

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import bundle, notify
-from fabfile.hostconfig import ConfigError, load, secret_pattern
+from fabfile.build import bundle
+from fabfile.remote import notify
+from fabfile.config.hostconfig import ConfigError, load, secret_pattern
 from sites import FAB, REPO, make_site
 from support import webhook_receiver
 

@@ -9,7 +9,9 @@ import subprocess
 import pytest
 from invoke import Exit
 
-from fabfile import hostconfig, onhost, sitecommands
+from fabfile.config import hostconfig
+from fabfile import onhost
+from fabfile.data import sitecommands
 
 
 @pytest.fixture
@@ -80,9 +82,9 @@ def test_the_instance_program_is_named_or_the_first_instance(config):
 def test_pack_runs_the_configured_zeopack_with_the_days(config):
     assert sitecommands.pack_command(config, 0).endswith(
         "&& /srv/my-site/current/bin/zeopack -p 8100 -d 0")
-    assert sitecommands._days(None, config) == 3
+    assert sitecommands.pack_days(None, config) == 3
     with pytest.raises(Exit):
-        sitecommands._days("-1", config)
+        sitecommands.pack_days("-1", config)
 
 
 def test_siterun_takes_the_eggs_a_buildout_script_puts_first(tmp_path):

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile import bootstrap, dists, firewall, onhost, swap, upgrades, venv
-from fabfile.hostconfig import ConfigError, load
+from fabfile.host import bootstrap, firewall, swap, upgrades
+from fabfile.build import dists, venv
+from fabfile import onhost
+from fabfile.config.hostconfig import ConfigError, load
 from test_bootstrap_plan import KEY, bootstrapped_host, fresh_host
 
 GiB, MiB = 2**30, 2**20
@@ -234,7 +236,7 @@ def tools_for(tmp_path: Path) -> bootstrap.VenvTools:
 
 def test_the_tools_take_along_the_pinned_distributions_they_need_on_the_hosts_python(tmp_path):
     import zipfile
-    from fabfile.platforms import Target
+    from fabfile.build.platforms import Target
     wheel = tmp_path / "wheel-0.48.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("wheel-0.48.0.dist-info/METADATA", "Name: wheel\nVersion: 0.48.0\n"

@@ -33,10 +33,10 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from deploybackup.backupengine import Hooks, make_backup  # noqa: E402
-from deploybackup.offsite import copy_backups, from_settings, restore_from_offsite  # noqa: E402
-from deploybackup.repozo import BackupError, job_layout, variant  # noqa: E402
-from deploybackup.restoreengine import restore_backup  # noqa: E402
+from deploybackup.backups.engine import Hooks, make_backup  # noqa: E402
+from deploybackup.backups.offsite import copy_backups, from_settings, restore_from_offsite  # noqa: E402
+from deploybackup.backups.repozo import BackupError, job_layout, variant  # noqa: E402
+from deploybackup.backups.restore import restore_backup  # noqa: E402
 
 
 class Result:

@@ -1,0 +1,1 @@
+"""Reading buildout files as buildout does: extends (local or remote), macros, references, parts."""

@@ -1,0 +1,1 @@
+"""The host itself: bootstrap-host's facts and plan, users, packages, firewall, swap, upgrades, log rotation."""

@@ -1,0 +1,120 @@
+"""A fleet's other tasks: status and releases as one table with a host column, rollback of every host
+together."""
+from __future__ import annotations
+
+import json
+import time
+
+from invoke import Exit
+
+from .. import output
+from ..remote import parallel
+from ..switch import job as switch, services
+from ..config.fleet import Fleet, Member
+from .fleet import connected, locked, read_facts, switch_in_order, switch_order, SwitchFailed
+from ..remote.site import Facts, Site
+
+
+def status(c, fleet: Fleet) -> None:
+    """Every host's release, programs and health in one table; exit 1 when a host is down or unwell."""
+    sites, errors = parallel.open_sites(c, fleet.members, fleet.parallel)  # a host down is a row, not a traceback
+    try:
+        rows, _ = parallel.run(_status_row, sites, fleet.parallel)
+    finally:
+        for site in sites.values():
+            site.close()
+    table = []
+    for member in fleet.members:
+        if member.name in errors:
+            table.append([member.name, " ".join(member.roles), "-", "unreachable", parallel.message(errors[member.name])])
+        else:
+            table.append([member.name, " ".join(member.roles), *rows.get(member.name, ["?", "?", "?"])])
+    output.table(f"status of {fleet.name}", ["host", "roles", "current", "programs", "health"], table)
+    currents = {row[2] for row in table if row[3] != "unreachable"}
+    if len(currents) > 1:
+        output.say(f"[yellow]the hosts are on different releases: {' '.join(sorted(currents))}[/]")
+    unwell = [row[0] for row in table if row[3] in ("unreachable", "not running") or row[4] not in ("ok", "-")]
+    if unwell or len(currents) > 1:
+        raise Exit(f"{fleet.name}: " + (f"not well on {' '.join(unwell)}" if unwell else "split between releases"), 1)
+
+
+def _status_row(site: Site) -> list[str]:
+    facts = site.facts()
+    running = site.run(services.status_command(site), changes=False, warn=True)
+    urls = [url for _, url in services.live(site) if url]
+    health = site.run(services.health_command(site, urls, 3), changes=False, warn=True) if urls else None
+    failed = json.loads(health.stdout or "{}").get("failed", {}) if health else {}
+    programs = "not running" if running.exited else f"{len(site.config.programs)} running"
+    return [facts.current or "none", programs, ("failing: " + " ".join(failed)) if failed else ("ok" if urls else "-")]
+
+
+def in_order(c, fleet: Fleet, work, reverse: bool = False) -> None:
+    """``work(site)`` on every host, one after another in the switch's order (the ZEO host first), or
+    the other way."""
+    groups = switch_order(fleet)
+    with connected(c, fleet) as sites:
+        for group in reversed(groups) if reverse else groups:
+            for member in group:
+                with output.on_host(member.name):
+                    work(sites[member.name])
+
+
+def releases(c, fleet: Fleet) -> None:
+    """Every host's releases in one table: host, id, built, current, bad."""
+    with connected(c, fleet) as sites:
+        facts = read_facts(fleet, sites)
+    rows = []
+    for member in fleet.members:
+        f = facts[member.name]
+        for release in reversed(f.releases):
+            built = release.built or {}
+            rows.append([member.name, release.id, built.get("when", "(not built)"), built.get("who", ""),
+                         "current" if release.id == f.current else "",
+                         f"bad: {release.bad.get('reason', '')}" if release.bad else ""])
+    output.table(f"releases on {fleet.name}", ["host", "id", "built", "who", "current", "bad"], rows)
+
+
+def rollback_target(fleet: Fleet, facts: dict[str, Facts], to: str | None) -> str:
+    """The release every host goes back to: ``to``, or the newest that is good on every host and older
+    than what each runs now."""
+    def good_everywhere(release_id: str) -> bool:
+        return all((f.release(release_id) or None) and f.release(release_id).good for f in facts.values())
+
+    if to:
+        if not good_everywhere(to):
+            raise Exit(f"{to} is not a good built release on every host of {fleet.name} (see: fab -H {fleet.name} "
+                       f"releases)", 1)
+        return to
+    newest = max((f.current for f in facts.values() if f.current), default=None)
+    candidates = sorted({r.id for f in facts.values() for r in f.releases if newest and r.id < newest})
+    target = next((r for r in reversed(candidates) if good_everywhere(r)), None)
+    if target is None:
+        raise Exit(f"no release before {newest} is good on every host of {fleet.name}", 1)
+    return target
+
+
+def rollback(c, fleet: Fleet, to: str | None = None, force_unlock: bool = False) -> None:
+    """Every host back to one release, in the switch's order; any failure puts every host back."""
+    started = time.monotonic()
+    with connected(c, fleet) as sites:
+        facts = read_facts(fleet, sites)
+        target = rollback_target(fleet, facts, to)
+        if all(f.current == target for f in facts.values()):
+            output.say(f"{target} is already current on every host: nothing to do")
+            return
+        with locked(fleet, sites, facts, target, force_unlock):
+            def one(member: Member) -> dict | None:
+                f = facts[member.name]
+                if f.current == target:
+                    return None
+                with output.step(f"rollback {f.current} -> {target}"):
+                    verdict = switch.run_switch(sites[member.name], target, f.current, live=f.color)
+                if verdict["result"] != "ok":
+                    raise Exit(verdict.get("error", "?"), 1)
+                return verdict
+
+            try:
+                switch_in_order(fleet, sites, facts, target, one, "rollback")
+            except SwitchFailed as failed:
+                raise Exit(f"the rollback to {target} failed:\n{failed}", 1) from None
+    output.say(f"rolled back every host of {fleet.name} to {target} in {time.monotonic() - started:.1f}s")

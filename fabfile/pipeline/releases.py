@@ -1,0 +1,126 @@
+"""Releases on the host: switch ``current``, mark bad, roll back, list, clean up."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+from invoke import Exit
+
+from ..data import backup, job as datajob, restore
+from .. import commands, output
+from ..switch import hooks, job as switch
+from . import leftovers
+from ..remote import lock, notify
+from ..remote.events import log_event
+from ..remote.site import Facts, Release, Site, who
+
+
+def switch_current(site: Site, release_id: str) -> None:
+    """Point ``current`` at the release, atomically."""
+    site.run(commands.switch_link(site.path("current"), f"releases/{release_id}"))
+
+
+def mark_bad(site: Site, release_id: str, reason: str) -> None:
+    """Mark a release bad: rollback never chooses it again."""
+    record = json.dumps({"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "who": who(),
+                         "reason": site.config.redact(reason)})
+    site.run(commands.write_file(site.path("releases", release_id, ".deploy", "bad.json"), record))
+
+
+def previous_good(releases: tuple[Release, ...], current: str | None) -> Release | None:
+    """The newest good release older than ``current``."""
+    older = [r for r in releases if r.good and (current is None or r.id < current)]
+    return older[-1] if older else None
+
+
+def releases_to_remove(releases: tuple[Release, ...], current: str | None, keep: int,
+                       building: str | None = None, running: tuple[str, ...] = ()) -> list[str]:
+    """Which releases cleanup removes: all but the newest ``keep``, current, the previous good, and
+    those a set of instances runs from (blue/green: the warm set)."""
+    protected = {current, building, *running}
+    previous = previous_good(releases, current)
+    if previous:
+        protected.add(previous.id)
+    newest_built = [r.id for r in releases if r.built][-keep:] if keep > 0 else []
+    return [r.id for r in releases if r.id not in protected and r.id not in newest_built]
+
+
+def cleanup_releases(site: Site, facts: Facts, current: str | None, building: str | None = None,
+                     before_restore_days: float | None = None, mention_kept: bool = False) -> list[str]:
+    """Remove old releases (and half-built ones) beyond ``keep_releases``, then what dead runs left
+    (``leftovers.clean``); the ids of the releases removed."""
+    doomed = releases_to_remove(facts.releases, current, site.config.keep_releases, building,
+                                tuple(facts.sets.values()))
+    if doomed:
+        site.run(commands.remove(*(site.path("releases", r) for r in doomed)))
+    kept = tuple(r.id for r in facts.releases if r.id not in doomed)
+    leftovers.clean(site, kept, before_restore_days, mention_kept)
+    return doomed
+
+
+def rollback_site(site: Site, to: str | None = None, with_data: bool = False, force_unlock: bool = False) -> None:
+    """One host back to the previous good release (or ``to``), the data too with ``with_data``."""
+    started = time.monotonic()
+    facts = site.facts()
+    if to:
+        target = facts.release(to)
+        if target is None or not target.built:
+            raise Exit(f"no built release {to} on {site.config.name} (see: fab -H {site.config.name} releases)", 1)
+        if target.bad:
+            raise Exit(f"release {to} is marked bad ({target.bad.get('reason')}); pick another", 1)
+    else:
+        target = previous_good(facts.releases, facts.current)
+        if target is None:
+            raise Exit(f"no good release before {facts.current} to roll back to", 1)
+    if target.id == facts.current:
+        output.say(f"{target.id} is already current: nothing to do")
+        return
+    with lock.held(site, facts, target.id, force_unlock):
+        leaving = facts.current
+        restored = None
+        if with_data:
+            restored = restore.restore_for_rollback(site, target.id)
+        with output.step(f"rollback {leaving} -> {target.id}"):
+            verdict = switch.run_switch(site, target.id, leaving, live=facts.color)
+        if verdict["result"] != "ok":
+            error = site.config.redact(verdict.get("error", "?"))
+            log_event(site, "rollback-failed", release=target.id, current=leaving, error=error)
+            back = f"{leaving} serves again" if verdict.get("went_back", True) else \
+                f"going back to {leaving} failed too: see fab -H {site.config.name} status"
+            raise Exit(f"rollback to {target.id} failed ({error}); {back}", 1)
+        log_event(site, "rollback", release=target.id, previous=leaving,
+                  data=restored and restored.get("stamp"))
+        notify.send(site, "rollback", target.id, who(), time.monotonic() - started)
+        hook = hooks.run_on_host(site, "after_rollback", site.path("current"), target.id)
+    if hook and not hook.ok:  # the rollback stands: going forward again would bring back what was fled
+        raise Exit(f"rolled back to {target.id}, but {hook.describe()}", 1)
+    output.say(f"rolled back to {target.id} in {time.monotonic() - started:.1f}s")
+
+
+def releases_table(site: Site) -> None:
+    """One host's releases as a table: id, built, who, current, bad, its backup."""
+    facts = site.facts()
+    records = backup.inventory(datajob.DataShell(site), backup.site_settings(site, None)).records
+    taken = {}  # release -> the newest backup taken while it was current (a deploy's: as it left)
+    for stamp, record in sorted(records.items()):
+        taken[record.get("release")] = stamp
+    rows = []
+    for release in reversed(facts.releases):
+        built = release.built or {}
+        rows.append([
+            release.id, built.get("when", "(not built)"), built.get("who", ""),
+            "current" if release.id == facts.current else "",
+            f"bad: {release.bad.get('reason', '')}" if release.bad else "", taken.get(release.id, ""),
+        ])
+    output.table(f"releases on {site.config.name}", ["id", "built", "who", "current", "bad", "its backup"], rows)
+
+
+def cleanup_site(site: Site, days: float | None) -> None:
+    """Remove old and half-built releases and what dead runs left, under the deploy lock."""
+    facts = site.facts()
+    with lock.held(site, facts, "cleanup", False):
+        removed = cleanup_releases(site, facts, facts.current, before_restore_days=days, mention_kept=True)
+    output.say(f"removed {len(removed)} release(s): {' '.join(removed)}" if removed else "no release to remove")
+
+

@@ -1,0 +1,79 @@
+"""``start``, ``stop``, ``restart``, ``status``, ``logs``: the site's programs, on one host or a fleet's."""
+from __future__ import annotations
+
+from fabric import task
+from invoke import Exit
+
+from ..config import fleet as fleetconfig
+from ..pipeline import fleetops
+from ..remote.site import Site, open_site
+from ..switch import logs as programlogs
+from ..switch import services
+from ..switch.status import status_site
+
+
+def _fleet(c):
+    """The fleet ``-H`` names, or None for one host."""
+    fleet = fleetconfig.for_host(c)
+    return fleet if fleet.declared else None
+
+
+@task
+def start(c):
+    """Start the site's programs, in order (a fleet: host by host, the ZEO host first)."""
+    fleet = _fleet(c)
+    if fleet:
+        return fleetops.in_order(c, fleet, services.start_site)
+    services.start_site(open_site(c))
+
+
+@task
+def stop(c):
+    """Stop the site's programs, in reverse order (a fleet: host by host, the ZEO host last)."""
+    fleet = _fleet(c)
+    if fleet:
+        return fleetops.in_order(c, fleet, services.stop_site, reverse=True)
+    services.stop_site(open_site(c))
+
+
+@task(help={"everything": "with a front: also restart the programs outside it (the ZEO server: its "
+                          "clients wait for it, requests may fail meanwhile)"})
+def restart(c, everything=False):
+    """Restart the site's programs one by one, each healthy before the next (with a front: drained)."""
+    fleet = _fleet(c)
+    if fleet:
+        return fleetops.in_order(c, fleet, lambda site: services.restart_site(site, everything))
+    services.restart_site(open_site(c), everything)
+
+
+@task(help={"limit": "a fleet: only these hosts (host1,host2)"})
+def status(c, limit=None):
+    """Show what runs, and whether each health URL answers (exit 1, 3, 4 or 5 by kind of trouble)."""
+    fleet = fleetconfig.for_host(c)
+    if fleet.declared:
+        return fleetops.status(c, fleetconfig.limit(fleet, limit))
+    status_site(open_site(c))
+
+
+@task(help={"lines": "how many lines of each log (default 20)",
+            "follow": "go on printing what the programs log, until Ctrl-C",
+            "limit": "a fleet: only these hosts (host1,host2)"})
+def logs(c, lines=None, follow=False, limit=None):
+    """Show the last lines of each program's log (-f: follow them live until Ctrl-C)."""
+    lines = "20" if lines is None else lines  # a string here: Invoke would refuse 'abc' with a traceback
+    if not str(lines).isdigit() or not 0 < int(lines) <= 100000:
+        raise Exit(f"logs --lines takes a whole number from 1 to 100000, not {lines!r}", 2)
+    fleet = _fleet(c)
+    if fleet:
+        fleet = fleetconfig.limit(fleet, limit)
+        if follow and len(fleet.members) > 1:
+            raise Exit(f"logs --follow follows one host: add --limit HOST ({' '.join(fleet.names)})", 2)
+        if not follow:
+            return fleetops.in_order(c, fleet, lambda site: programlogs.show_logs(site, int(lines)))
+        site = Site(c, fleet.members[0].config)
+    else:
+        site = open_site(c)
+    if follow:
+        programlogs.follow_logs(site, int(lines))
+        return
+    programlogs.show_logs(site, int(lines))

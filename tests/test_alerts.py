@@ -17,7 +17,7 @@ import pytest
 
 from fabfile.config import hostconfig
 from fabfile.data import schedule
-from fabfile.switch import status
+from fabfile.state import status
 from sites import make_site
 from support import webhook_receiver
 

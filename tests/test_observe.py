@@ -99,7 +99,7 @@ def test_a_listener_is_reported_with_its_pid_cmdline_and_release(host, root, spa
     assert process["cmdline"] == command
     assert process["cwd"] == str((root / "releases" / RELEASE / "parts").resolve())
     assert process["exe"] == os.path.realpath(sys.executable)
-    assert process["release"] == RELEASE
+    assert process["release"] == RELEASE and process["under_root"] is True
 
 
 def wait_zombie(process: subprocess.Popen) -> None:
@@ -129,8 +129,9 @@ def test_pidfiles_tell_a_live_process_from_a_dead_pid(root, spawn, tmp_path):
     pidfiles = report["pidfiles"]
     assert pidfiles["live"]["pid"] == live.pid and pidfiles["live"]["alive"] is True
     assert pidfiles["live"]["process"]["cmdline"] == SLEEP and pidfiles["live"]["process"]["release"] is None
-    assert pidfiles["dead"] == {"pid": dead.pid, "alive": False, "process": None}
-    assert pidfiles["zombie"] == {"pid": zombie.pid, "alive": False, "process": None}  # exited, not yet reaped
+    assert pidfiles["live"]["process"]["under_root"] is False
+    assert pidfiles["dead"] == {"pid": dead.pid, "alive": False, "process": None, "newest_child": None}
+    assert pidfiles["zombie"] == {"pid": zombie.pid, "alive": False, "process": None, "newest_child": None}  # exited, not yet reaped
     assert pidfiles["missing"] is None and pidfiles["empty"] is None and pidfiles["no directory"] is None
 
 

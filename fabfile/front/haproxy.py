@@ -271,16 +271,17 @@ def candidate_check(config: HostConfig, live: str) -> tuple[dict[str, str], str]
     return files, nginx.check_command(config, main)
 
 
-def apply(site: Site, live: str = "blue") -> str:
-    """Write the front's config, check it with the server's own check, load it; what happened, in words."""
+def apply(site: Site, live: str = "blue", force: bool = False) -> str:
+    """Write the front's config, check it with the server's own check, load it (``force``: even when the
+    files and the process are as wanted: the runtime may not be); what happened, in words."""
     config = site.config
     wanted = wanted_files(config, live)
     routed = _check_shared(site) if sharedfront.shared(config) else True
     site.run(prepare_files(config))
     current = {path: site.run(commands.join("cat", path), changes=False, warn=True) for path in wanted}
     running = site.run(front_is_up(config), changes=False, warn=True)
-    if all(found and found.stdout == wanted[path] for path, found in current.items()) and not running.exited \
-            and routed:
+    if not force and all(found and found.stdout == wanted[path] for path, found in current.items()) \
+            and not running.exited and routed:
         return "front config unchanged"
     candidates, check = candidate_check(config, live)
     site.run(commands.and_then(*(commands.write_file(path, text) for path, text in candidates.items())))

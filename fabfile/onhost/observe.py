@@ -14,8 +14,15 @@ counts as gone.  A port is "visible": false when one of its listening sockets (I
 address) is held by no process we may look into.  A supervisord is a process with an argument
 .../supervisord (not supervisorctl); manager_config is not needed: each manager's cmdline says its config.
 """
+import csv
+import fcntl
+import hashlib
+import io
 import json
 import os
+import pwd
+import socket
+import subprocess
 import sys
 import time
 
@@ -70,13 +77,18 @@ def process(pid):
     cwd = link(f"/proc/{pid}/cwd")
     where = cwd.removesuffix(" (deleted)") if cwd else None  # a release removed under a running process
     cmdline = cmdline[:-1] if cmdline[-1:] == [""] else cmdline
+    named = ([where] if where else []) + list(paths(cmdline, cwd))
     return {"pid": pid, "ppid": int(fields[1]), "uid": int(uid), "cmdline": cmdline, "cwd": cwd,
             "exe": link(f"/proc/{pid}/exe"), "started": boot + int(fields[19]) / ticks,
-            "release": release(cmdline, where)}
+            "release": release(cmdline, where),
+            "under_root": any(path == root or path.startswith(root + "/") for path in named)}
 
 
 def all_pids():
     return sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+
+
+owners = {}  # listening socket inode -> the uid that opened it (readable by anyone, unlike its process)
 
 
 def listening():
@@ -91,6 +103,7 @@ def listening():
             fields = line.split()
             if fields[3] == "0A" and fields[9] != "0":
                 found.setdefault(int(fields[1].rpartition(":")[2], 16), set()).add(fields[9])
+                owners[fields[9]] = int(fields[7])
     return found
 
 
@@ -117,7 +130,8 @@ def ports():
     for port, inodes in wanted.items():
         pids = sorted(set().union(*(held.get(inode, set()) for inode in inodes)))
         processes = [info for info in map(process, pids) if info]
-        report[port] = {"pids": pids, "processes": processes,
+        report[port] = {"who": spec["ports"][port], "pids": pids, "processes": processes,
+                        "uids": sorted({owners[i] for i in inodes}),
                         "visible": all(inode in held for inode in inodes)} if inodes else None
     return report
 
@@ -141,7 +155,9 @@ def pidfile(path):
     except (OSError, ValueError):
         return None
     info = process(pid) if pid > 0 else None
-    return {"pid": pid, "alive": alive(pid, info), "process": info}
+    children = [c for c in map(process, all_pids()) if c and c["ppid"] == pid] if info else []
+    return {"pid": pid, "alive": alive(pid, info), "process": info,
+            "newest_child": max((c["started"] for c in children), default=None)}
 
 
 def managers():
@@ -160,7 +176,104 @@ def managers():
     return found
 
 
+def programs():
+    """What the process manager says of each program (``spec["programs_command"]`` prints ``NAME STATE
+    PID`` lines), and what /proc says of each pid it names."""
+    command = spec.get("programs_command")
+    if not command:
+        return None
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    found = {}
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[2].isdigit():
+            found[words[0]] = {"state": words[1], "pid": int(words[2]),
+                               "process": process(int(words[2])) if int(words[2]) > 0 else None}
+    return {"exit": result.returncode, "said": (result.stdout + result.stderr)[-2000:], "programs": found}
+
+
+def files():
+    """sha256, mtime and (small ones) text of ``spec["files"]``; null for a missing file."""
+    found = {}
+    for name, path in (spec.get("files") or {}).items():
+        try:
+            data = read(path, "rb")
+            found[name] = {"sha256": hashlib.sha256(data).hexdigest(), "mtime": os.stat(path).st_mtime,
+                           "text": data.decode(errors="replace") if len(data) <= 512 else None}
+        except OSError:
+            found[name] = None
+    return found
+
+
+def haproxy():
+    """The servers of ``spec["haproxy"]["backend"]`` as HAProxy's runtime API shows them: {server: status}."""
+    wanted = spec.get("haproxy")
+    if not wanted:
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(wanted["socket"])
+            sock.sendall(b"show stat\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError as error:
+        return {"error": str(error)}
+    rows = csv.DictReader(io.StringIO(b"".join(chunks).decode().lstrip("# ")))
+    return {"servers": {row["svname"]: row.get("status", "") for row in rows
+                        if row.get("pxname") == wanted["backend"] and row.get("svname") not in ("FRONTEND", "BACKEND")}}
+
+
+def switch_job():
+    """The newest switch job in ``spec["switch_dir"]``: its id, whether it left a verdict, whether it runs."""
+    directory = spec.get("switch_dir")
+    try:
+        jobs = sorted(name[:-5] for name in os.listdir(directory) if name[:1].isdigit() and name.endswith(".json")
+                      and not name.endswith(".result.json"))
+    except (OSError, TypeError):
+        return None
+    if not jobs:
+        return None
+    newest = jobs[-1]
+    try:
+        with open(os.path.join(directory, newest + ".json")) as handle:
+            plan = json.load(handle)
+    except (OSError, ValueError):
+        plan = {}
+    try:
+        with open(os.path.join(directory, "lock")) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a running job holds it exclusively
+                running = False
+            except BlockingIOError:
+                running = True
+    except OSError:
+        running = False
+    return {"job": newest, "verdict": os.path.exists(os.path.join(directory, newest + ".result.json")),
+            "running": running, "release": plan.get("release"), "leaving": plan.get("leaving")}
+
+
+def uids():
+    """{user: uid} of ``spec["users"]`` that exist."""
+    found = {}
+    for name in spec.get("users") or ():
+        try:
+            found[name] = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            pass
+    return found
+
+
 print(json.dumps({
+    "uids": uids(),
+    "programs": programs(),
+    "files": files(),
+    "haproxy": haproxy(),
+    "switch_job": switch_job(),
     "ports": ports(),
     "pidfiles": {name: pidfile(path) for name, path in spec.get("pidfiles", {}).items()},
     "managers": managers(),

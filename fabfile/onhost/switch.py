@@ -320,6 +320,105 @@ def restart(program, release, label):
     shell(plan["commands"]["stop"][program["name"]], f"stopping {program['name']}")
     shell(plan["commands"]["start"][program["name"]], f"starting {program['name']} of {release}", bad=True)
     healthy(program, label)
+    proven(program, release, label)
+
+
+# -- a program counts as started when the process its manager names is the one we meant ------------
+
+BOOT = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime "))
+
+
+def pid_of(program):
+    """The pid the process manager gives the program (0: none)."""
+    answer = subprocess.run(plan["commands"]["pid"][program["name"]], shell=True, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL).stdout.strip()
+    return int(answer) if answer.isdigit() else 0
+
+
+def started_at_epoch(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in "ZX" else BOOT + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def listeners(port):
+    """``(uids, pids)`` of the sockets that listen on TCP ``port`` (pids: those we may look into)."""
+    inodes, uids = set(), set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == int(port):
+                inodes.add(fields[9])
+                uids.add(int(fields[7]))
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                pids.add(int(pid))
+    return uids, pids
+
+
+def parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rpartition(")")[2].split()[1])
+    except OSError:
+        return None
+
+
+def proven(program, release, label):
+    """The process the manager names runs from ``release``, holds the program's port, and is still the same
+    pid ``min_uptime`` seconds after it started: else the start does not count (a crash loop never does)."""
+    name, settle = program["name"], plan.get("min_uptime", 3)
+    pid = pid_of(program)
+    began = started_at_epoch(pid) if pid else None
+    if began is None:
+        raise Failure(f"{name} ({label}) does not run after its start")
+    wait = began + settle - time.time()
+    if wait > 0:
+        time.sleep(wait)
+    again = pid_of(program)
+    if again != pid or started_at_epoch(pid) is None:
+        raise Failure(f"{name} ({label}) did not stay up: pid {pid}, then {again or 'none'} within {settle}s "
+                      f"of its start (a crash loop)")
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        cwd = None  # another user's process: the port's owner is checked below
+    home = os.path.join(plan["root"], "releases", release or "")
+    if cwd and release and not (cwd == os.path.realpath(home) or cwd.startswith(os.path.realpath(home) + "/")):
+        raise Failure(f"{name} ({label}) runs from {cwd}, not {release}")
+    if not program.get("port"):
+        return
+    uids, pids = listeners(program["port"])
+    if not uids:
+        raise Failure(f"{name} ({label}, pid {pid}) does not listen on port {program['port']}")
+    if pids and pid not in pids and not any(parent_of(holder) == pid for holder in pids):
+        holders = " ".join(str(holder) for holder in sorted(pids))
+        raise Failure(f"port {program['port']} is held by pid {holders}, not by {name} ({label}, pid {pid})",
+                      bad=False)
+    try:
+        owner = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        owner = None
+    if not pids and owner is not None and uids != {owner}:
+        raise Failure(f"port {program['port']} is held by a process of uid {' '.join(map(str, sorted(uids)))}, "
+                      f"not by {name} ({label}, pid {pid})", bad=False)
 
 
 def restart_changed(target, leaving, restarted, label):
@@ -351,6 +450,8 @@ def stop_start(target, label, color=None):
         shell(plan["commands"]["start"][program["name"]], f"starting {program['name']}", bad=True)
     for program in wanted:
         healthy(program, label)
+    for program in wanted:
+        proven(program, target, label)
     if color:
         for program in instances(color):
             put_back(program["name"])
@@ -422,6 +523,7 @@ def blue_green(target, leaving, color, live, restarted, state):
     for program in instances(color):
         if program["name"] in up and state["before"] == target:
             healthy(program, "kept warm")  # it ran all along: it must still answer before it gets requests
+            proven(program, target, "kept warm")
             say(f"{program['name']}: still runs {target} (kept warm): nothing to start")
             continue
         state["started"].append(program["name"])  # before it starts: a failed start is stopped too

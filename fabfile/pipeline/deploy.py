@@ -24,6 +24,7 @@ from ..build.dists import DistError, sha256
 from ..build.eggs import EggBuildError
 from ..remote.events import log_event
 from ..remote.site import Facts, Site, who
+from ..state import converge, drift, observed
 
 def missing_dists(bundle: Bundle, facts: Facts, index: str | None = None):
     """The distributions whose sha256 the host does not have yet; with a package ``index``
@@ -222,19 +223,36 @@ def deploy_site(site: Site, force_unlock: bool = False, plan: bool = False, allo
     started = time.monotonic()
     hostsites.check_neighbours(config)
     with output.step("read the host"):
-        facts = site.facts()
+        facts, looping = observed.read_settled(site)
+    drifts = drift.find(config, facts, looping)
+    converge.refuse_taken_ports(config, drifts)
     if plan or site.dry:
         bundle = prepare(site, facts, allow_dirty)
         existing = _existing(facts, bundle)
-        output.say("\n".join(describe_plan(site, facts, bundle, existing.id if existing else bundle.release_id)
-                              + plans.describe(site, facts, bundle)))
+        lines = describe_plan(site, facts, bundle, existing.id if existing else bundle.release_id)
+        if drifts:
+            lines[-1] = "not a no-op: what runs differs from the deploy (below)"
+        output.say("\n".join(lines + plans.describe(site, facts, bundle)
+                             + [f"drift: {config.redact(d.message)}" for d in drifts]))
         output.say("plan only: the host is unchanged")
         return
     with lock.held(site, facts, "deploy", force_unlock):
         bundle = prepare(site, facts, allow_dirty)
-        if facts.current and bundles.digest_of(facts.current) == bundle.digest:
+        serving = facts.current and facts.release(facts.current) and bundles.digest_of(facts.current) == bundle.digest
+        if serving:
+            if drifts:
+                _, repaired = converge.converge(site)
+                output.say(f"nothing to deploy: {facts.current} already has this content; repaired: "
+                           + "; ".join(repaired))
+                log_event(site, "converge", release=facts.current, repaired=repaired)
+                return
             output.say(f"nothing to deploy: {facts.current} already has this content")
             return
+        if drifts:  # what the switch does not put right by itself, before it
+            for line in converge.repair(site, facts, [d for d in drifts if d.kind != "current-missing"],
+                                        programs=False):
+                output.say(f"repaired: {line}")
+            facts = observed.read(site)
         existing = _existing(facts, bundle)
         if existing and existing.bad:
             raise Exit(f"release {existing.id} has this content and is marked bad "

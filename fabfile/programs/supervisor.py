@@ -130,6 +130,20 @@ def _running(config: HostConfig) -> str:
     return f"{_ctl(config, 'pid')} >/dev/null 2>&1"
 
 
+def _stray(config: HostConfig) -> str:
+    """Succeeds (``$pid`` set) when the pid file names a live supervisord of this site: it runs, but its
+    socket does not answer (deleted, say). One supervisord per site, ever: never a second beside it."""
+    return (f"pid=$(cat {shlex.quote(pid_file(config))} 2>/dev/null); [ -n \"$pid\" ] && "
+            f"tr '\\0' ' ' < /proc/\"$pid\"/cmdline 2>/dev/null | grep -F supervisord | "
+            f"grep -qF -- {shlex.quote(config.root.rstrip('/') + '/')}")
+
+
+def _refuse_second(config: HostConfig) -> str:
+    message = (f"runs for {config.root} but does not answer on {socket_path(config)}: not starting a second "
+               f"one (fab deploy or fab restart stops it first)")
+    return f"echo \"supervisord (pid $pid)\" {shlex.quote(message)} >&2; false"
+
+
 def _wait(condition: str, tenths: int = 600) -> str:
     """Wait for ``condition``, at most ``tenths`` tenths of a second; fails if it never holds."""
     return f"{{ i=0; until {condition} || [ $i -ge {tenths} ]; do sleep 0.1; i=$((i+1)); done; {condition}; }}"
@@ -140,7 +154,7 @@ def start(config: HostConfig, names: list[str]) -> str:
     daemon = _as_app_user(config, config.path_on_host("venv", "bin", "supervisord"),
                           "-c", config.path_on_host("current", CONFIG_IN_RELEASE))
     steps = [
-        f"{{ {_running(config)} || {daemon}; }}",
+        f"{{ {_running(config)} || {{ if {_stray(config)}; then {_refuse_second(config)}; else {daemon}; fi; }}; }}",
         _wait(_running(config)),
         # the switch may have changed the programs: load them (none starts by itself)
         _ctl(config, "reread") + " >/dev/null", _ctl(config, "update"),
@@ -183,3 +197,19 @@ def status(config: HostConfig, names: list[str] | None = None) -> str:
 def live_processes(config: HostConfig, color: str) -> list[tuple[str, Program, str]]:
     """The programs that serve when the ``color`` set is live (all of them without blue/green)."""
     return [found for found in processes(config) if found[2] in ("current", color)]
+
+
+def program_states(config: HostConfig) -> str:
+    """``NAME STATE PID`` for each program supervisord knows (PID 0 unless RUNNING); nothing when it does
+    not answer."""
+    awk = '$2 ~ /^[A-Z]+$/ { pid = 0; if ($2 == "RUNNING") { pid = $4; sub(",", "", pid) } print $1, $2, pid }'
+    return f"{{ {status(config)} 2>/dev/null || true; }} | {commands.join('awk', awk)}"
+
+
+def pid_of(config: HostConfig, name: str) -> str:
+    """The pid supervisord gives ``name`` (0 when it does not run)."""
+    return _ctl(config, "pid", name)
+
+
+def pid_file(config: HostConfig) -> str:
+    return config.path_on_host("var", "run", "supervisord.pid")

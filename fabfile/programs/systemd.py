@@ -126,3 +126,17 @@ def status(config: HostConfig) -> str:
     script = ('for unit; do printf "%s %s\\n" "$unit" "$(systemctl is-active "$unit")"; done; '
               'systemctl is-active --quiet "$@"')
     return commands.join("sh", "-c", script, "sh", *unit_names(config))
+
+
+def program_states(config: HostConfig) -> str:
+    """``NAME STATE PID`` for each program's unit: its ActiveState and MainPID."""
+    script = ('slug=$1; shift; for name; do s=$(systemctl show -p ActiveState -p MainPID "$slug-$name.service" '
+              '2>/dev/null); state=$(printf "%s\\n" "$s" | sed -n "s/^ActiveState=//p"); '
+              'pid=$(printf "%s\\n" "$s" | sed -n "s/^MainPID=//p"); '
+              'printf "%s %s %s\\n" "$name" "${state:-unknown}" "${pid:-0}"; done')
+    return commands.join("sh", "-c", script, "sh", site_slug(config), *(p.name for p in config.programs))
+
+
+def pid_of(config: HostConfig, name: str) -> str:
+    """The main pid systemd gives ``name``'s unit (0 when it does not run)."""
+    return commands.join("systemctl", "show", "-p", "MainPID", "--value", unit_name(config, name))

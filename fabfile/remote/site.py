@@ -5,7 +5,7 @@ import getpass
 import json
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import paramiko
@@ -50,6 +50,7 @@ class Facts:
     color: str = "blue"             # the set the current release runs as (switch = bluegreen)
     last_switch: dict | None = None  # the newest switch job's verdict
     sets: dict = field(default_factory=dict)  # blue/green: {color: the release its instances run}
+    observed: dict | None = None    # what runs (onhost/observe.py), when the read asked for it
 
     @classmethod
     def parse(cls, text: str) -> "Facts":
@@ -134,11 +135,15 @@ class Site:
             raise Exit(f"uploading {local.name} to {self.config.address} failed ({error}): disk full? {room}", 1) \
                 from None
 
-    def facts(self) -> Facts:
-        """What the root holds now, in one read-only command."""
-        result = self.run(commands.python(self.config.python, onhost.source("facts"), self.config.root,
-                                          self.config.dists_path), changes=False)
-        facts = Facts.parse(result.stdout)
+    def facts(self, observe: str | None = None) -> Facts:
+        """What the root holds now, in one read-only command; with ``observe`` (a command that prints one
+        JSON line), what it printed too, in the same command."""
+        read = commands.python(self.config.python, onhost.source("facts"), self.config.root, self.config.dists_path)
+        result = self.run(f"{read}; {observe}" if observe else read, changes=False)
+        lines = result.stdout.strip().splitlines()
+        facts = Facts.parse(lines[0])
+        if observe:
+            facts = replace(facts, observed=json.loads(lines[-1]))
         platforms.remember(self.config.name, facts.target, CACHE)
         return facts
 

@@ -16,7 +16,7 @@ from .. import commands
 from ..config import hostconfig
 from ..switch import services
 from ..front import shared as sharedfront
-from ..config.hostconfig import ConfigError, HostConfig
+from ..config.hostconfig import ConfigError, HostConfig, instance_address
 from ..remote.site import Site
 
 
@@ -51,6 +51,29 @@ def ports_of(config: HostConfig) -> set[int]:
             if section == "ports" or "port" in key or key.endswith("address"):
                 used |= {int(p) for p in re.findall(r"(?<![\w.$])(\d{4,5})\b", value) if int(p) < 65536}
     return used
+
+
+def listen_ports(config: HostConfig) -> dict[int, str]:
+    """The ports this site's own processes listen on, and which of them: its instances' addresses (and their
+    green twins'), its buildout's ``[ports]`` (as far as this machine reads it), the front it runs itself."""
+    wanted: dict[int, str] = {}
+    if config.runs_front and config.front.control == "self":
+        wanted.update({config.front.http_port: "the front", config.front.https_port: "the front"})
+    try:
+        profile = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
+        ports = dict(profile.sections.get("ports", {}))
+    except (buildoutfiles.ProfileError, OSError):
+        ports = {}
+    ports.update({option: value for section, option, value in config.overrides if section == "ports"})
+    for key, value in sorted(ports.items()):
+        if value.strip().isdigit() and 0 < int(value) < 65536:
+            wanted.setdefault(int(value), f"[ports] {key}")
+    for program in config.programs:
+        for address, name in ((instance_address(program), program.name), (program.green_address, f"{program.name}-green")):
+            port = (address or "").rpartition(":")[2]
+            if port.isdigit():
+                wanted[int(port)] = name
+    return wanted
 
 
 def shares_front(config: HostConfig, other: HostConfig) -> bool:

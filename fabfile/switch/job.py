@@ -15,7 +15,7 @@ from ..front import haproxy as front, nginx
 from . import hooks
 from ..remote import jobs
 from ..programs import supervisor, systemd
-from ..config.hostconfig import HostConfig, secret_pattern
+from ..config.hostconfig import HostConfig, instance_address, secret_pattern
 from ..remote.site import Site, who
 
 
@@ -33,6 +33,15 @@ def running_programs(config: HostConfig) -> str:
         return f"{{ {supervisor.status(config)} 2>/dev/null || true; }} | awk '$2 == \"RUNNING\" {{print $1}}'"
     script = 'slug=$1; shift; for name; do systemctl is-active --quiet "$slug-$name.service" && echo "$name"; done; true'
     return commands.join("sh", "-c", script, "sh", systemd.site_slug(config), *(p.name for p in config.programs))
+
+
+# seconds a started program must keep its pid before its start counts (a crash loop never does)
+MIN_UPTIME = 3
+
+
+def _port(address: str | None) -> str | None:
+    port = (address or "").rpartition(":")[2]
+    return port if port.isdigit() else None
 
 
 def front_plan(config: HostConfig, live: str) -> dict:
@@ -65,7 +74,9 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
         "health_timeout": config.health_timeout,
         "programs": [{"name": name, "base": p.name, "color": None if link == "current" else link,
                       "health_url": p.green_health_url if link == "green" else p.health_url,
+                      "port": _port(p.green_address if link == "green" else instance_address(p)),
                       "command": p.command, "script": shlex.split(p.command)[0]} for name, p, link in processes],
+        "min_uptime": MIN_UPTIME,
         "keep_warm": config.front.keep_warm if config.front else 0,
         "manager_config": supervisor.CONFIG_IN_RELEASE if config.manager == "supervisor" else None,
         "front_instances": list(config.front.instances) if config.front else [],
@@ -76,6 +87,7 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
             "stop": {name: manager.stop(config, [name]) for name in names},
             "stop_all": manager.stop(config, list(reversed(names))),
             "running": running_programs(config),
+            "pid": {name: manager.pid_of(config, name) for name in names},
             "status": manager.status(config),
         },
         "secret_pattern": secret_pattern(config.secrets).pattern if config.secrets else None,

@@ -7,9 +7,10 @@ from invoke import Exit
 from ..config import fleet as fleetconfig
 from ..pipeline import fleetops
 from ..remote.site import Site, open_site
+from ..state import converge
+from ..state.status import status_site
 from ..switch import logs as programlogs
 from ..switch import services
-from ..switch.status import status_site
 
 
 def _fleet(c):
@@ -42,17 +43,25 @@ def restart(c, everything=False):
     """Restart the site's programs one by one, each healthy before the next (with a front: drained)."""
     fleet = _fleet(c)
     if fleet:
-        return fleetops.in_order(c, fleet, lambda site: services.restart_site(site, everything))
-    services.restart_site(open_site(c), everything)
+        return fleetops.in_order(c, fleet, lambda site: restart_site(site, everything))
+    restart_site(open_site(c), everything)
 
 
-@task(help={"limit": "a fleet: only these hosts (host1,host2)"})
-def status(c, limit=None):
-    """Show what runs, and whether each health URL answers (exit 1, 3, 4 or 5 by kind of trouble)."""
+def restart_site(site: Site, everything: bool) -> None:
+    """What is not as deployed put right first (a stray supervisord, the front, maintenance), then the
+    rolling restart."""
+    converge.converge(site, programs=False)
+    services.restart_site(site, everything)
+
+
+@task(help={"limit": "a fleet: only these hosts (host1,host2)",
+            "json": "print what was found as one JSON document, for a monitor (same exit code)"})
+def status(c, limit=None, json=False):
+    """Show what runs and what differs from the deploy (exit 1, 3-8 by kind of trouble; README)."""
     fleet = fleetconfig.for_host(c)
     if fleet.declared:
-        return fleetops.status(c, fleetconfig.limit(fleet, limit))
-    status_site(open_site(c))
+        return fleetops.status(c, fleetconfig.limit(fleet, limit), as_json=json)
+    status_site(open_site(c), as_json=json)
 
 
 @task(help={"lines": "how many lines of each log (default 20)",

@@ -269,9 +269,13 @@ def deploy_site(site: Site, force_unlock: bool = False, plan: bool = False, allo
                 output.say(f"{release_id} is built already: switching to it")
             run_hook_before_switch(site, release_id)
             output.say(schedule.install_schedule(site, release_id))
-            backup = backups.backup_before_switch(site, facts.current)
+            gone = facts.current and not facts.release(facts.current)  # and its repozo with it
+            backup = None if gone else backups.backup_before_switch(site, facts.current)
             with output.step("switch and check"):
                 switch_and_check(site, release_id, facts.current, facts.color)
+            if gone:
+                output.say(f"{facts.current}, which current named, was gone: the backup is taken after the switch")
+                backup = backups.backup_before_switch(site, release_id)
         except BaseException as error:
             elapsed = time.monotonic() - started
             message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted"

@@ -148,8 +148,7 @@ def switch_and_check(site: Site, release_id: str, leaving: str | None, live: str
         output.say(f"restarted: {switch.describe(verdict)}")
         return verdict
     marked = "marked bad" if verdict["result"] == "rolled-back" else "not marked bad (not its fault)"
-    back = (f"{leaving or 'no release'} is current again" if verdict.get("went_back", True) else
-            f"going back to {leaving or 'nothing'} failed too: see fab -H {site.config.name} status")
+    back = switch.what_serves(site, verdict, leaving)
     raise Exit(f"deploy of {release_id} failed ({site.config.redact(verdict.get('error', '?'))}); "
                f"{back}; {release_id} {marked}", 1)
 
@@ -238,21 +237,20 @@ def deploy_site(site: Site, force_unlock: bool = False, plan: bool = False, allo
         return
     with lock.held(site, facts, "deploy", force_unlock):
         bundle = prepare(site, facts, allow_dirty)
-        serving = facts.current and facts.release(facts.current) and bundles.digest_of(facts.current) == bundle.digest
-        if serving:
-            if drifts:
-                _, repaired = converge.converge(site)
-                output.say(f"nothing to deploy: {facts.current} already has this content; repaired: "
-                           + "; ".join(repaired))
-                log_event(site, "converge", release=facts.current, repaired=repaired)
-                return
-            output.say(f"nothing to deploy: {facts.current} already has this content")
-            return
-        if drifts:  # what the switch does not put right by itself, before it
+        repaired = []
+        if drifts and _serves(facts, bundle):
+            facts, repaired = converge.converge(site)  # undoing a dead switch may bring back another release
+        elif drifts:  # what the switch does not put right by itself, before it
             for line in converge.repair(site, facts, [d for d in drifts if d.kind != "current-missing"],
                                         programs=False):
                 output.say(f"repaired: {line}")
             facts = observed.read(site)
+        if _serves(facts, bundle):
+            output.say(f"nothing to deploy: {facts.current} already has this content"
+                       + (f"; repaired: {'; '.join(repaired)}" if repaired else ""))
+            if repaired:
+                log_event(site, "converge", release=facts.current, repaired=repaired)
+            return
         existing = _existing(facts, bundle)
         if existing and existing.bad:
             raise Exit(f"release {existing.id} has this content and is marked bad "
@@ -290,6 +288,11 @@ def deploy_site(site: Site, force_unlock: bool = False, plan: bool = False, allo
         notify.send(site, "deploy-succeeded", release_id, who(), time.monotonic() - started)
     output.say(f"[bold green]deployed {release_id} to {config.name} in {time.monotonic() - started:.1f}s "
                f"({sent} bytes sent, {site.commands_run} remote commands)[/]")
+
+
+def _serves(facts: Facts, bundle: Bundle) -> bool:
+    """``current`` is a release on the host with this bundle's content."""
+    return bool(facts.current and facts.release(facts.current) and bundles.digest_of(facts.current) == bundle.digest)
 
 
 def _existing(facts: Facts, bundle: Bundle):

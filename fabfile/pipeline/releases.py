@@ -86,8 +86,7 @@ def rollback_site(site: Site, to: str | None = None, with_data: bool = False, fo
         if verdict["result"] != "ok":
             error = site.config.redact(verdict.get("error", "?"))
             log_event(site, "rollback-failed", release=target.id, current=leaving, error=error)
-            back = f"{leaving} serves again" if verdict.get("went_back", True) else \
-                f"going back to {leaving} failed too: see fab -H {site.config.name} status"
+            back = switch.what_serves(site, verdict, leaving)
             raise Exit(f"rollback to {target.id} failed ({error}); {back}", 1)
         log_event(site, "rollback", release=target.id, previous=leaving,
                   data=restored and restored.get("stamp"))

@@ -69,6 +69,6 @@ def read_verdict(site: Site, directory: str, job: str, what: str = "job") -> dic
         text = site.run(commands.join("cat", f"{directory}/{job}.result.json"), changes=False).stdout
     except UnexpectedExit:
         log = site.run(commands.join("tail", "-n", "5", f"{directory}/{job}.log"), changes=False, warn=True)
-        return {"result": "failed", "bad": False,
-                "error": f"the {what} left no verdict: {' / '.join(log.stdout.strip().splitlines())}"}
+        return {"result": "failed", "bad": False, "died": True, "went_back": False,
+                "error": f"the {what} died without a verdict: {' / '.join(log.stdout.strip().splitlines())}"}
     return json.loads(text)

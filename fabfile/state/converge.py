@@ -11,6 +11,8 @@ stops the command.
 """
 from __future__ import annotations
 
+import json
+
 from invoke import Exit
 
 from .. import commands, output
@@ -62,8 +64,9 @@ def stop_stray_managers(site: Site, facts: Facts) -> str:
     return f"stopped {len(strays)} stray supervisord"
 
 
-def undo_dead_job(site: Site, facts: Facts) -> str:
-    """The release a dead switch job was leaving, serving again (or, when it left nothing, a restart)."""
+def undo_dead_job(site: Site, facts: Facts, drifts: list[Drift]) -> str:
+    """The release a dead switch job was leaving, serving again (where it had moved ``current``, or left
+    programs half switched), and a verdict written for it, so that it counts as dead no more."""
     job = (facts.observed or {}).get("switch_job") or {}
     leaving = job.get("leaving")
     if leaving and leaving != facts.current and facts.release(leaving) and facts.release(leaving).built:
@@ -72,9 +75,16 @@ def undo_dead_job(site: Site, facts: Facts) -> str:
         if verdict["result"] != "ok":
             raise Exit(f"going back to {leaving} after the dead switch job failed: "
                        f"{site.config.redact(verdict.get('error', '?'))}", 1)
-        return f"the switch job {job['job']} had died: {leaving}, which it was leaving, serves again"
-    services.restart_site(site, False)
-    return f"the switch job {job['job']} had died: every program restarted with {facts.current}"
+        done = f"the switch job {job['job']} had died: {leaving}, which it was leaving, serves again"
+    elif {d.kind for d in drifts} & (PROGRAM_KINDS | {"front-rotation"}):
+        services.restart_site(site, False)
+        done = f"the switch job {job['job']} had died: every program restarted with {facts.current}"
+    else:
+        done = f"the switch job {job['job']} had died before it changed anything"
+    record = json.dumps({"result": "failed", "bad": False, "job": job["job"], "release": job.get("release"),
+                         "leaving": leaving, "error": f"the job died without a verdict; {done}"})
+    site.run(commands.write_file(f"{switch.state_dir(site.config)}/{job['job']}.result.json", record))
+    return done
 
 
 def repair(site: Site, facts: Facts, drifts: list[Drift], programs: bool = True) -> list[str]:
@@ -92,7 +102,7 @@ def repair(site: Site, facts: Facts, drifts: list[Drift], programs: bool = True)
         with output.step("front"):
             done.append(haproxy.apply(site, facts.color, force=True))
     if "job-died" in kinds:
-        done.append(undo_dead_job(site, facts))
+        done.append(undo_dead_job(site, facts, drifts))
     elif programs and kinds & (PROGRAM_KINDS | MANAGER_KINDS):
         down = "; ".join(d.message for d in drifts if d.kind in PROGRAM_KINDS | MANAGER_KINDS)
         services.restart_site(site, False)

@@ -128,6 +128,19 @@ def run_switch(site: Site, release: str, leaving: str | None, **options) -> dict
                    f"{site.config.name} status", 130) from None
 
 
+def what_serves(site: Site, verdict: dict, leaving: str | None) -> str:
+    """Where the host is after a switch that did not succeed, in words: read back, never assumed."""
+    if verdict.get("went_back", True):
+        return f"{leaving or 'no release'} is current again"
+    found = site.run(f"readlink {shlex.quote(site.path('current'))} || true", changes=False, warn=True)
+    current = found.stdout.strip().rpartition("/")[2] if found and found.stdout.strip() else "nothing"
+    if verdict.get("died"):
+        return (f"the switch job died before its end: current is {current} now (read back), the programs may "
+                f"be half switched; fab -H {site.config.name} deploy (or status) puts it right")
+    return f"going back to {leaving or 'nothing'} failed too (current is {current}, read back): see fab -H " \
+           f"{site.config.name} status"
+
+
 def describe(verdict: dict) -> str:
     restarted = verdict.get("restarted") or {}
     return ", ".join(f"{name} ({why})" for name, why in restarted.items()) or "nothing"

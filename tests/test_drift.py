@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -65,7 +66,9 @@ def assert_serving(site, release: str | None = None) -> None:
     assert found["drift"] == []
     if release:
         assert site.current() == release
-        assert all(p["release"] == release for name, p in found["programs"].items() if name.startswith("instance"))
+        serving = [p for name, p in found["programs"].items() if name.startswith("instance")
+                   and (found["serving_set"] is None or name.endswith(found["serving_set"]))]
+        assert serving and all(p["release"] == release for p in serving), found
     assert front_answers(site) == 200
 
 
@@ -84,9 +87,20 @@ def under_load(site) -> Load:
     return Load(site.front_ports[1], DOMAIN)
 
 
+def objects(site) -> list[dict]:
+    """The stored objects, read from whichever instance answers (blue/green: either set's)."""
+    for port in (site.ports["instance1"], site.ports["instance2"], *getattr(site, "green", {}).values()):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/objects.json", timeout=10) as response:
+                return json.loads(response.read())
+        except OSError:
+            continue
+    raise AssertionError("no instance answers")
+
+
 def assert_writes_stored(site, load: Load) -> None:
     assert load.total > 20, f"the load sent only {load.total} requests"
-    titles = Counter(o["title"] for o in site.objects())
+    titles = Counter(o["title"] for o in objects(site))
     missing = [t for t in load.stored if titles[t] != 1]
     assert not missing, f"{len(missing)} accepted POSTs are not stored exactly once: {missing[:5]}"
 

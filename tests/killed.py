@@ -1,4 +1,4 @@
-"""The switch job SIGKILLed at each step of a rolling and of a blue/green switch, under load.
+"""Helpers of the tests that SIGKILL the switch job at each step of a rolling and of a blue/green switch, under load.
 
 The client says only what it read back afterwards; ``fab status`` names the dead job; one plain
 ``fab deploy`` puts the site on one whole release again (it undoes the dead switch from its
@@ -12,8 +12,6 @@ import os
 import shutil
 import signal
 import time
-
-import pytest
 
 from sandbox.load import Load
 from sites import make_site
@@ -38,6 +36,7 @@ def make(mode: str, sandbox_host, tmp_path_factory):
     else:
         test_site = make_site(tmp_path_factory.mktemp("killed-rolling"), sandbox_host, front_extra(*ports))
     test_site.front_ports, test_site.mode = ports, mode
+    test_site.green = green if mode == "bluegreen" else {}
     test_site.fab("deploy")
     return test_site
 
@@ -45,20 +44,6 @@ def make(mode: str, sandbox_host, tmp_path_factory):
 def tear_down(test_site) -> None:
     test_site.stop_everything()
     stop_pid_file(test_site.root / "front" / "run" / "haproxy.pid")
-
-
-@pytest.fixture(scope="module")
-def rolling_site(sandbox_host, tmp_path_factory):
-    test_site = make("rolling", sandbox_host, tmp_path_factory)
-    yield test_site
-    tear_down(test_site)
-
-
-@pytest.fixture(scope="module")
-def bluegreen_site(sandbox_host, tmp_path_factory):
-    test_site = make("bluegreen", sandbox_host, tmp_path_factory)
-    yield test_site
-    tear_down(test_site)
 
 
 def newest_job_log(site, after: set[str]):
@@ -87,16 +72,6 @@ def kill_the_job_at(site, step: str) -> tuple[str, str]:
     said, _ = deploy.communicate(timeout=300)
     assert deploy.returncode == 1, said
     return said, plan["release"]
-
-
-@pytest.mark.parametrize("step", ROLLING_STEPS)
-def test_a_rolling_switch_job_killed_at_a_step_is_undone_and_the_next_deploy_switches(rolling_site, step):
-    killed_then_deployed(rolling_site, step)
-
-
-@pytest.mark.parametrize("step", BLUEGREEN_STEPS)
-def test_a_bluegreen_switch_job_killed_at_a_step_is_undone_and_the_next_deploy_switches(bluegreen_site, step):
-    killed_then_deployed(bluegreen_site, step)
 
 
 def killed_then_deployed(site, step: str) -> None:

@@ -25,6 +25,8 @@ import socket
 import subprocess
 import sys
 import time
+import http.client
+import xmlrpc.client
 
 spec = json.loads(sys.argv[1])
 root = os.path.realpath(spec["root"])
@@ -179,6 +181,9 @@ def managers():
 def programs():
     """What the process manager says of each program (``spec["programs_command"]`` prints ``NAME STATE
     PID`` lines), and what /proc says of each pid it names."""
+    asked = ask_supervisord(spec.get("supervisor_socket"))
+    if asked is not None:
+        return asked
     command = spec.get("programs_command")
     if not command:
         return None
@@ -190,6 +195,45 @@ def programs():
             found[words[0]] = {"state": words[1], "pid": int(words[2]),
                                "process": process(int(words[2])) if int(words[2]) > 0 else None}
     return {"exit": result.returncode, "said": (result.stdout + result.stderr)[-2000:], "programs": found}
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=5)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self.path)
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host):
+        return UnixConnection(self.path)
+
+
+def ask_supervisord(path):
+    """supervisord's own answer over its socket (XML-RPC: no supervisorctl to start), or None where this
+    login may not reach the socket (another ``app_user``'s; then ``programs_command`` asks through sudo)."""
+    if not path:
+        return None
+    try:
+        infos = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(path)).supervisor.getAllProcessInfo()
+    except PermissionError:
+        return None
+    except (OSError, xmlrpc.client.Error) as error:
+        return {"exit": 1, "said": str(error), "programs": {}}
+    found = {}
+    for info in infos:
+        name = info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+        pid = info["pid"] if info["statename"] == "RUNNING" else 0
+        found[name] = {"state": info["statename"], "pid": pid, "process": process(pid) if pid else None}
+    return {"exit": 0, "said": "", "programs": found}
 
 
 def files():

@@ -24,6 +24,7 @@ from ..remote.events import log_event
 from ..build.bundle import Bundle
 from ..config.fleet import by_name, Fleet, Member
 from ..remote.site import Facts, Site, who
+from ..state import converge, drift, observed
 
 
 @contextmanager
@@ -43,12 +44,35 @@ def connected(c, fleet: Fleet):
             site.close()
 
 
-def read_facts(fleet: Fleet, sites: dict[str, Site]) -> dict[str, Facts]:
-    """What every host holds now, read at once."""
+def read_facts(fleet: Fleet, sites: dict[str, Site], observe: bool = False) -> dict[str, Facts]:
+    """What every host holds now (``observe``: and what runs there), read at once."""
     try:
-        return parallel.run_all(Site.facts, sites, fleet.parallel)
+        return parallel.run_all(observed.read if observe else Site.facts, sites, fleet.parallel)
     except parallel.HostErrors as error:
         raise Exit(f"cannot read every host of {fleet.name}; nothing was changed:\n{error}", 1) from None
+
+
+def fleet_drifts(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts]) -> dict[str, list]:
+    """Each host's drift; a port another process holds on any host stops the deploy before anything changes."""
+    drifts = {m.name: drift.find(sites[m.name].config, facts[m.name]) for m in fleet.members}
+    taken = [f"{name}: {d.message}" for name, found in drifts.items() for d in found if d.kind == "port-taken"]
+    if taken:
+        raise Exit(f"{fleet.name}: another process holds a port of the site; nothing was changed on any host:\n  "
+                   + "\n  ".join(taken), 1)
+    return drifts
+
+
+def converge_everywhere(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts],
+                        drifts: dict[str, list]) -> list[str]:
+    """Each host that drifted put right, in the switch's order; what was done, by host."""
+    done = []
+    for group in switch_order(fleet, facts):
+        for member in group:
+            if drifts.get(member.name):
+                with output.on_host(member.name):
+                    _, repaired = converge.converge(sites[member.name])
+                done += [f"{member.name}: {line}" for line in repaired]
+    return done
 
 
 @contextmanager
@@ -110,14 +134,23 @@ def deploy_fleet(c, fleet: Fleet, force_unlock: bool = False, plan: bool = False
     started = time.monotonic()
     with connected(c, fleet) as sites:
         with output.step(f"read {len(sites)} hosts"):
-            facts = read_facts(fleet, sites)
+            facts = read_facts(fleet, sites, observe=True)
+        drifts = fleet_drifts(fleet, sites, facts)
         dry = plan or any(site.dry for site in sites.values())
         with ExitStack() as stack:
             if not dry:
                 stack.enter_context(locked(fleet, sites, facts, "deploy", force_unlock))
             made = make_bundles(fleet, sites, facts, allow_dirty)
             digest = fleet_digest(made)
-            if all(f.current and bundles.digest_of(f.current) == digest[:8] for f in facts.values()):
+            serving = all(f.current and f.release(f.current) and bundles.digest_of(f.current) == digest[:8]
+                          for f in facts.values())
+            if serving and not dry and any(drifts.values()):
+                repaired = converge_everywhere(fleet, sites, facts, drifts)
+                facts = read_facts(fleet, sites, observe=True)
+                serving = all(f.current and bundles.digest_of(f.current) == digest[:8] for f in facts.values())
+                for line in repaired:
+                    output.say(f"repaired: {line}")
+            if serving:
                 output.say(f"nothing to deploy: every host of {fleet.name} runs {next(iter(facts.values())).current}")
                 return
             release_id = choose_release(fleet, facts, digest)

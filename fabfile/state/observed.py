@@ -41,6 +41,8 @@ def spec(config: HostConfig) -> dict:
               "programs_command": manager.program_states(config), "pidfiles": {}, "files": {}}
     if config.manager == "supervisor":
         wanted["pidfiles"]["supervisord"] = supervisor.pid_file(config)
+        if config.app_user == config.user:  # the socket is ours: asked over XML-RPC, no supervisorctl to start
+            wanted["supervisor_socket"] = supervisor.socket_path(config)
     if config.runs_front:
         wanted["pidfiles"]["front"] = front_pid_file(config)
         wanted["files"] = {f"front {path}": path for path in haproxy.wanted_files(config, "blue")}

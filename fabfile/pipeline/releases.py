@@ -14,6 +14,7 @@ from . import leftovers
 from ..remote import lock, notify
 from ..remote.events import log_event
 from ..remote.site import Facts, Release, Site, who
+from ..state import converge, drift, observed
 
 
 def switch_current(site: Site, release_id: str) -> None:
@@ -62,7 +63,9 @@ def cleanup_releases(site: Site, facts: Facts, current: str | None, building: st
 def rollback_site(site: Site, to: str | None = None, with_data: bool = False, force_unlock: bool = False) -> None:
     """One host back to the previous good release (or ``to``), the data too with ``with_data``."""
     started = time.monotonic()
-    facts = site.facts()
+    facts = observed.read(site)
+    drifts = [d for d in drift.find(site.config, facts) if d.kind != "current-missing"]
+    converge.refuse_taken_ports(site.config, drifts)
     if to:
         target = facts.release(to)
         if target is None or not target.built:
@@ -77,6 +80,13 @@ def rollback_site(site: Site, to: str | None = None, with_data: bool = False, fo
         output.say(f"{target.id} is already current: nothing to do")
         return
     with lock.held(site, facts, target.id, force_unlock):
+        if drifts:  # what the switch does not put right by itself, before it (the programs it restarts)
+            for line in converge.repair(site, facts, drifts, programs=False):
+                output.say(f"repaired: {line}")
+            facts = observed.read(site)
+            if facts.current == target.id:
+                output.say(f"{target.id} is current again: nothing more to do")
+                return
         leaving = facts.current
         restored = None
         if with_data:

@@ -13,3 +13,9 @@ def log_event(site: Site, event: str, **details) -> None:
     record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "event": event,
               "who": who(), **details}
     site.run(commands.append_line(site.path("deploy.log"), site.config.redact(json.dumps(record, sort_keys=True))))
+
+
+def last_backup_command(config) -> str:
+    """The newest backup line of ``deploy.log`` (a verified backup, or a scheduled one that failed)."""
+    return (commands.join("grep", "-E", '"event": "backup(-failed)?"', config.path_on_host("deploy.log"))
+            + " 2>/dev/null | " + commands.join("tail", "-n", "1"))

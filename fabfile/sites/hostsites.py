@@ -17,6 +17,7 @@ from ..config import hostconfig
 from ..switch import services
 from ..front import shared as sharedfront
 from ..config.hostconfig import ConfigError, HostConfig, instance_address
+from ..remote.events import last_backup_command
 from ..remote.site import Site
 
 
@@ -147,7 +148,7 @@ def describe(c, config: HostConfig) -> tuple[list[str], bool]:
         places = [config.path_on_host(part) for part in ("var", "backups", "releases")]
         sizes = site.run(commands.join("du", "-sk", "--", *places) + " 2>/dev/null", changes=False, warn=True)
         used = {line.split("\t", 1)[1]: line.split("\t", 1)[0] for line in sizes.stdout.splitlines() if "\t" in line}
-        found = site.run(services.last_backup_command(config), changes=False, warn=True)
+        found = site.run(last_backup_command(config), changes=False, warn=True)
         last = json.loads(found.stdout) if found.stdout.strip() else None
         backup = "never" if not last else (f"{last.get('time')} failed" if last["event"] == "backup-failed"
                                            else f"{last.get('time')} {last.get('kind')}")

@@ -10,7 +10,8 @@ import json
 
 from invoke import Exit
 
-from .. import commands, output
+from .. import output
+from ..remote.events import last_backup_command
 from ..remote.site import Site
 from ..switch.services import health_command, live
 from . import drift, observed
@@ -23,12 +24,6 @@ SAID = {NOTHING_DEPLOYED: "nothing is deployed", PROGRAM_DOWN: "a program is not
         PORT_TAKEN: "another process holds a port of the site", FRONT_WRONG: "the front is not as deployed",
         HEALTH_FAILING: "a health URL does not answer", MAINTENANCE_ON: "the maintenance page is on",
         LAST_RUN_FAILED: "the site runs, but the last switch or the last backup failed"}
-
-
-def last_backup_command(config) -> str:
-    """The newest backup line of ``deploy.log`` (a verified backup, or a scheduled one that failed)."""
-    return (commands.join("grep", "-E", '"event": "backup(-failed)?"', config.path_on_host("deploy.log"))
-            + " 2>/dev/null | " + commands.join("tail", "-n", "1"))
 
 
 def trouble_code(deployed: bool, programs_down: bool, health_failed: bool, last_switch: dict | None,

@@ -17,6 +17,7 @@ from ..config.hostconfig import HostConfig, instance_address
 from ..front import haproxy, nginx
 from ..programs import supervisor
 from ..remote.site import Facts
+from .observed import own_front_files
 
 # ``fab status`` exit codes (README: "fab status for a monitor"); 2 is a config error
 NOTHING_DEPLOYED, PROGRAM_DOWN, HEALTH_FAILING, LAST_RUN_FAILED, FRONT_WRONG, MAINTENANCE_ON, PORT_TAKEN = \
@@ -151,7 +152,7 @@ def front_drifts(config: HostConfig, facts: Facts) -> list[Drift]:
         return [Drift("front-down", f"the front ({config.front.server}) does not run", FRONT_WRONG)]
     found = []
     files = observed.get("files") or {}
-    for path, text in haproxy.wanted_files(config, facts.color).items():
+    for path, text in own_front_files(config, facts.color).items():
         seen = files.get(f"front {path}")
         if seen is None:
             found.append(Drift("front-config", f"the front's config {path} is missing", FRONT_WRONG))

@@ -33,6 +33,12 @@ def maintenance_file(config: HostConfig) -> str:
     return haproxy.front_dir(config, name)
 
 
+def own_front_files(config: HostConfig, live: str) -> dict[str, str]:
+    """The front's config files that are this site's alone, by path, as the hostconfig renders them (the
+    host's shared frontend is every site's: it is checked when a site deploys)."""
+    return {path: text for path, text in haproxy.wanted_files(config, live).items() if path != shared.FRONT_FILE}
+
+
 def spec(config: HostConfig) -> dict:
     """What ``onhost/observe.py`` looks at for this site."""
     manager = supervisor if config.manager == "supervisor" else systemd
@@ -45,7 +51,7 @@ def spec(config: HostConfig) -> dict:
             wanted["supervisor_socket"] = supervisor.socket_path(config)
     if config.runs_front:
         wanted["pidfiles"]["front"] = front_pid_file(config)
-        wanted["files"] = {f"front {path}": path for path in haproxy.wanted_files(config, "blue")}
+        wanted["files"] = {f"front {path}": path for path in own_front_files(config, "blue")}
         wanted["files"]["maintenance"] = maintenance_file(config)
         if config.front.server == "haproxy" and not shared.shared(config):
             wanted["haproxy"] = {"socket": haproxy.admin_socket(config), "backend": haproxy.backend_name(config)}

@@ -193,3 +193,16 @@ def test_bootstrap_loads_the_shared_directory_the_same_for_every_site(tmp_path):
     assert {"/etc/haproxy/sites.d", "/etc/haproxy/sites.d/certs", "/etc/haproxy/sites.d/default.pem",
             "/etc/haproxy/sites.d/domains.map"} <= \
         set(spec["paths"])
+
+
+def test_a_fleets_front_host_routes_its_names_to_the_backend_its_part_defines(tmp_path):
+    from fabfile.config import fleet as fleetconfig
+    from test_fleet_config import FLEET
+    path = tmp_path / "prod.cfg"
+    path.write_text(FLEET.replace("[front]\n", "[front]\ncontrol = systemd\n"))
+    config = fleetconfig.load(path, environ={}).member("front").config
+    map_file = tmp_path / "sites.d" / "domains.map"
+    map_file.parent.mkdir()
+    assert claim(config, map_file).stdout == "changed\n"
+    backend = map_file.read_text().split()[1]  # "www.example.org <backend>"
+    assert f"\nbackend {backend}\n" in front.render_site_backend(config), map_file.read_text()

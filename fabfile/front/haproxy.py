@@ -23,7 +23,6 @@ high ports, no root).
 """
 from __future__ import annotations
 
-import re
 import shlex
 from urllib.parse import urlsplit
 
@@ -33,7 +32,6 @@ from .. import commands
 from . import nginx, shared as sharedfront
 from ..config.hostconfig import Front, HostConfig, instance_address
 from ..remote.site import Site
-from ..programs.systemd import site_slug
 
 SYSTEM_CONFIG = "/etc/haproxy/haproxy.cfg"
 # HAProxy lives in /usr/sbin, which a deploy login's PATH lacks on Debian
@@ -49,9 +47,7 @@ def front_dir(config: HostConfig, *parts: str) -> str:
     return config.path_on_host("front", *parts)
 
 
-def backend_name(config: HostConfig) -> str:
-    """The site's backend in the front: from its root, or a fleet's from its name (one on every host)."""
-    return f"fleet-{re.sub(r'[^A-Za-z0-9_-]', '_', config.name)}" if config.member else site_slug(config)
+backend_name = sharedfront.backend_name
 
 
 def config_path(config: HostConfig) -> str:

@@ -26,6 +26,7 @@ them steer every backend already.
 """
 from __future__ import annotations
 
+import re
 import shlex
 
 from .. import commands, onhost
@@ -55,6 +56,12 @@ def shared(config: HostConfig) -> bool:
 def quote(value: str) -> str:
     """A value as HAProxy reads it between double quotes."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def backend_name(config: HostConfig) -> str:
+    """The site's backend in the front: from its root, or a fleet's from its name (one on every host). The
+    host's map routes the site's names to it."""
+    return f"fleet-{re.sub(r'[^A-Za-z0-9_-]', '_', config.name)}" if config.member else site_slug(config)
 
 
 def site_file(config: HostConfig) -> str:
@@ -107,7 +114,7 @@ def claim_names(config: HostConfig, check: bool = False, map_file: str = DOMAINS
     """Put the site's names in the host's map (``check``: only say whether that changes it); exit 3 when
     another site holds one."""
     return commands.python("python3", onhost.source("frontnames"), "--check" if check else "--write", map_file,
-                           site_slug(config), *names(config))
+                           backend_name(config), *names(config))
 
 
 def link_certificate(config: HostConfig) -> str:

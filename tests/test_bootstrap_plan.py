@@ -249,3 +249,12 @@ def test_with_an_app_user_the_build_links_var_to_its_own_directory_and_makes_wha
         "mkdir -p /srv/site/var /srv/site/releases/R && rm -rf /srv/site/releases/R/var && "
         "ln -s /srv/site/var /srv/site/releases/R/var")
     assert datadirs.make_as_app_user(same, release) is None
+
+
+def test_a_fleets_front_host_under_systemd_gets_no_units_and_no_empty_sudo_rule(tmp_path):
+    from dataclasses import replace
+    front_host = replace(config(tmp_path), programs=())  # a fleet's front host: no program of the site
+    plan = bootstrap.make_plan(front_host, fresh_host(), KEY)
+    written = [change.what for change in plan.changes]
+    assert not [w for w in written if w.startswith("write unit srv-site-") or "start, stop and restart" in w], written
+    assert any("no units" in line for line in plan.checked)

@@ -413,6 +413,9 @@ def plan_services(config: HostConfig, facts: dict, plan: Plan) -> None:
     group = shared_group(config) if config.app_user == config.user else config.app_user
     if config.manager == "systemd":
         units = systemd.render_units(config, group)
+        if not units:  # a fleet's front host: no program of the site runs here (an empty sudo rule is refused)
+            plan.checked.append("no program of the site runs on this host: no units, no sudo rule for them")
+            return
     else:
         units = {supervisord_unit(config): supervisord_unit_text(config, group)}
     written = []

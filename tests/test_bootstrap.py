@@ -19,7 +19,7 @@ from support import require
 
 from fabfile.config import hostconfig
 from fabfile.programs import supervisor
-from fabfile.host.bootstrap import HARDEN_DROPIN
+from fabfile.host.ssh import HARDEN_DROPIN
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 
-from fabfile.host import bootstrap, firewall, logrotate, upgrades
+from fabfile.host import bootstrap, firewall, logrotate, ssh, units, upgrades
 from fabfile.build import datadirs
 from fabfile.programs import supervisor, systemd
 from fabfile.config.hostconfig import load
@@ -58,7 +58,7 @@ def bootstrapped_host(cfg) -> dict:
                       "/srv/site/host.json": bootstrap.host_record(cfg, facts),
                       logrotate.rule_path(cfg): logrotate.render_rule(cfg),
                       systemd.sudoers_path(cfg): systemd.render_sudoers(cfg, systemd.unit_names(cfg)),
-                      bootstrap.data_sudoers_path(cfg): datadirs.sudoers(cfg),
+                      units.data_sudoers_path(cfg): datadirs.sudoers(cfg),
                       upgrades.CONFIG_PATH: upgrades.CONFIG_TEXT,
                       firewall.RULES_PATH: firewall.ruleset(firewall.open_ports(cfg, facts)),
                       f"/etc/systemd/system/{firewall.UNIT}": firewall.unit_text(),
@@ -183,9 +183,9 @@ def test_harden_comes_last_after_the_key_check_with_a_drop_in_checked_by_sshd(tm
     last = plan.changes[-1]
     assert last.needs_key_login and [c.what.split(":")[0] for c in plan.changes[:-1] if c.needs_key_login] == [
         "turn on the firewall"]
-    assert last.what == f"turn off password and root logins in sshd ({bootstrap.HARDEN_DROPIN})"
+    assert last.what == f"turn off password and root logins in sshd ({ssh.HARDEN_DROPIN})"
     assert "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n" in last.command
-    assert "/usr/sbin/sshd -t && test" in last.command and f"rm -f {bootstrap.HARDEN_DROPIN}" in last.command
+    assert "/usr/sbin/sshd -t && test" in last.command and f"rm -f {ssh.HARDEN_DROPIN}" in last.command
     assert last.command.endswith("systemctl try-reload-or-restart ssh.service")
 
 

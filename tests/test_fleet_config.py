@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fabfile.host import bootstrap, firewall
+from fabfile.host import bootstrap, firewall, frontplan
 from fabfile.config import fleet as fleetconfig, hostconfig
 from fabfile.pipeline import fleet as fleetdeploy
 from fabfile.front import haproxy as front
@@ -189,5 +189,5 @@ def test_only_the_front_host_gets_the_front_its_package_and_its_open_ports(tmp_p
     assert firewall.open_ports(front_host, facts) == [22, 80, 443]
     assert firewall.open_ports(app1, facts) == [22]  # nothing listens there: the instances are the front's only
     plan = Plan([], [])
-    bootstrap.plan_front(app1, {"systemd": True, "files": {}, "paths": {}, "users": {}}, plan)
+    frontplan.plan_front(app1, {"systemd": True, "files": {}, "paths": {}, "users": {}}, plan)
     assert plan == Plan([], [])  # no haproxy.service, group or sudo rule for a front the host does not run

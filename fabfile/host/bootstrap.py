@@ -24,43 +24,40 @@ the end). The host is not touched.
 The VPS parts have modules of their own: ``venv`` (``<root>/venv``, its distributions sent
 from here), ``firewall`` (nftables), ``upgrades`` (unattended-upgrades) and ``swap``.
 """
+
+
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import paramiko
 from fabric import Connection
 from invoke import Exit
 from rich.markup import escape
 
-from ..buildout import profile as buildoutfiles
 from .. import commands, onhost, output
-from ..build import datadirs, dists, venv
-from . import firewall, logrotate, swap, upgrades
-from ..front import haproxy as front, nginx, shared as sharedfront
-from ..remote import hostkeys
-from ..programs import systemd
-from .plan import Change, Plan
-from ..config.hostconfig import HostConfig
+from ..build import dists, venv
 from ..build.platforms import Target
+from ..buildout import profile as buildoutfiles
+from ..config.hostconfig import HostConfig
+from ..front import shared as sharedfront
 from ..paths import CACHE
-from ..remote.site import connect, deploy_key, PROJECT_KEY
+from ..programs import systemd
+from . import firewall, logrotate, swap, upgrades
+from .frontplan import (FRONT_DEFAULTS, FRONT_PACKAGES, NGINX_DEFAULT_SITE, front_sudoers_path, nginx_include,
+                        plan_front, renewal_units)
+from .plan import Change, Plan
+from .ssh import check_key_login, connect_as_root, deploy_public_key, plan_hardening, undo_hardening
+from .units import JOURNAL_GROUP, data_sudoers_path, plan_services, shared_group, supervisord_unit
 
 SYSTEM_PACKAGES = ("python3", "python3-venv", "python3-dev", "build-essential", "rsync", "sudo")
+
+
 MIN_FREE_BYTES = 512 * 1024 * 1024
+
+
 APT_ENV = ("env", "DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none")
-
-
-HARDEN_DROPIN = "/etc/ssh/sshd_config.d/00-bootstrap-host-harden.conf"
-SSHD_CONFIG = "/etc/ssh/sshd_config"
-HARDEN_MARK = "# bootstrap-host: harden"
-HARDEN_SETTINGS = (("PasswordAuthentication", "no"), ("KbdInteractiveAuthentication", "no"),
-                   ("PermitRootLogin", "no"))
-JOURNAL_GROUP = "systemd-journal"
 
 
 @dataclass(frozen=True)
@@ -69,11 +66,6 @@ class Directory:
     owner: str
     group: str
     mode: str
-
-
-def shared_group(config: HostConfig) -> str:
-    """The group of the deploy user, which ``app_user`` joins to read the code."""
-    return config.user
 
 
 def layout(config: HostConfig) -> list[Directory]:
@@ -90,113 +82,12 @@ def layout(config: HostConfig) -> list[Directory]:
             data("var"), data("var", "run"), data("var", "log"), data("backups")]
 
 
-FRONT_PACKAGES = {"haproxy": ("haproxy", "openssl"), "nginx": ("nginx", "openssl")}
-NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
-FRONT_DEFAULTS = sharedfront.SYSTEM_DEFAULTS
-FRONT_GROUP = "haproxy"  # Debian's admin socket, /run/haproxy/admin.sock, is for this group
-
-
 def wanted_packages(config: HostConfig) -> list[str]:
     extra = (*FRONT_PACKAGES[config.front.server], *(("lego",) if config.front.tls == "acme" else ())) \
         if config.runs_front else ()
     care = (*((firewall.PACKAGE,) if config.firewall else ()),
             *((upgrades.PACKAGE,) if config.security_upgrades else ()))
     return list(dict.fromkeys((*SYSTEM_PACKAGES, *extra, *care, *config.packages)))
-
-
-def front_sudoers_path(config: HostConfig) -> str:
-    return systemd.sudoers_path(config) + "-front"
-
-
-def plan_front(config: HostConfig, facts: dict, plan: Plan) -> None:
-    """Debian's haproxy.service loads the site's front; the deploy user may reload it and use its socket."""
-    if not config.runs_front or config.front.control != "systemd":
-        return
-    if not facts["systemd"]:
-        raise Exit(f"{config.path}: [front] control = systemd, but systemd does not run on {config.address}; "
-                   f"use control = self", 2)
-    conf_dir = front.front_dir(config, "conf")
-    plan.check(facts["paths"].get(conf_dir) is not None, f"{conf_dir} exists", f"make {conf_dir}",
-               commands.make_directories(conf_dir), commands.join("chown", "-R", f"{config.user}:{config.user}",
-                                                                  front.front_dir(config)))
-    if config.front.server == "nginx":
-        plan_nginx(config, facts, plan)
-    else:
-        plan_shared_front(facts, plan)
-        user = facts["users"].get(config.user)
-        plan.check(user is not None and FRONT_GROUP in user["groups"], f"{config.user} is in group {FRONT_GROUP}",
-                   f"add {config.user} to group {FRONT_GROUP} (the front's admin socket)",
-                   commands.join("usermod", "-aG", FRONT_GROUP, config.user))
-    path = front_sudoers_path(config)
-    rule = nginx.sudoers(config) if config.front.server == "nginx" else front.sudoers(config)
-    plan.check(facts["files"].get(path) == rule, f"{path} lets {config.user} reload the front",
-               f"let {config.user} reload the front ({path})", *install_sudoers(path, rule))
-    if config.front.tls == "acme":
-        plan_renewal_timer(config, facts, plan)
-
-
-def plan_shared_front(facts: dict, plan: Plan) -> None:
-    """The HAProxy the host's sites share: its directory, a default certificate, Debian's unit loading it
-    (the same for every site: a second site's bootstrap finds it made)."""
-    wanted = {"owner": "root", "group": FRONT_GROUP, "mode": "2770", "kind": "dir"}
-    for path in (sharedfront.SITES_DIR, sharedfront.CERTS_DIR):
-        found = facts["paths"].get(path) or {}
-        plan.check({key: found.get(key) for key in wanted} == wanted, f"{path} is root:{FRONT_GROUP} 2770",
-                   f"make {path} (root:{FRONT_GROUP} 2770: each site's deploy user writes its part there)",
-                   commands.join("install", "-d", "-o", "root", "-g", FRONT_GROUP, "-m", "2770", path))
-    plan.check(facts["paths"].get(sharedfront.DEFAULT_CERT) is not None, f"{sharedfront.DEFAULT_CERT} exists",
-               f"make {sharedfront.DEFAULT_CERT} (the front's certificate for names without one)",
-               sharedfront.make_default_certificate())
-    plan.check(facts["paths"].get(sharedfront.DOMAINS_MAP) is not None, f"{sharedfront.DOMAINS_MAP} exists",
-               f"make {sharedfront.DOMAINS_MAP} (no site in it yet)",
-               commands.join("install", "-m", "0660", "-o", "root", "-g", FRONT_GROUP, "/dev/null",
-                             sharedfront.DOMAINS_MAP))
-    text = sharedfront.system_defaults()
-    plan.check(facts["files"].get(FRONT_DEFAULTS) == text, f"{FRONT_DEFAULTS} loads {sharedfront.SITES_DIR}",
-               f"let haproxy.service load {sharedfront.SITES_DIR} ({FRONT_DEFAULTS})",
-               commands.write_file(FRONT_DEFAULTS, text), commands.join("systemctl", "restart", "haproxy.service"))
-
-
-def nginx_include(config: HostConfig) -> str:
-    return f"{nginx.SYSTEM_INCLUDE_DIR}/{systemd.site_slug(config)}.conf"
-
-
-def plan_nginx(config: HostConfig, facts: dict, plan: Plan) -> None:
-    """Debian's nginx includes the site's front; Debian's default site (port 80) gives way to it."""
-    path, text = nginx_include(config), nginx.system_include(config)
-    plan.check(facts["files"].get(path) == text, f"{path} includes the site's front",
-               f"let nginx include the site's front ({path})", commands.write_file(path, text))
-    default = facts["paths"].get(NGINX_DEFAULT_SITE)
-    plan.check(default is None, f"{NGINX_DEFAULT_SITE} is off", f"turn off Debian's default site on port 80",
-               commands.remove(NGINX_DEFAULT_SITE), commands.join("systemctl", "reload-or-restart", "nginx.service"))
-
-
-def renewal_units(config: HostConfig) -> dict[str, str]:
-    """A timer that runs the certificate's renew script twice a day, as the deploy user."""
-    slug = systemd.site_slug(config)
-    script = front.front_dir(config, "acme", "renew")
-    service = "\n".join([
-        "# Written by bootstrap-host: renews the front's certificate (tls = acme).", "[Unit]",
-        f"Description=renew the certificate of the site in {systemd._escape(config.root)}",
-        f"ConditionPathExists={systemd._escape(script)}", "", "[Service]", "Type=oneshot", f"User={config.user}",
-        f"ExecStart={systemd._escape(commands.join('/bin/sh', script))}", ""])
-    timer = "\n".join([
-        "# Written by bootstrap-host: renews the front's certificate (tls = acme).", "[Unit]",
-        f"Description=renew the certificate of the site in {systemd._escape(config.root)} twice a day", "",
-        "[Timer]", "OnCalendar=*-*-* 00,12:00:00", "RandomizedDelaySec=1h", "Persistent=true", "",
-        "[Install]", "WantedBy=timers.target", ""])
-    return {f"{slug}-certificate.service": service, f"{slug}-certificate.timer": timer}
-
-
-def plan_renewal_timer(config: HostConfig, facts: dict, plan: Plan) -> None:
-    units = renewal_units(config)
-    written = [name for name, text in units.items() if facts["files"].get(f"{systemd.UNIT_DIR}/{name}") != text]
-    plan.check(not written, "the certificate's renewal timer is as wanted", f"write {' '.join(written)}",
-               *(commands.write_file(f"{systemd.UNIT_DIR}/{name}", units[name]) for name in written),
-               commands.join("systemctl", "daemon-reload"))
-    timer = next(name for name in units if name.endswith(".timer"))
-    enabled = facts["paths"].get(f"{systemd.UNIT_DIR}/timers.target.wants/{timer}") is not None
-    plan.check(enabled, f"{timer} enabled", f"enable {timer}", commands.join("systemctl", "enable", "--now", timer))
 
 
 def fact_spec(config: HostConfig) -> dict:
@@ -228,12 +119,6 @@ def authorized_keys(config: HostConfig, facts: dict | None) -> str:
     home = ((facts or {}).get("users", {}).get(config.user) or {}).get("home") or f"/home/{config.user}"
     return f"{home}/.ssh/authorized_keys"
 
-
-def supervisord_unit(config: HostConfig) -> str:
-    return f"{systemd.site_slug(config)}-supervisord.service"
-
-
-# --- the parts: each compares the config with the facts ---------------------------------
 
 def check_host(config: HostConfig, facts: dict) -> None:
     """Stop before changing anything when the host cannot take this site."""
@@ -402,157 +287,6 @@ def plan_logrotate(config: HostConfig, facts: dict, plan: Plan) -> None:
                commands.join("chmod", "0644", path))
 
 
-def plan_services(config: HostConfig, facts: dict, plan: Plan) -> None:
-    """systemd units and the sudo rule for them; or supervisord's unit where systemd runs."""
-    if config.manager == "supervisor" and config.app_user != config.user:
-        plan_supervisor_sudo(config, facts, plan)
-    plan_data_sudo(config, facts, plan)
-    if not facts["systemd"]:
-        plan.checked.append("no systemd: the deploy starts supervisord (nothing starts it at boot)")
-        return
-    group = shared_group(config) if config.app_user == config.user else config.app_user
-    if config.manager == "systemd":
-        units = systemd.render_units(config, group)
-        if not units:  # a fleet's front host: no program of the site runs here (an empty sudo rule is refused)
-            plan.checked.append("no program of the site runs on this host: no units, no sudo rule for them")
-            return
-    else:
-        units = {supervisord_unit(config): supervisord_unit_text(config, group)}
-    written = []
-    for name, text in units.items():
-        path = f"{systemd.UNIT_DIR}/{name}"
-        if facts["files"].get(path) == text:
-            plan.checked.append(f"unit {name} is as wanted")
-        else:
-            written.append(name)
-            plan.changes.append(Change(f"write unit {name}", commands.write_file(path, text)))
-    if written:
-        plan.changes.append(Change("reload systemd", commands.join("systemctl", "daemon-reload")))
-    disabled = [n for n in units if not facts["paths"].get(f"{systemd.UNIT_DIR}/multi-user.target.wants/{n}")]
-    plan.check(not disabled, f"units enabled: {' '.join(units)}", f"enable {' '.join(disabled)}",
-               commands.join("systemctl", "enable", "--quiet", *disabled))
-    sudoers = systemd.render_sudoers(config, list(units))
-    path = systemd.sudoers_path(config)
-    plan.check(facts["files"].get(path) == sudoers, f"{path} lets {config.user} start, stop, restart the units",
-               f"let {config.user} start, stop and restart the units ({path})", *install_sudoers(path, sudoers))
-
-
-def supervisor_sudoers(config: HostConfig) -> str:
-    """Let the deploy user run supervisord and supervisorctl as ``app_user``, who owns the data.
-
-    The deploy user owns the code app_user runs, so this gives it nothing it had not;
-    it still cannot read var/ or backups/ itself."""
-    tools = ", ".join(config.path_on_host("venv", "bin", tool) for tool in ("supervisord", "supervisorctl"))
-    return (f"# Written by bootstrap-host: {config.user} runs supervisor for {config.root} as {config.app_user}.\n"
-            f"{config.user} ALL=({config.app_user}) NOPASSWD: {tools}\n")
-
-
-def plan_supervisor_sudo(config: HostConfig, facts: dict, plan: Plan) -> None:
-    path = systemd.sudoers_path(config) + "-supervisor"
-    text = supervisor_sudoers(config)
-    plan.check(facts["files"].get(path) == text, f"{path} lets {config.user} run supervisor as {config.app_user}",
-               f"let {config.user} run supervisor as {config.app_user} ({path})", *install_sudoers(path, text))
-
-
-def data_sudoers_path(config: HostConfig) -> str:
-    return systemd.sudoers_path(config) + "-data"
-
-
-def plan_data_sudo(config: HostConfig, facts: dict, plan: Plan) -> None:
-    """With a separate ``app_user``: the deploy user makes the directories a build wants in var/ as it."""
-    if config.app_user == config.user:
-        return
-    path, text = data_sudoers_path(config), datadirs.sudoers(config)
-    plan.check(facts["files"].get(path) == text,
-               f"{path} lets {config.user} make directories in var/ and back up as {config.app_user}",
-               f"let {config.user} make directories in var/ and back up as {config.app_user} ({path})",
-               *install_sudoers(path, text))
-
-
-def install_sudoers(path: str, text: str) -> tuple[str, ...]:
-    """Commands that check a sudoers file with visudo before it takes effect."""
-    return (commands.write_file(path + ".check", text), commands.join("visudo", "-q", "-c", "-f", path + ".check"),
-            commands.join("chmod", "0440", path + ".check"), commands.join("mv", "-f", path + ".check", path))
-
-
-def supervisord_unit_text(config: HostConfig, group: str) -> str:
-    supervisord = config.path_on_host("venv", "bin", "supervisord")
-    conf = config.path_on_host("current", "etc", "supervisord.conf")
-    return "\n".join([
-        "# Written by bootstrap-host; run it again rather than editing this file.",
-        "[Unit]", f"Description=supervisord of the buildout site in {config.root.replace('%', '%%')}",
-        "After=network.target", f"ConditionPathExists={conf.replace('%', '%%').replace('$', '$$')}", "",
-        "[Service]", "Type=simple", f"User={config.app_user}", f"Group={group}",
-        f"ExecStart={systemd._escape(commands.join(supervisord, '-n', '-c', conf))}",
-        "Restart=on-failure", "", "[Install]", "WantedBy=multi-user.target", "",
-    ])
-
-
-def hardening_text() -> str:
-    return "\n".join([HARDEN_MARK + " (run bootstrap-host again rather than editing this)",
-                      *(f"{key} {value}" for key, value in HARDEN_SETTINGS), ""])
-
-
-def hardened(facts: dict) -> bool:
-    """Whether the running sshd config already refuses passwords and root."""
-    sshd = facts.get("sshd") or {}
-    return all(sshd.get(key.lower()) == value for key, value in HARDEN_SETTINGS)
-
-
-def _effective_check(sshd: str, *options: str) -> str:
-    """Fails unless ``sshd -T`` (with ``options``) shows every hardening setting."""
-    wanted = "|".join(f"{key.lower()} {value}" for key, value in HARDEN_SETTINGS)
-    return (f"test \"$({commands.join(sshd, '-T', *options)} | grep -cxE {commands.join(wanted)})\" "
-            f"= {len(HARDEN_SETTINGS)}")
-
-
-def reload_sshd(facts: dict) -> str:
-    """Make the listening sshd read its config again; sessions already open stay."""
-    if facts["systemd"]:
-        return commands.join("systemctl", "try-reload-or-restart", "ssh.service")
-    pidfile = (facts.get("sshd") or {}).get("pidfile") or "/run/sshd.pid"
-    return commands.join("sh", "-c", 'kill -HUP "$(cat "$1")"', "sh", pidfile)
-
-
-def undo_hardening(facts: dict) -> str:
-    """Take the hardening out again: the drop-in, or sshd_config as it was before."""
-    if (facts.get("sshd") or {}).get("includes_d"):
-        return commands.and_then(commands.join("rm", "-f", HARDEN_DROPIN), reload_sshd(facts))
-    return commands.and_then(commands.join("mv", "-f", SSHD_CONFIG + ".before-harden", SSHD_CONFIG),
-                             reload_sshd(facts))
-
-
-def plan_hardening(config: HostConfig, facts: dict, plan: Plan) -> None:
-    """With ``harden``: no passwords and no root over SSH, checked by sshd before it takes effect."""
-    if not config.harden:
-        return
-    sshd = facts.get("sshd")
-    if not sshd or not sshd["valid"]:
-        raise Exit(f"{config.address}: cannot read sshd's config (sshd -T: {(sshd or {}).get('error') or 'no sshd'}); "
-                   f"fix it, or set harden = false in {config.path} [host]", 1)
-    if hardened(facts):
-        plan.checked.append("sshd refuses passwords and root's login")
-        return
-    binary, text = sshd["binary"], hardening_text()
-    if sshd["includes_d"]:
-        failed = commands.and_then(commands.join("rm", "-f", HARDEN_DROPIN),
-                                   "echo 'sshd rejects the hardening (or an earlier setting wins): left as it was' >&2",
-                                   "false")
-        command = commands.and_then(
-            commands.write_file(HARDEN_DROPIN, text), commands.join("chmod", "0644", HARDEN_DROPIN),
-            f"{{ {commands.and_then(commands.join(binary, '-t'), _effective_check(binary))} || {{ {failed}; }}; }}")
-    else:  # an old or hand-made sshd_config: the block goes first, where its values win
-        candidate = SSHD_CONFIG + ".bootstrap-host"
-        command = commands.and_then(
-            f"{{ printf %s {commands.join(text)}; cat {commands.join(SSHD_CONFIG)}; }} > {commands.join(candidate)}",
-            commands.join(binary, "-t", "-f", candidate), _effective_check(binary, "-f", candidate),
-            commands.join("cp", "-p", SSHD_CONFIG, SSHD_CONFIG + ".before-harden"),
-            commands.join("chmod", "0644", candidate), commands.join("mv", "-f", candidate, SSHD_CONFIG))
-    where = HARDEN_DROPIN if sshd["includes_d"] else SSHD_CONFIG
-    plan.changes.append(Change(f"turn off password and root logins in sshd ({where})",
-                               commands.and_then(command, reload_sshd(facts)), needs_key_login=True))
-
-
 def make_plan(config: HostConfig, facts: dict, public_key: str, tools: VenvTools | None = None) -> Plan:
     """Everything bootstrap-host would change on a host with these facts, and what it checked."""
     check_host(config, facts)
@@ -571,101 +305,6 @@ def make_plan(config: HostConfig, facts: dict, public_key: str, tools: VenvTools
     firewall.plan_firewall(config, facts, plan)  # checks that SSH still gets in before the next
     plan_hardening(config, facts, plan)  # last: every change before it needs root
     return plan
-
-
-# --- this machine's side ---------------------------------------------------------------
-
-def deploy_public_key(config: HostConfig, dry: bool) -> str:
-    """The public half of ``site.deploy_key``; this project's key pair is made when it is the one and missing."""
-    key = deploy_key(config)
-    public = Path(f"{key}.pub")
-    if public.is_file():
-        return public.read_text().strip()
-    if key != PROJECT_KEY:
-        raise Exit(f"{config.path}: [host] identity = {config.identity}: no public key {public}", 2)
-    if dry:
-        return "ssh-ed25519 (a key pair this run would make) dry-run"
-    PROJECT_KEY.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"deploy key for {config.name}",
-                    "-f", str(PROJECT_KEY)], check=True)
-    output.say(f"made a key pair for this project: {PROJECT_KEY} (every login as {config.user} uses it)")
-    return public.read_text().strip()
-
-
-def connect_as_root(c, config: HostConfig) -> Connection:
-    try:
-        return connect(c, config, config.root_user,
-                       f"(fab --prompt-for-login-password -H {config.name} bootstrap-host)")
-    except Exit as refused:
-        if "refused the login" not in str(refused.message):
-            raise
-        how = hardened_by_us(c, config)
-        if not how:
-            raise
-        raise Exit(f"{config.root_user} may not log in to {config.address}: bootstrap-host turned off root and "
-                   f"password logins there ({how}); deploys go on as {config.user} with its "
-                   f"key. To run bootstrap-host again, from the provider's console: "
-                   f"{HARDEN_UNDO_HINT.get(how, '')}, then run it again (it hardens again at the end). "
-                   f"Nothing was changed.", 1) from None
-
-
-HARDEN_UNDO_HINT = {
-    HARDEN_DROPIN: f"rm {HARDEN_DROPIN} && systemctl reload ssh (without systemd: kill -HUP $(cat /run/sshd.pid))",
-    SSHD_CONFIG: f"cp -p {SSHD_CONFIG}.before-harden {SSHD_CONFIG} && systemctl reload ssh",
-}
-
-
-def key_login(c, config: HostConfig, attempts: int = 1) -> Connection:
-    """A new connection as ``user`` with the deploy key and nothing else (no password, no root);
-    up to ``attempts`` tries while sshd does not answer (a refused key is final)."""
-    key = deploy_key(config)
-    kwargs = {name: value for name, value in (c.connect_kwargs or {}).items() if name != "password"}
-    if key.is_file():
-        kwargs["key_filename"] = str(key)
-    kwargs.update(look_for_keys=False, timeout=20)
-    attempt = 1
-    while True:
-        connection = Connection(config.address, user=config.user, port=config.port, connect_kwargs=kwargs,
-                                config=c.config)
-        hostkeys.check_host_keys(connection, config.known_hosts, output.say)
-        try:
-            connection.open()
-            return connection
-        except (paramiko.SSHException, OSError) as error:
-            connection.close()
-            if isinstance(error, paramiko.AuthenticationException) or attempt >= attempts:
-                raise
-        attempt += 1
-        time.sleep(0.5)  # sshd re-reading its config closes its listener for a moment
-
-
-def check_key_login(c, config: HostConfig, attempts: int = 1) -> str | None:
-    """None when ``user`` gets in with the deploy key alone, else why not."""
-    try:
-        connection = key_login(c, config, attempts)
-    except (paramiko.SSHException, OSError) as error:
-        return f"{type(error).__name__}: {error}"
-    try:
-        result = connection.run("true", hide=True, warn=True, dry=False, in_stream=False)
-        return None if result.ok else f"'true' exited {result.exited}"
-    finally:
-        connection.close()
-
-
-def hardened_by_us(c, config: HostConfig) -> str | None:
-    """Where bootstrap-host hardened sshd on the host, seen as ``user`` with the key; None if not."""
-    try:
-        connection = key_login(c, config)
-    except (paramiko.SSHException, OSError):
-        return None
-    try:
-        script = (f"if test -e {commands.join(HARDEN_DROPIN)}; then echo {commands.join(HARDEN_DROPIN)}; "
-                  f"elif grep -qs {commands.join('^' + HARDEN_MARK)} {commands.join(SSHD_CONFIG)}; "
-                  f"then echo {commands.join(SSHD_CONFIG)}; fi")
-        found = connection.run(script, hide=True, warn=True, dry=False, in_stream=False).stdout.strip()
-        return found or None
-    finally:
-        connection.close()
 
 
 def read_facts(connection: Connection, config: HostConfig) -> dict:

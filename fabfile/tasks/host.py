@@ -6,7 +6,7 @@ from invoke import Exit
 
 from .. import output
 from ..config import fleet as fleetconfig
-from ..host import bootstrap
+from ..host import bootstrap, ssh
 from ..remote import parallel
 from ..remote.site import host_config
 from ..sites import hostsites
@@ -18,7 +18,7 @@ def bootstrap_host(c):
     fleet = fleetconfig.for_host(c)
     if not fleet.declared:
         return bootstrap.bootstrap_one(c, host_config(c))
-    bootstrap.deploy_public_key(fleet.members[0].config, bool(c.config.run.dry))  # made once, before the threads
+    ssh.deploy_public_key(fleet.members[0].config, bool(c.config.run.dry))  # made once, before the threads
     _, errors = parallel.run(lambda member: bootstrap.bootstrap_one(c, member.config),
                              fleetconfig.by_name(fleet.members), fleet.parallel)
     if errors:

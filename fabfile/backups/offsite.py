@@ -30,7 +30,10 @@ from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlsplit
 
 from .. import commands
-from .engine import apply_retention, ARCHIVES, exclusive, Hooks, inventory, posix_parent, run, tail
+from .blobs import ARCHIVES
+from .engine import apply_retention
+from .inventory import Hooks, inventory, posix_parent, run, tail
+from .lock import exclusive
 from .repozo import BackupError, DATA_FILE, data_files, Settings, Storage
 from .restore import choose, restore_backup
 

@@ -18,7 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from .. import commands
-from .engine import blob_directory, exclusive, Hooks, inventory, run, tail, zodb_check
+from .blobs import blob_directory
+from .engine import zodb_check
+from .inventory import Hooks, inventory, run, tail
+from .lock import exclusive
 from .repozo import BackupError, blob_restore_command, parse_date, pick, readable, Settings, swap_command
 
 LATEST = "latest"  # `restore latest` is `restore` without a date (kept for scripts that name it)

@@ -1,6 +1,6 @@
 """Backups of a site's data: the ``backup`` and ``backups`` tasks, on a host and on this machine.
 
-The engine (``backupengine``) runs through ``c``, an ``invoke.Context`` (``invoke
+The engine (``backups/``) runs through ``c``, an ``invoke.Context`` (``invoke
 backup`` on the machine holding the data) or a Fabric ``Connection`` (``fab -H HOST
 backup``), with a ``repozo.Settings``; this module adds what only an operator or a
 deploy needs: the settings of a site or a buildout directory, rich output, the table
@@ -19,12 +19,14 @@ from pathlib import Path
 from invoke import Exit
 from rich.markup import escape
 
-from ..backups import engine as backupengine
 from .. import commands, output
 from . import job as datajob, schedule
 from ..config import hostconfig
 # the engine's names that restore.py, releases.py, tasks.py and the tests use through this module
-from ..backups.engine import exclusive, Inventory, inventory, make_backup, run, tail, zodb_check  # noqa: F401
+from ..backups.engine import make_backup, zodb_check  # noqa: F401  (tasks.py and the tests take them from here)
+from ..backups.inventory import Hooks as EngineHooks
+from ..backups.inventory import Inventory, inventory, run, tail  # noqa: F401
+from ..backups.lock import exclusive  # noqa: F401
 from ..remote.events import log_event
 from ..config.hostconfig import HostConfig
 from ..backups.repozo import BackupError, job_layout, layout, readable, Settings, stamp_of, variant
@@ -32,7 +34,7 @@ from ..remote.site import Site, who
 
 
 @dataclass
-class Hooks(backupengine.Hooks):
+class Hooks(EngineHooks):
     """The engine's hooks, printing with rich: each step with how long it took."""
 
     show: Callable[[str], None] = lambda message: output.say(escape(message))  # paths are text, not markup

@@ -35,7 +35,7 @@ import invoke
 from . import backup as backups
 from .. import commands, output
 from . import job as datajob, restore as restores
-from ..backups.engine import Inventory, posix_parent
+from ..backups.inventory import Inventory, posix_parent
 from ..remote.events import log_event
 from ..backups.repozo import BackupError, Settings, stamp_of
 from ..remote.site import Site

@@ -40,8 +40,9 @@ from ..remote.site import Site
 
 PACKAGE = Path(__file__).resolve().parent.parent  # fabfile/: the job ships its paths as they are here
 JOB_DIR = ".deploy/backup-job"                # inside a release
-JOB_MODULES = ("__init__.py", "commands.py", "backups/__init__.py", "backups/engine.py", "backups/restore.py",
-               "backups/repozo.py", "backups/retention.py", "backups/offsite.py",
+JOB_MODULES = ("__init__.py", "commands.py", "backups/__init__.py", "backups/engine.py", "backups/inventory.py",
+               "backups/lock.py", "backups/blobs.py", "backups/restore.py", "backups/repozo.py", "backups/retention.py",
+               "backups/offsite.py",
                "onhost/__init__.py", "onhost/backups.py", "onhost/zodbcheck.py", "onhost/deltacheck.py",
                "onhost/tailrecover.py", "onhost/health.py")
 NAMED = {  # minute, hour, day of month, month, day of week

@@ -48,7 +48,7 @@ def find(site: Site) -> dict:
 
 
 def backup_lock(records: str) -> str:
-    """The lock every backup and restore of the site holds (``backupengine.exclusive``)."""
+    """The lock every backup and restore of the site holds (``backups.lock.exclusive``)."""
     return f"{posixpath.dirname(posixpath.normpath(records))}/.lock"
 
 

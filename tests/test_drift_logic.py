@@ -140,3 +140,14 @@ def test_a_dead_job_a_crash_loop_and_a_missing_current(config):
 def test_before_the_first_deploy_only_a_taken_port_counts(config):
     facts = replace(healthy_facts(config), current=None)
     assert kinds(config, facts) == []
+
+
+def test_a_process_on_the_same_port_of_another_address_takes_nothing_from_the_site(config):
+    facts = healthy_facts(config)
+    other = {**process(77, None, under_root=False), "cmdline": ["python3", "-m", "http.server"]}
+    held = {"who": "[ports] zeo", "site_address": "127.0.0.1", "pids": [77], "processes": [other], "uids": [1000],
+            "visible": True, "listeners": [{"address": "127.0.0.12", "uid": 1000, "pids": [77]}]}
+    assert kinds(config, with_observed(facts, ports=dict(facts.observed["ports"], **{"8100": held}))) == []
+    everywhere = dict(held, listeners=[{"address": "0.0.0.0", "uid": 1000, "pids": [77]}])
+    assert kinds(config, with_observed(facts, ports=dict(facts.observed["ports"], **{"8100": everywhere}))) == \
+        ["port-taken"]

@@ -91,6 +91,14 @@ def all_pids():
 
 
 owners = {}  # listening socket inode -> the uid that opened it (readable by anyone, unlike its process)
+addresses = {}  # listening socket inode -> the address it listens on
+
+
+def ip_of(hexed):
+    """/proc/net/tcp's address (each 32-bit word in host order, little-endian here) as text."""
+    raw = bytes.fromhex(hexed)
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
 def listening():
@@ -104,8 +112,10 @@ def listening():
         for line in lines:
             fields = line.split()
             if fields[3] == "0A" and fields[9] != "0":
-                found.setdefault(int(fields[1].rpartition(":")[2], 16), set()).add(fields[9])
+                address, _, port = fields[1].rpartition(":")
+                found.setdefault(int(port, 16), set()).add(fields[9])
                 owners[fields[9]] = int(fields[7])
+                addresses[fields[9]] = ip_of(address)
     return found
 
 
@@ -132,8 +142,10 @@ def ports():
     for port, inodes in wanted.items():
         pids = sorted(set().union(*(held.get(inode, set()) for inode in inodes)))
         processes = [info for info in map(process, pids) if info]
-        report[port] = {"who": spec["ports"][port], "pids": pids, "processes": processes,
+        report[port] = {"who": spec["ports"][port], "site_address": (spec.get("addresses") or {}).get(port), "pids": pids, "processes": processes,
                         "uids": sorted({owners[i] for i in inodes}),
+                        "listeners": [{"address": addresses[i], "uid": owners[i], "pids": sorted(held.get(i, ()))}
+                                      for i in sorted(inodes)],
                         "visible": all(inode in held for inode in inodes)} if inodes else None
     return report
 

@@ -54,26 +54,30 @@ def ports_of(config: HostConfig) -> set[int]:
     return used
 
 
-def listen_ports(config: HostConfig) -> dict[int, str]:
-    """The ports this site's own processes listen on, and which of them: its instances' addresses (and their
-    green twins'), its buildout's ``[ports]`` (as far as this machine reads it), the front it runs itself."""
-    wanted: dict[int, str] = {}
+def listen_ports(config: HostConfig) -> dict[int, tuple[str, str | None]]:
+    """The ports this site's own processes listen on, which of them, and on which address (None: any): its
+    instances' addresses (and their green twins'), its buildout's ``[ports]`` (as far as this machine reads
+    it), the front it runs itself."""
+    wanted: dict[int, tuple[str, str | None]] = {}
     if config.runs_front and config.front.control == "self":
-        wanted.update({config.front.http_port: "the front", config.front.https_port: "the front"})
+        bind = None if config.front.bind == "*" else config.front.bind
+        wanted.update({config.front.http_port: ("the front", bind), config.front.https_port: ("the front", bind)})
     try:
         profile = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
         ports = dict(profile.sections.get("ports", {}))
     except (buildoutfiles.ProfileError, OSError):
         ports = {}
     ports.update({option: value for section, option, value in config.overrides if section == "ports"})
+    host = ports.get("host", "").strip()
+    host = host if host and "$" not in host else None
     for key, value in sorted(ports.items()):
         if value.strip().isdigit() and 0 < int(value) < 65536:
-            wanted.setdefault(int(value), f"[ports] {key}")
+            wanted.setdefault(int(value), (f"[ports] {key}", host))
     for program in config.programs:
         for address, name in ((instance_address(program), program.name), (program.green_address, f"{program.name}-green")):
-            port = (address or "").rpartition(":")[2]
+            where, _, port = (address or "").rpartition(":")
             if port.isdigit():
-                wanted[int(port)] = name
+                wanted[int(port)] = (name, where.strip("[]") or None)
     return wanted
 
 

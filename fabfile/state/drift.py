@@ -71,8 +71,27 @@ def ours(config: HostConfig, facts: Facts, process: dict) -> bool:
     return bool(process.get("under_root")) or process["pid"] in family or process.get("ppid") in family
 
 
+WILDCARDS = {None, "", "*", "0.0.0.0", "::"}
+
+
+def overlaps(wanted: str | None, bound: str | None) -> bool:
+    """Whether a socket bound to ``bound`` takes the port from the site, which binds ``wanted``."""
+    same = lambda address: {"localhost": "127.0.0.1", "::ffff:127.0.0.1": "127.0.0.1"}.get(address, address)
+    return wanted in WILDCARDS or bound in WILDCARDS or same(wanted) == same(bound)
+
+
+def holders(held: dict, wanted: str | None) -> tuple[list[int], bool]:
+    """The pids that hold a port where the site binds it (``wanted``), and whether each such socket's
+    process was seen; older reads without addresses: every holder."""
+    listeners = held.get("listeners")
+    if listeners is None:
+        return held["pids"], held["visible"]
+    mine = [found for found in listeners if overlaps(wanted, found["address"])]
+    return sorted({pid for found in mine for pid in found["pids"]}), all(found["pids"] for found in mine)
+
+
 def port_drifts(config: HostConfig, facts: Facts) -> list[Drift]:
-    """The site's ports that another process holds, that process named."""
+    """The site's ports that another process holds where the site binds them, that process named."""
     observed = facts.observed or {}
     uids = set((observed.get("uids") or {}).values())
     found = []
@@ -80,13 +99,16 @@ def port_drifts(config: HostConfig, facts: Facts) -> list[Drift]:
         if not held:
             continue
         who = held.get("who") or "the site"
-        strangers = [p for p in held["processes"] if not ours(config, facts, p)]
+        pids, visible = holders(held, held.get("site_address"))
+        listeners = [f for f in held.get("listeners") or () if overlaps(held.get("site_address"), f["address"])]
+        socket_uids = {f["uid"] for f in listeners} if held.get("listeners") is not None else set(held.get("uids") or ())
+        strangers = [p for p in held["processes"] if p["pid"] in pids and not ours(config, facts, p)]
         if strangers:
             found.append(Drift("port-taken", f"port {port} ({who}) is held by another process: "
                                + "; ".join(describe_process(p) for p in strangers), PORT_TAKEN))
-        elif not held["visible"] and not set(held.get("uids") or ()) <= uids:
+        elif not visible and socket_uids and not socket_uids <= uids:
             found.append(Drift("port-taken", f"port {port} ({who}) is held by a process of uid "
-                               f"{' '.join(map(str, held['uids']))}, not the site's users", PORT_TAKEN))
+                               f"{' '.join(map(str, sorted(socket_uids)))}, not the site's users", PORT_TAKEN))
     return found
 
 
@@ -132,13 +154,14 @@ def program_drifts(config: HostConfig, facts: Facts, looping: dict[str, str]) ->
             found.append(Drift("other-release", f"{name} (pid {process['pid']}) runs {process['release']}, not "
                                f"{live_release}", PROGRAM_DOWN))
         held = (observed.get("ports") or {}).get(port) if port else None
-        if port and held is None:
+        pids, visible = holders(held, held.get("site_address")) if held else ([], True)
+        if port and not pids and visible:
             found.append(Drift("not-listening", f"{name} (pid {process['pid']}) does not listen on port {port}",
                                PROGRAM_DOWN))
-        elif port and held["visible"] and not any(p["pid"] == process["pid"] or p["ppid"] == process["pid"]
-                                                  for p in held["processes"]):
-            holders = "; ".join(describe_process(p) for p in held["processes"])
-            found.append(Drift("not-listening", f"port {port} of {name} is held by {holders}, not by {name} "
+        elif port and visible and not any(p["pid"] == process["pid"] or p["ppid"] == process["pid"]
+                                          for p in held["processes"] if p["pid"] in pids):
+            holding = "; ".join(describe_process(p) for p in held["processes"] if p["pid"] in pids)
+            found.append(Drift("not-listening", f"port {port} of {name} is held by {holding}, not by {name} "
                                f"(pid {process['pid']})", PROGRAM_DOWN))
     return found
 

@@ -42,7 +42,9 @@ def own_front_files(config: HostConfig, live: str) -> dict[str, str]:
 def spec(config: HostConfig) -> dict:
     """What ``onhost/observe.py`` looks at for this site."""
     manager = supervisor if config.manager == "supervisor" else systemd
-    wanted = {"root": config.root, "ports": {str(port): who for port, who in listen_ports(config).items()},
+    ports = listen_ports(config)
+    wanted = {"root": config.root, "ports": {str(port): who for port, (who, _) in ports.items()},
+              "addresses": {str(port): address for port, (_, address) in ports.items()},
               "users": sorted({config.user, config.app_user}), "switch_dir": config.path_on_host(".switch"),
               "programs_command": manager.program_states(config), "pidfiles": {}, "files": {}}
     if config.manager == "supervisor":

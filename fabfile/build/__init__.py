@@ -1,0 +1,1 @@
+"""A release made on this side: develop eggs, distributions, pins, the bundle, the host's venv and data links."""

@@ -60,7 +60,7 @@ def _status_row(site: Site) -> tuple[list[str], list]:
     urls = [url for _, url in services.live(site) if url] if facts.current else []
     health = site.run(services.health_command(site, urls, 3), changes=False, warn=True) if urls else None
     failed = json.loads(health.stdout or "{}").get("failed", {}) if health else {}
-    row = [facts.current or "none", f"{len(running)} running" if running else "not running",
+    row = [facts.current or "none", f"{len(running)} running" if running or not site.config.programs else "not running",
            ("failing: " + " ".join(failed)) if failed else ("ok" if urls else "-"),
            " ".join(sorted({d.kind for d in found})) or "-"]
     return row, found

@@ -48,7 +48,8 @@ def stop_stray_managers(site: Site, facts: Facts) -> str:
     """Every supervisord of the site but the one its pid file names (all of them when none answers)."""
     observed_now = facts.observed or {}
     pid_file = (observed_now.get("pidfiles") or {}).get("supervisord") or {}
-    answering = bool(((observed_now.get("programs") or {}).get("programs")))
+    answering = (observed_now.get("programs") or {}).get("exit", 1) == 0 and \
+        bool((observed_now.get("programs") or {}).get("programs") or not site.config.programs)
     keep = pid_file.get("pid") if answering else None
     strays = [p for p in observed_now.get("managers") or () if p["pid"] != keep]
     if pid_file.get("alive") and not answering and pid_file.get("pid") not in {p["pid"] for p in strays}:

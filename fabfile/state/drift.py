@@ -122,7 +122,9 @@ def manager_drifts(config: HostConfig, facts: Facts) -> list[Drift]:
     if len(managers) > 1:
         found.append(Drift("second-manager", f"{len(managers)} supervisord run for {config.root}: "
                            + "; ".join(describe_process(p) for p in managers), PROGRAM_DOWN))
-    if pid_file and pid_file["alive"] and not _programs(facts):
+    answer = observed.get("programs") or {}
+    deaf = answer.get("exit", 0) != 0 or (not answer.get("programs") and bool(expected_programs(config, facts.color)))
+    if pid_file and pid_file["alive"] and deaf:
         found.append(Drift("manager-unreachable", f"supervisord (pid {pid_file['pid']}) runs but does not answer on "
                            f"{supervisor.socket_path(config)}", PROGRAM_DOWN))
     return found
@@ -130,6 +132,8 @@ def manager_drifts(config: HostConfig, facts: Facts) -> list[Drift]:
 
 def program_drifts(config: HostConfig, facts: Facts, looping: dict[str, str]) -> list[Drift]:
     programs = _programs(facts)
+    if not expected_programs(config, facts.color):
+        return []  # a fleet's front host: no program of the site runs here
     if programs is None or (not programs and config.manager == "supervisor"):
         return [] if (facts.observed or {}).get("managers") else \
             [Drift("program-down", "the process manager is not running", PROGRAM_DOWN)]

@@ -211,3 +211,9 @@ def instance_address(program: Program) -> str | None:
         if netloc.hostname and netloc.port:
             return f"{netloc.hostname}:{netloc.port}"
     return None
+
+
+def port_of(address: str | None) -> str | None:
+    """The port of ``host:port``, or None."""
+    port = (address or "").rpartition(":")[2]
+    return port if port.isdigit() else None

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 
 from ..config.hostconfig import HostConfig, instance_address
+from ..config.model import port_of
 from ..front import haproxy, nginx
 from ..programs import supervisor
 from ..remote.site import Facts
@@ -44,17 +45,13 @@ def _programs(facts: Facts) -> dict | None:
 def expected_programs(config: HostConfig, color: str) -> list[tuple[str, str, str | None]]:
     """``(process name, program, port)`` of what serves: under blue/green the ``color`` set's instances."""
     if config.manager != "supervisor":
-        return [(p.name, p.name, _port(instance_address(p))) for p in config.programs]
+        return [(p.name, p.name, port_of(instance_address(p))) for p in config.programs]
     found = []
     for name, program, link in supervisor.live_processes(config, color):
         address = program.green_address if link == "green" else instance_address(program)
-        found.append((name, program.name, _port(address)))
+        found.append((name, program.name, port_of(address)))
     return found
 
-
-def _port(address: str | None) -> str | None:
-    port = (address or "").rpartition(":")[2]
-    return port if port.isdigit() else None
 
 
 def describe_process(process: dict) -> str:

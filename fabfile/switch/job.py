@@ -15,7 +15,8 @@ from ..front import haproxy as front, nginx
 from . import hooks
 from ..remote import jobs
 from ..programs import supervisor, systemd
-from ..config.hostconfig import HostConfig, instance_address, secret_pattern
+from ..config.hostconfig import HostConfig, instance_address
+from ..config.model import port_of, secret_pattern
 from ..remote.site import Site, who
 
 
@@ -38,10 +39,6 @@ def running_programs(config: HostConfig) -> str:
 # seconds a started program must keep its pid before its start counts (a crash loop never does)
 MIN_UPTIME = 3
 
-
-def _port(address: str | None) -> str | None:
-    port = (address or "").rpartition(":")[2]
-    return port if port.isdigit() else None
 
 
 def front_plan(config: HostConfig, live: str) -> dict:
@@ -74,7 +71,7 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
         "health_timeout": config.health_timeout,
         "programs": [{"name": name, "base": p.name, "color": None if link == "current" else link,
                       "health_url": p.green_health_url if link == "green" else p.health_url,
-                      "port": _port(p.green_address if link == "green" else instance_address(p)),
+                      "port": port_of(p.green_address if link == "green" else instance_address(p)),
                       "command": p.command, "script": shlex.split(p.command)[0]} for name, p, link in processes],
         "min_uptime": MIN_UPTIME,
         "keep_warm": config.front.keep_warm if config.front else 0,

@@ -388,7 +388,7 @@ def proven(program, release, label):
     pid = pid_of(program)
     began = started_at_epoch(pid) if pid else None
     if began is None:
-        raise Failure(f"{name} ({label}) does not run after its start")
+        raise Failure(f"{name} ({label}) did not stay up: no process of it runs after its start")
     wait = began + settle - time.time()
     if wait > 0:
         time.sleep(wait)

@@ -19,6 +19,7 @@ from fabfile.build import pin as pins, platforms
 from fabfile.sites import init as inits
 from fabfile.sites import newsite
 from fabfile.arguments import optional_positional
+from fabfile.data.helptexts import BACKUP_HELP, RESTORE_HELP
 from fabfile.buildout.profile import ProfileError
 from fabfile.build.dists import DistError
 from fabfile.backups.repozo import BackupError
@@ -246,7 +247,7 @@ def _here(c, directory, host, keep):
                                  **({"keep": int(keep)} if keep is not None else {}))
 
 
-@task(help={**HERE_HELP, **backups.BACKUP_HELP})
+@task(help={**HERE_HELP, **BACKUP_HELP})
 def backup(c, directory=None, host=None, full=False, snapshot=False, zip=False, quiet=False, keep=None):
     """Back up a site's data on this machine, as fab backup does: repozo and blobs, verified."""
     try:
@@ -256,7 +257,7 @@ def backup(c, directory=None, host=None, full=False, snapshot=False, zip=False, 
         raise Exit(str(error), 1)
 
 
-@task(positional=["date"], help={**HERE_HELP, **restores.RESTORE_HELP})
+@task(positional=["date"], help={**HERE_HELP, **RESTORE_HELP})
 def restore(c, date=None, directory=None, host=None, snapshot=False, zip=False, from_=None, alternative=False,
             no_prompt=False, keep=None):
     """Restore a backup of a site's data on this machine (stop its processes first); the newest without a date."""

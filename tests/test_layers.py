@@ -1,5 +1,5 @@
 """The import-layering contract of ``fabfile/``: every arrow points down, no circle, no import
-hidden in a function to dodge one.
+hidden in a function to dodge one (but in a task, which loads its engine when it runs).
 
 The layers are named in ``pyproject.toml`` (``[tool.importlinter]``) and in the README's layout
 section; import-linter checks them with grimp's graph, which counts the imports inside functions too.
@@ -72,6 +72,8 @@ def test_no_module_imports_one_of_ours_inside_a_function():
     hidden = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if "onhost" in path.parts:  # scripts run on the host as one file: no package to import from
+            continue
+        if "tasks" in path.parts:  # a task loads its engine when it runs: fab --list reads only the tasks
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -126,10 +126,41 @@ def backup_before_switch(site: Site, leaving_release_id: str | None) -> dict | N
     return record
 
 
-BACKUP_HELP = {"full": "a full backup, not an incremental one",
-               "snapshot": "a full backup kept apart from the regular ones",
-               "zip": "one full backup with the blobs as one archive, kept apart (zipbackup)",
-               "quiet": "print nothing unless something fails (for cron)"}
+
+
+def backup_site(site: Site, full: bool, snapshot: bool, zip: bool, quiet: bool, force_unlock: bool) -> None:
+    """``backup``: the job on the host backs up, verifies and tags with the serving release."""
+    if zip and not site.config.backup_enable_zipbackup:
+        raise Exit(f"backup --zip is turned off: {site.config.path}: [backup] enable_zipbackup = false", 2)
+    facts = site.facts()
+    settings = site_settings(site, facts.current, zip=zip)
+    if site.dry:
+        output.say(f"\\[dry] would back up {', '.join(s.live for s in settings.storages)} and {settings.blobstorage}")
+        return
+    verdict = datajob.run(site, "backup", release=facts.current, full=full, snapshot=snapshot, zip=zip, quiet=quiet,
+                          force_unlock=force_unlock)
+    if verdict["result"] != "ok":
+        raise Exit(verdict.get("error", "the backup failed"), 1)
+    if offsite_failure(verdict):
+        raise Exit(offsite_failure(verdict), 3)
+
+
+def show_backups(site: Site) -> None:
+    """``backups``: the table of the host's backups, each file's sha256 checked again; exit 1 on a mismatch."""
+    settings = site_settings(site, None)
+    found = inventory(datajob.DataShell(site), settings, sizes=True)
+    output.table(f"backups on {site.config.name}", ["time (UTC)", "kind", "size", "release", "verified", "blobs"],
+                 rows(settings, found))
+    failed = 0
+    for stamp, check in sorted((found.data.get("checksums") or {}).items()):
+        failed += bool(check["corrupted"] or check["missing"])
+        lines = [*(f"CORRUPTED (backup {readable(stamp)}, not the sha256 recorded): {p}" for p in check["corrupted"]),
+                 *(f"MISSING (backup {readable(stamp)}, recorded but gone): {p}" for p in check["missing"])]
+        for line in lines:  # a path is never folded: it can be copied from the terminal
+            output.console.print(escape(line), soft_wrap=True)
+    if failed:
+        raise Exit(f"{failed} backup(s) on {site.config.name} failed their sha256 check: "
+                   f"do not restore them; take a full backup (fab -H {site.config.name} backup --full)", 1)
 
 
 # -- on this machine -------------------------------------------------------

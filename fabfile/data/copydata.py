@@ -35,10 +35,12 @@ import invoke
 from . import backup as backups
 from .. import commands, output
 from . import job as datajob, restore as restores
+from ..config import hostconfig
+from ..config.hostconfig import ConfigError
 from ..backups.inventory import Inventory, posix_parent
 from ..remote.events import log_event
-from ..backups.repozo import BackupError, Settings, stamp_of
-from ..remote.site import Site
+from ..backups.repozo import BackupError, Settings, readable, stamp_of
+from ..remote.site import Site, open_site
 
 LOCAL = "local"
 INCOMING = "copy-data"   # beside the target's backups: the snapshot the restore engine reads
@@ -191,3 +193,43 @@ def copy_data_between(source: Site, receiver: Receiver, confirm: Callable[[str],
     return details
 
 
+def copy_data(c, to: str | None, directory: str, no_prompt: bool) -> None:
+    """``copy-data``: a fresh snapshot of the site ``c`` names, restored over ``to`` (a hostconfig or ``local``)."""
+    if not to:
+        raise invoke.Exit(f"name the site that gets the data: --to STAGE (a hostconfig: "
+                          f"{', '.join(hostconfig.available())}) or --to {LOCAL}", 2)
+    source = open_site(c)
+    if to == LOCAL:
+        describe = f"the buildout in {directory}"
+    else:
+        try:
+            target_config = hostconfig.resolve(to)
+        except ConfigError as error:
+            raise invoke.Exit(str(error), 2)
+        if (target_config.address, target_config.port, target_config.root) == (
+                source.config.address, source.config.port, source.config.root):
+            raise invoke.Exit(f"{to} is {source.config.name} itself: copy-data needs another site", 2)
+        describe = target_config.name
+    if source.dry:
+        output.say(f"[dry] would snapshot {source.config.name}'s data and restore it over {describe}")
+        return
+    target = None
+    confirm = (lambda text: True) if no_prompt else restores.ask
+    try:
+        if to == LOCAL:
+            receiver = local_receiver(Path(directory).resolve())
+        else:
+            target = Site(c, target_config)
+            receiver = site_receiver(target)
+        if target:
+            with restores.with_maintenance_page(target):
+                details = copy_data_between(source, receiver, confirm)
+        else:
+            details = copy_data_between(source, receiver, confirm)
+    except BackupError as error:
+        raise invoke.Exit(str(error), 1)
+    finally:
+        if target:
+            target.close()
+    output.say(f"[bold green]copied the data of {source.config.name} (snapshot {readable(details['stamp'])} UTC) "
+               f"to {receiver.name}[/]; its data from before is kept as {details['kept_aside']}")

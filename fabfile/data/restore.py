@@ -12,12 +12,14 @@ from contextlib import contextmanager
 
 from invoke import Exit
 
-from . import job as datajob
+from . import fleetclients, job as datajob
 from ..front import haproxy as front
 from .. import output
 from ..switch import services
 from .backup import Hooks, inventory, site_hooks, site_settings
+from ..backups.repozo import BackupError, parse_date
 from ..backups.restore import choose, LATEST, question, restore_backup  # noqa: F401  (tasks.py, copydata.py)
+from ..config import fleet as fleetconfig
 from ..remote.site import Site
 
 
@@ -129,11 +131,36 @@ def refused(config, snapshot: bool, zip: bool) -> None:
         raise Exit(f"--zip is turned off: {config.path}: [backup] enable_zipbackup = false", 2)
 
 
-RESTORE_HELP = {"date": "the UTC time to restore, yyyy-mm-dd[-hh[-mm[-ss]]]; none (or latest): the newest",
-                "snapshot": "restore from the snapshots", "zip": "restore the zip backup (backup --zip)",
-                "from": "offsite: fetch the backups from [backup] offsite, check them, restore from them; "
-                        "or DIR on the host, a copy of the backups (altrestore)",
-                "alternative": "restore from [backup] alternative_restore_source (altrestore)",
-                "no_prompt": "do not ask for yes first"}
-
-
+def restore_site(c, site: Site, date: str | None, snapshot: bool, zip: bool, from_: str | None, alternative: bool,
+                 no_prompt: bool, force_unlock: bool) -> None:
+    """``restore``: choose the backup, ask, and let the job on the host restore it (a fleet's clients stopped)."""
+    refused(site.config, snapshot, zip)
+    try:
+        wanted = None if date in (None, "", LATEST) else parse_date(date)
+    except BackupError as error:
+        raise Exit(f"restore: {error}", 2)
+    if from_ == "offsite":
+        if zip or alternative:
+            raise Exit("restore --from offsite: not with --zip or --alternative", 2)
+        return restore_from_offsite(site, wanted, no_prompt, force_unlock, from_, snapshot)
+    source = source_of(site.config, from_, alternative)
+    settings = site_settings(site, None, zip=zip, source=source)
+    found = inventory(datajob.DataShell(site), settings)
+    try:
+        chosen, _ = choose(settings, found, wanted, snapshot or zip)
+    except BackupError as error:
+        raise Exit(str(error), 1)
+    if not ((lambda text: True) if no_prompt else ask)(question(settings, found, chosen, snapshot or zip)):
+        raise Exit("restore cancelled: nothing changed", 1)
+    if site.dry:
+        output.say(f"\\[dry] would restore {chosen}")
+        return
+    options = dict(date=chosen if wanted else None, snapshot=snapshot, zip=zip, source=source,
+                   force_unlock=force_unlock, **datajob.site_commands(site, maintenance=True))
+    if site.config.member:  # a fleet: the clients on the app hosts stop too
+        with fleetclients.clients_stopped(c, fleetconfig.for_host(c)):
+            verdict = datajob.run(site, "restore", **options)
+    else:
+        verdict = datajob.run(site, "restore", **options)
+    if verdict["result"] != "ok":
+        raise Exit(verdict.get("error", "the restore failed"), 1)

@@ -227,3 +227,14 @@ def install_schedule(site: Site, release_id: str | None = None) -> str:
     return "; ".join(said)
 
 
+def schedule_site(site: Site, remove: bool) -> str:
+    """``schedule``: install the site's backup job and cron lines, or (``remove``) take its lines out; in words."""
+    if not remove:
+        return install_schedule(site)
+    existing = site.run("crontab -l 2>/dev/null", changes=False, warn=True)
+    text = existing.stdout if existing is not None and not existing.exited else ""
+    wanted = merged_crontab(text, site.config.root, "")
+    if wanted == text:
+        return "nothing to remove: no backup schedule in the crontab"
+    site.run(f"printf %s {shlex.quote(wanted)} | crontab -")
+    return "backup schedule removed from the crontab"

@@ -136,3 +136,10 @@ def converge(site: Site, programs: bool = True) -> tuple[Facts, list[str]]:
     for line in done:
         output.say(f"repaired: {line}")
     return facts, done
+
+
+def restart_converged(site: Site, everything: bool) -> None:
+    """``restart``: what is not as deployed put right first (a stray supervisord, the front, maintenance),
+    then the rolling restart."""
+    converge(site, programs=False)
+    services.restart_site(site, everything)

@@ -3,11 +3,6 @@ from __future__ import annotations
 
 from fabric import task
 
-from ..config import fleet as fleetconfig
-from ..pipeline import deploy as deploys
-from ..pipeline import fleet as fleets
-from ..remote.site import open_site
-
 
 @task(help={"force_unlock": "remove a stale lock left by an interrupted deploy first",
             "plan": "print what the deploy would do, and change nothing",
@@ -15,6 +10,10 @@ from ..remote.site import open_site
             "limit": "refused: a fleet's hosts move together"})
 def deploy(c, force_unlock=False, plan=False, allow_dirty=False, limit=None):
     """Deploy the buildout: bundle, push, build, switch, check; roll back by itself on failure."""
+    from ..config import fleet as fleetconfig
+    from ..pipeline import deploy as deploys
+    from ..pipeline import fleet as fleets
+    from ..remote.site import open_site
     fleet = fleetconfig.for_host(c)
     fleetconfig.refuse_limit(fleet, limit, "deploy")
     if fleet.declared:
@@ -26,4 +25,6 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False, limit=None):
             "allow_dirty": "push develop eggs with uncommitted files (a hostconfig may forbid it)"})
 def push(c, force_unlock=False, allow_dirty=False):
     """Upload and build the release beside the serving one; switch nothing (deploy then only switches)."""
+    from ..pipeline import deploy as deploys
+    from ..remote.site import open_site
     deploys.push_site(open_site(c), force_unlock, allow_dirty)

@@ -4,17 +4,16 @@ from __future__ import annotations
 from fabric import task
 from invoke import Exit
 
-from .. import output
-from ..config import fleet as fleetconfig
-from ..host import bootstrap, ssh
-from ..remote import parallel
-from ..remote.site import host_config
-from ..sites import hostsites
 
 
 @task(name="bootstrap-host")
 def bootstrap_host(c):
     """Make a fresh host ready (as root, once): users, key, packages, layout, venv, units, firewall, updates, swap."""
+    from .. import output
+    from ..config import fleet as fleetconfig
+    from ..host import bootstrap, ssh
+    from ..remote import parallel
+    from ..remote.site import host_config
     fleet = fleetconfig.for_host(c)
     if not fleet.declared:
         return bootstrap.bootstrap_one(c, host_config(c))
@@ -30,6 +29,9 @@ def bootstrap_host(c):
 @task
 def sites(c):
     """List every site on this host: release, health, disk (MB), last backup (exit 1: one deployed is unwell)."""
+    from .. import output
+    from ..remote.site import host_config
+    from ..sites import hostsites
     here = host_config(c)
     rows, unwell = [], []
     for config in hostsites.neighbours(here):

@@ -6,10 +6,6 @@ import re
 from fabric import task
 from invoke import Exit
 
-from ..config import fleet as fleetconfig
-from ..pipeline import fleetops
-from ..pipeline import releases as engine
-from ..remote.site import open_site
 
 RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
 
@@ -22,6 +18,10 @@ def rollback(c, to=None, with_data=False, force_unlock=False, limit=None):
     if to is not None and not RELEASE_ID.fullmatch(str(to)):
         raise Exit(f"rollback --to takes a release id such as 20261122T031500Z-3f2a9c1d (see: fab releases), "
                    f"not {to!r}", 2)
+    from ..config import fleet as fleetconfig
+    from ..pipeline import fleetops
+    from ..pipeline import releases as engine
+    from ..remote.site import open_site
     fleet = fleetconfig.for_host(c)
     fleetconfig.refuse_limit(fleet, limit, "rollback")
     if fleet.declared:
@@ -35,6 +35,10 @@ def rollback(c, to=None, with_data=False, force_unlock=False, limit=None):
 @task
 def releases(c):
     """Show the releases: id, date, who, current, bad, its backup."""
+    from ..config import fleet as fleetconfig
+    from ..pipeline import fleetops
+    from ..pipeline import releases as engine
+    from ..remote.site import open_site
     fleet = fleetconfig.for_host(c)
     if fleet.declared:
         return fleetops.releases(c, fleet)
@@ -46,6 +50,8 @@ def releases(c):
 def cleanup(c, before_restore_older_than=None):
     """Remove old and half-built releases and what dead deploys and restores left."""
     days = _days(before_restore_older_than)
+    from ..pipeline import releases as engine
+    from ..remote.site import open_site
     engine.cleanup_site(open_site(c), days)
 
 

@@ -4,17 +4,10 @@ from __future__ import annotations
 from fabric import task
 from invoke import Exit
 
-from ..config import fleet as fleetconfig
-from ..pipeline import fleetops
-from ..remote.site import Site, open_site
-from ..state import converge
-from ..state.status import status_site
-from ..switch import logs as programlogs
-from ..switch import services
-
 
 def _fleet(c):
     """The fleet ``-H`` names, or None for one host."""
+    from ..config import fleet as fleetconfig
     fleet = fleetconfig.for_host(c)
     return fleet if fleet.declared else None
 
@@ -22,6 +15,9 @@ def _fleet(c):
 @task
 def start(c):
     """Start the site's programs, in order (a fleet: host by host, the ZEO host first)."""
+    from ..pipeline import fleetops
+    from ..remote.site import open_site
+    from ..switch import services
     fleet = _fleet(c)
     if fleet:
         return fleetops.in_order(c, fleet, services.start_site)
@@ -31,6 +27,9 @@ def start(c):
 @task
 def stop(c):
     """Stop the site's programs, in reverse order (a fleet: host by host, the ZEO host last)."""
+    from ..pipeline import fleetops
+    from ..remote.site import open_site
+    from ..switch import services
     fleet = _fleet(c)
     if fleet:
         return fleetops.in_order(c, fleet, services.stop_site, reverse=True)
@@ -41,25 +40,25 @@ def stop(c):
                           "clients wait for it, requests may fail meanwhile)"})
 def restart(c, everything=False):
     """Restart the site's programs one by one, each healthy before the next (with a front: drained)."""
+    from ..pipeline import fleetops
+    from ..remote.site import open_site
+    from ..state.converge import restart_converged
     fleet = _fleet(c)
     if fleet:
-        return fleetops.in_order(c, fleet, lambda site: restart_site(site, everything))
-    restart_site(open_site(c), everything)
-
-
-def restart_site(site: Site, everything: bool) -> None:
-    """What is not as deployed put right first (a stray supervisord, the front, maintenance), then the
-    rolling restart."""
-    converge.converge(site, programs=False)
-    services.restart_site(site, everything)
+        return fleetops.in_order(c, fleet, lambda site: restart_converged(site, everything))
+    restart_converged(open_site(c), everything)
 
 
 @task(help={"limit": "a fleet: only these hosts (host1,host2)",
             "json": "print what was found as one JSON document, for a monitor (same exit code)"})
 def status(c, limit=None, json=False):
     """Show what runs and what differs from the deploy (exit 1, 3-8 by kind of trouble; README)."""
-    fleet = fleetconfig.for_host(c)
-    if fleet.declared:
+    from ..config import fleet as fleetconfig
+    from ..pipeline import fleetops
+    from ..remote.site import open_site
+    from ..state.status import status_site
+    fleet = _fleet(c)
+    if fleet:
         return fleetops.status(c, fleetconfig.limit(fleet, limit), as_json=json)
     status_site(open_site(c), as_json=json)
 
@@ -72,6 +71,10 @@ def logs(c, lines=None, follow=False, limit=None):
     lines = "20" if lines is None else lines  # a string here: Invoke would refuse 'abc' with a traceback
     if not str(lines).isdigit() or not 0 < int(lines) <= 100000:
         raise Exit(f"logs --lines takes a whole number from 1 to 100000, not {lines!r}", 2)
+    from ..config import fleet as fleetconfig
+    from ..pipeline import fleetops
+    from ..remote.site import Site, open_site
+    from ..switch import logs as programlogs
     fleet = _fleet(c)
     if fleet:
         fleet = fleetconfig.limit(fleet, limit)

@@ -11,11 +11,6 @@ from pathlib import Path
 from fabric import task
 from invoke import Exit
 
-from .. import commands, output
-from ..data.sitecommands import (inspect_script, instance_program, instance_run_command, pack_command, pack_days,
-                                 program_script, remainder_tokens, run_in_site, say_as_whom, stream)
-from ..remote.events import log_event
-from ..remote.site import open_site
 
 
 # Each task ends with Exit(code): besides passing the code on, it keeps Fabric from running the
@@ -24,6 +19,8 @@ from ..remote.site import open_site
 @task(name="run")
 def run_command(c):
     """Run a command in the site: fab -H NAME run -- CMD [ARGS] (quoted; exits with its code)."""
+    from ..data.sitecommands import remainder_tokens, run_in_site, say_as_whom, stream
+    from ..remote.site import open_site
     tokens = remainder_tokens(sys.argv)
     if not tokens:
         raise Exit("give the command after --: fab -H NAME run -- CMD [ARGS...]", 2)
@@ -36,6 +33,10 @@ def run_command(c):
                                  "program": "the instance program (default: the first named instance*)"})
 def instance_run(c, script, program=None):
     """Run a local Python script in the site with bin/instance run (Zope), or the instance's Python."""
+    from .. import commands
+    from ..data.sitecommands import (inspect_script, instance_program, instance_run_command, program_script,
+                                     remainder_tokens, say_as_whom, stream)
+    from ..remote.site import open_site
     local = Path(script)
     if not local.is_file():
         raise Exit(f"instance-run: no such file {script}", 2)
@@ -69,6 +70,10 @@ def instance_run(c, script, program=None):
 @task(help={"days": "days of history to keep (default: [backup] pack_days)"})
 def pack(c, days=None):
     """Pack the ZEO storage now with [backup] zeopack, keeping --days N of history."""
+    from .. import output
+    from ..data.sitecommands import pack_command, pack_days, stream
+    from ..remote.events import log_event
+    from ..remote.site import open_site
     site = open_site(c)
     keep = pack_days(days, site.config)
     code = stream(site, pack_command(site.config, keep))

@@ -131,6 +131,7 @@ def demo_stop(c):
 @task
 def bench(c):
     """Measure deploys, bootstraps and backups: times, downtime, bytes, disk, SSH connections."""
+    c.run(f"{sys.executable} -m benchmarks.startup", pty=False)
     c.run(f"{sys.executable} -m benchmarks.deploy", pty=False)
     c.run(f"{sys.executable} -m benchmarks.switch", pty=False)
     c.run(f"{sys.executable} -m benchmarks.backup", pty=False)

@@ -81,11 +81,17 @@ def test_status_shows_every_health_url_answering_without_its_token(site):
     assert "health-s3cret-token" not in (site.root / "deploy.log").read_text()
 
 
-def test_second_deploy_of_the_same_tree_changes_nothing(site):
+def test_second_deploy_of_the_same_tree_changes_nothing_and_is_one_read(site, sandbox_host):
     before = (site.current(), site.release_ids(), len(site.deploy_log()))
+    log = sandbox_host.state_dir / "sshd.log"
+    offset = log.stat().st_size
     result = site.fab("deploy")
     assert "nothing to deploy" in result.stdout
     assert (site.current(), site.release_ids(), len(site.deploy_log())) == before
+    seen = log.read_text()[offset:]
+    # one login, one read of the host (a second one only when a program had just started): no lock taken
+    assert seen.count("Accepted publickey") == 1, seen
+    assert 1 <= seen.count("Starting session: command") <= 2, seen
 
 
 def test_dry_run_changes_nothing_on_the_host(site):

@@ -225,8 +225,8 @@ def deploy_site(site: Site, force_unlock: bool = False, plan: bool = False, allo
         facts, looping = observed.read_settled(site)
     drifts = drift.find(config, facts, looping)
     converge.refuse_taken_ports(config, drifts)
+    bundle = prepare(site, facts, allow_dirty)
     if plan or site.dry:
-        bundle = prepare(site, facts, allow_dirty)
         existing = _existing(facts, bundle)
         lines = describe_plan(site, facts, bundle, existing.id if existing else bundle.release_id)
         if drifts:
@@ -235,8 +235,10 @@ def deploy_site(site: Site, force_unlock: bool = False, plan: bool = False, allo
                              + [f"drift: {config.redact(d.message)}" for d in drifts]))
         output.say("plan only: the host is unchanged")
         return
+    if not drifts and not facts.lock and not force_unlock and _serves(facts, bundle):
+        output.say(f"nothing to deploy: {facts.current} already has this content")  # one read, no lock: a no-op
+        return
     with lock.held(site, facts, "deploy", force_unlock):
-        bundle = prepare(site, facts, allow_dirty)
         repaired = []
         if drifts and _serves(facts, bundle):
             facts, repaired = converge.converge(site)  # undoing a dead switch may bring back another release

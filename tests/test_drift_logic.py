@@ -11,6 +11,7 @@ from fabfile.config.hostconfig import load
 from fabfile.front import haproxy
 from fabfile.remote.site import Facts, Release
 from fabfile.state import drift
+from fabfile.state.observed import young_programs
 from fabfile.state.status import trouble_code
 
 ROOT = "/srv/site"
@@ -151,3 +152,12 @@ def test_a_process_on_the_same_port_of_another_address_takes_nothing_from_the_si
     everywhere = dict(held, listeners=[{"address": "0.0.0.0", "uid": 1000, "pids": [77]}])
     assert kinds(config, with_observed(facts, ports=dict(facts.observed["ports"], **{"8100": everywhere}))) == \
         ["port-taken"]
+
+
+def test_a_young_program_is_looked_at_twice_unless_the_last_good_switch_saw_this_pid_stay_up(config):
+    facts = healthy_facts(config)  # every program started at 0.0; now is 100.0
+    assert young_programs(facts) == {}
+    young = with_observed(facts, now=2.0)
+    assert young_programs(young) == {"zeoserver": 10, "instance1": 11, "instance2": 12}
+    proven = {"job": "j", "verdict": True, "running": False, "proven": {"instance1": 11, "instance2": 99}}
+    assert young_programs(with_observed(young, switch_job=proven)) == {"zeoserver": 10, "instance2": 12}

@@ -3,7 +3,7 @@
 ``fab backup``, the deploy's backup before the switch, ``fab restore`` and ``rollback
 --with-data`` ship the backup job's code once per version (``<root>/.jobs/code-<digest>/``,
 the same runner and engine cron runs), write a private plan and start the job
-detached (``jobs.start``), then print its log until its verdict. Ctrl-C, SIGKILL or a
+detached (``jobs.run``), then print its log until its verdict. Ctrl-C, SIGKILL or a
 dropped connection leave the job to finish on the host: a backup completes (or
 removes what it wrote), a restore swaps and starts the site (or leaves the live data
 as it was); the next command finds the backup lock free, or held by a live job.
@@ -101,9 +101,8 @@ def run(site: Site, action: str, **plan) -> dict:
     plan = {"action": action, "job": job, "python": site.config.python, "result": f"{directory}/{job}.result.json",
             "settings": schedule.job_settings(site.config), "as_user": data_owner(site),
             "secret_pattern": secret_pattern(site.config.secrets).pattern if site.config.secrets else None, **plan}
-    pid = jobs.start(site, directory, job, plan, f"{code}/run.py")
     try:
-        return jobs.follow(site, directory, job, pid, f"{action} job")
+        return jobs.run(site, directory, job, plan, f"{code}/run.py", what=f"{action} job")
     except jobs.Interrupted:
         raise Exit(f"interrupted: the {action} goes on on the host and finishes by itself "
                    f"(its log: {directory}/{job}.log)", 130) from None

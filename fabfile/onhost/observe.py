@@ -309,8 +309,14 @@ def switch_job():
                 running = True
     except OSError:
         running = False
-    return {"job": newest, "verdict": os.path.exists(os.path.join(directory, newest + ".result.json")),
-            "running": running, "release": plan.get("release"), "leaving": plan.get("leaving")}
+    try:
+        with open(os.path.join(directory, newest + ".result.json")) as handle:
+            verdict = json.load(handle)
+    except (OSError, ValueError):
+        verdict = None
+    return {"job": newest, "verdict": verdict is not None, "running": running, "release": plan.get("release"),
+            "leaving": plan.get("leaving"),
+            "proven": (verdict.get("proven") or {}) if verdict and verdict.get("result") == "ok" else {}}
 
 
 def uids():

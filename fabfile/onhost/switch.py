@@ -27,6 +27,7 @@ stops it later, unless it serves again). A switch within one set is rolling.
 import csv
 import fcntl
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -37,6 +38,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from datetime import datetime, timezone
 
 plan = json.load(open(sys.argv[1]))
@@ -299,7 +301,45 @@ def instances(color):
     return [p for p in plan["programs"] if p["base"] in plan["front_instances"] and p["color"] == color]
 
 
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self.path)
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host):
+        return UnixConnection(self.path)
+
+
+def supervisord_pids():
+    """``{program: pid}`` (0: not RUNNING) straight from supervisord over its socket, in milliseconds; None
+    where the plan names no socket this login may use, or none answers (the plan's commands then ask:
+    supervisorctl costs a Python start each)."""
+    path = plan.get("supervisor_socket")
+    if not path:
+        return None
+    try:
+        infos = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(path)).supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error):
+        return None
+    return {(info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"):
+            (info["pid"] if info["statename"] == "RUNNING" else 0) for info in infos}
+
+
 def running():
+    pids = supervisord_pids()
+    if pids is not None:
+        return {name for name, pid in pids.items() if pid}
     return set(shell(plan["commands"]["running"], "asking what runs").split())
 
 
@@ -311,7 +351,7 @@ def load_config(target, leaving):
         same = leaving is not None and plan.get("manager_config") and read(target) == read(leaving)
     except OSError:
         same = False
-    if same and shell(plan["commands"]["running"], "asking what runs").strip():
+    if same and running():
         return
     shell(plan["commands"]["load"], "loading the process manager's config")
 
@@ -330,6 +370,9 @@ BOOT = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswi
 
 def pid_of(program):
     """The pid the process manager gives the program (0: none)."""
+    pids = supervisord_pids()
+    if pids is not None:
+        return pids.get(program["name"], 0)
     answer = subprocess.run(plan["commands"]["pid"][program["name"]], shell=True, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL).stdout.strip()
     return int(answer) if answer.isdigit() else 0
@@ -381,6 +424,9 @@ def parent_of(pid):
         return None
 
 
+PROVEN = {}  # {program: pid} of the starts this job proved
+
+
 def proven(program, release, label):
     """The process the manager names runs from ``release``, holds the program's port, and is still the same
     pid ``min_uptime`` seconds after it started: else the start does not count (a crash loop never does)."""
@@ -396,6 +442,7 @@ def proven(program, release, label):
     if again != pid or started_at_epoch(pid) is None:
         raise Failure(f"{name} ({label}) did not stay up: pid {pid}, then {again or 'none'} within {settle}s "
                       f"of its start (a crash loop)")
+    PROVEN[name] = pid  # stayed up: a later read that finds this pid need not watch it again
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
@@ -637,7 +684,7 @@ def run():
         hook = run_hook("after_switch")
         if hook and hook["exit"]:
             raise Failure(hook["described"])  # as a failed health check: the release's fault
-        return {"result": "ok", "restarted": restarted, "flip_seconds": state.get("flip")}
+        return {"result": "ok", "restarted": restarted, "flip_seconds": state.get("flip"), "proven": PROVEN}
     except Exception as failure:  # a Failure, or the host itself: go back all the same
         say(f"FAILED: {failure}")
         problem = str(failure) if isinstance(failure, Failure) else f"{type(failure).__name__}: {failure}"

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
-
-from invoke import UnexpectedExit
 
 from .. import commands, onhost
 from .site import Site
@@ -27,48 +26,80 @@ def new_job_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-class Redacted:
-    """A stream for Fabric's output that takes secrets out before it prints."""
-
-    def __init__(self, site: Site):
-        self.config = site.config
-
-    def write(self, text: str) -> None:
-        sys.stdout.write(self.config.redact(text))
-
-    def flush(self) -> None:
-        sys.stdout.flush()
+VERDICT = "--- verdict ---"  # on stderr, between the follow's end and the verdict
 
 
-def start(site: Site, directory: str, job: str, plan: dict, *argv: str) -> str:
-    """Write the plan (0600, over SFTP: its URLs and secrets never show in the process list) and start
-    ``python ARGV... PLAN`` detached in ``<root>``; its pid."""
-    site.write_private(f"{directory}/{job}.json", json.dumps(plan))
+def run(site: Site, directory: str, job: str, plan: dict, *argv: str, prepare: str = "true",
+        what: str = "job") -> dict:
+    """The job in one remote command: ``prepare`` (a command: ship the script), the plan written 0600
+    from our stdin (its URLs and secrets never show in the process list), ``python ARGV... PLAN``
+    started detached in ``<root>``, its log printed as it grows, its verdict read back."""
+    plan_path, log = f"{directory}/{job}.json", f"{directory}/{job}.log"
+    result = f"{directory}/{job}.result.json"
+    follower = commands.python(site.config.python, onhost.source("follow"), log, result) + ' "$pid"'
     # setsid: its own session; no terminal, no stdin. Only the setsid is in the background (not a
-    # subshell with our output open, which would hold the session)
-    command = commands.join(site.config.python, *argv, f"{directory}/{job}.json")
-    return site.run(f"cd {shlex.quote(site.path())} || exit 1; setsid {command}"
-                    f" </dev/null >{shlex.quote(f'{directory}/{job}.log')} 2>&1 & echo $!").stdout.strip()
-
-
-def follow(site: Site, directory: str, job: str, pid: str, what: str = "job") -> dict:
-    """Print the job's log as it grows, until it ends; its verdict."""
+    # subshell with our output open, which would hold the session). $pid is the shell's, unquoted.
+    command = "; ".join([
+        commands.and_then("umask 077", commands.make_directories(directory, mode="0700"), prepare,
+                          f"cat > {shlex.quote(plan_path + '.new')}", commands.join("mv", "-f", plan_path + ".new",
+                                                                                       plan_path),
+                          commands.join("cd", site.path())) + " || exit 1",
+        f"setsid {commands.join(site.config.python, *argv, plan_path)} </dev/null >{shlex.quote(log)} 2>&1 & pid=$!",
+        follower,
+        f"printf '%s\\n' {shlex.quote(VERDICT)} >&2",
+        f"cat {shlex.quote(result)} >&2 2>/dev/null || tail -n 5 {shlex.quote(log)} >&2"])
+    site.connection.open()
+    channel = site.connection.client.get_transport().open_session()
+    site.commands_run += 1
+    printed, errors = LineRedacted(site.config), []
     try:
-        follower = commands.python(site.config.python, onhost.source("follow"), f"{directory}/{job}.log",
-                                   f"{directory}/{job}.result.json", pid)
-        site.commands_run += 1  # streamed, so not through site.run: counted here
-        site.connection.run(follower, hide=False, warn=True, in_stream=False,
-                            out_stream=Redacted(site), err_stream=Redacted(site))
+        channel.exec_command(command)
+        channel.sendall(json.dumps(plan).encode())
+        channel.shutdown_write()
+        while True:
+            if channel.recv_ready():
+                printed.write(channel.recv(65536).decode("utf-8", "replace"))
+            elif channel.recv_stderr_ready():
+                errors.append(channel.recv_stderr(65536).decode("utf-8", "replace"))
+            elif channel.exit_status_ready():
+                break
+            else:
+                time.sleep(0.02)
+        printed.flush()
     except KeyboardInterrupt:
         raise Interrupted(job) from None
-    return read_verdict(site, directory, job, what)
-
-
-def read_verdict(site: Site, directory: str, job: str, what: str = "job") -> dict:
+    finally:
+        channel.close()
+    said = "".join(errors)
+    _, marker, verdict = said.partition(VERDICT + "\n")
     try:
-        text = site.run(commands.join("cat", f"{directory}/{job}.result.json"), changes=False).stdout
-    except UnexpectedExit:
-        log = site.run(commands.join("tail", "-n", "5", f"{directory}/{job}.log"), changes=False, warn=True)
-        return {"result": "failed", "bad": False, "died": True, "went_back": False,
-                "error": f"the {what} died without a verdict: {' / '.join(log.stdout.strip().splitlines())}"}
-    return json.loads(text)
+        return json.loads(verdict) if marker else _no_verdict(said, what)
+    except ValueError:
+        return _no_verdict(verdict, what)
+
+
+def _no_verdict(said: str, what: str = "job") -> dict:
+    lines = " / ".join(line for line in said.strip().splitlines()[-5:])
+    return {"result": "failed", "bad": False, "died": True, "went_back": False,
+            "error": f"the {what} died without a verdict: {lines}"}
+
+
+class LineRedacted:
+    """A stream for our terminal that prints whole lines, secrets taken out (a secret never
+    straddles two writes)."""
+
+    def __init__(self, config):
+        self.config, self.pending = config, ""
+
+    def write(self, text: str) -> None:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            sys.stdout.write(self.config.redact(line) + "\n")
+        sys.stdout.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            sys.stdout.write(self.config.redact(self.pending))
+            self.pending = ""
+        sys.stdout.flush()

@@ -76,7 +76,8 @@ def held(site: Site, facts: Facts, purpose: str, force_unlock: bool = False):
                 output.say(f"[yellow]the lock of {facts.lock.strip()} is stale (its deploy is gone): taking it[/]")
             site.run(commands.and_then(stop_orphaned_builds(site), commands.release_lock(lock_dir)))
     holder = f"{who()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')} for {purpose}"
-    site.run(commands.make_directories(site.path()))
+    if not facts.root_exists:
+        site.run(commands.make_directories(site.path()))
     channel = _take(site, lock_dir, holder)
     if channel is None:
         current = site.run(commands.join("cat", f"{lock_dir}/holder"), changes=False, warn=True).stdout.strip()

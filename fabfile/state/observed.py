@@ -70,12 +70,15 @@ def read(site: Site) -> Facts:
 
 
 def young_programs(facts: Facts) -> dict[str, int]:
-    """``{program: pid}`` of the running programs that started less than ``YOUNG`` seconds ago."""
+    """``{program: pid}`` of the running programs that started less than ``YOUNG`` seconds ago, but those
+    whose pid the last successful switch job saw stay up (a crash loop changes the pid)."""
     observed = facts.observed or {}
     programs = (observed.get("programs") or {}).get("programs") or {}
+    proven = (observed.get("switch_job") or {}).get("proven") or {}
     now = observed.get("now", time.time())
     return {name: found["pid"] for name, found in programs.items()
-            if found.get("process") and now - found["process"]["started"] < YOUNG}
+            if found.get("process") and now - found["process"]["started"] < YOUNG
+            and proven.get(name) != found["pid"]}
 
 
 def read_settled(site: Site) -> tuple[Facts, dict[str, str]]:

@@ -23,6 +23,7 @@ from invoke import Exit
 
 from .. import commands
 from ..remote.events import log_event
+from ..remote.jobs import LineRedacted
 from ..config.hostconfig import HostConfig
 from ..remote.site import Site
 
@@ -77,27 +78,6 @@ def job_hook(config: HostConfig, name: str, directory: str) -> dict | None:
         return None
     return {"name": name, "line": line, "directory": directory, "timeout": config.hook_timeout,
             "command": bounded(config.hook_timeout, "sh", "-c", EVAL)}
-
-
-class LineRedacted:
-    """A stream for Fabric's output that prints whole lines, secrets taken out (a secret never
-    straddles two writes)."""
-
-    def __init__(self, config: HostConfig):
-        self.config, self.pending = config, ""
-
-    def write(self, text: str) -> None:
-        lines = (self.pending + text).split("\n")
-        self.pending = lines.pop()
-        for line in lines:
-            sys.stdout.write(self.config.redact(line) + "\n")
-        sys.stdout.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            sys.stdout.write(self.config.redact(self.pending))
-            self.pending = ""
-        sys.stdout.flush()
 
 
 def run_local(site: Site, name: str) -> HookResult | None:

@@ -76,6 +76,9 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
         "min_uptime": MIN_UPTIME,
         "keep_warm": config.front.keep_warm if config.front else 0,
         "manager_config": supervisor.CONFIG_IN_RELEASE if config.manager == "supervisor" else None,
+        # ours when the deploy login runs supervisord: asked over XML-RPC (else through the commands, sudo)
+        "supervisor_socket": supervisor.socket_path(config)
+        if config.manager == "supervisor" and config.app_user == config.user else None,
         "front_instances": list(config.front.instances) if config.front else [],
         "front": front_plan(config, live) if config.front else None,
         "commands": {
@@ -93,32 +96,16 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
     }
 
 
-def start_job(site: Site, plan: dict) -> str:
-    """Write the plan and the job's script, start it detached; its pid."""
-    directory = state_dir(site.config)
-    site.run(commands.and_then("umask 077", commands.make_directories(directory, mode="0700"),
-                               commands.write_file(f"{directory}/switch.py", onhost.source("switch"))))
-    return jobs.start(site, directory, plan["job"], plan, f"{directory}/switch.py")
-
-
-def follow(site: Site, job: str, pid: str) -> dict:
-    """Print the job's log as it grows, until it ends; its verdict."""
-    return jobs.follow(site, state_dir(site.config), job, pid, "switch job")
-
-
-def read_verdict(site: Site, job: str) -> dict:
-    return jobs.read_verdict(site, state_dir(site.config), job, "switch job")
-
-
 def run_switch(site: Site, release: str, leaving: str | None, **options) -> dict:
     """Switch to ``release`` on the host and wait for the verdict: ``ok``, ``rolled-back`` or ``failed``."""
     plan = build_plan(site.config, release, leaving, jobs.new_job_id(), **options)
     if site.dry:
         print(f"[dry] switch job: {plan['mode']} to {release}")
         return {"result": "ok", "restarted": {}}
-    pid = start_job(site, plan)
+    directory = state_dir(site.config)
     try:
-        return follow(site, plan["job"], pid)
+        return jobs.run(site, directory, plan["job"], plan, f"{directory}/switch.py", what="switch job",
+                        prepare=commands.write_file(f"{directory}/switch.py", onhost.source("switch")))
     except jobs.Interrupted:
         raise Exit(f"interrupted: the switch to {release} goes on on the host and finishes or goes back by "
                    f"itself (its log: {state_dir(site.config)}/{plan['job']}.log); see fab -H "

@@ -56,7 +56,8 @@ def follow_logs(site: Site, lines: int) -> None:
     previous = signal.signal(signal.SIGINT, until.interrupt)
     try:
         site.connection.run(follow_command(site.config, names, lines), hide=False, warn=True,
-                            in_stream=until, out_stream=jobs.Redacted(site), err_stream=jobs.Redacted(site))
+                            in_stream=until, out_stream=jobs.LineRedacted(site.config),
+                            err_stream=jobs.LineRedacted(site.config))
     finally:
         signal.signal(signal.SIGINT, previous)
     output.say("stopped following the logs")

@@ -85,6 +85,7 @@ def killed_then_deployed(site, step: str) -> None:
         assert code.returncode != 0 and "job-died" in code.stdout, code.stdout
         result = site.fab("deploy")
     assert site.current() == release, result.stdout
+    print(result.stdout)  # shown when a check below fails
     assert len(supervisord_pids(site)) == 1
     assert_writes_stored(site, load)
     assert_serving(site, release)

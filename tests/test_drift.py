@@ -62,7 +62,7 @@ def status(site) -> tuple[int, dict]:
 def assert_serving(site, release: str | None = None) -> None:
     """``release`` current, every program of it running, the front answering, ``status`` 0."""
     code, found = status(site)
-    assert code == 0, found
+    assert code == 0, json.dumps(found, indent=1)  # a string: shown whole when it fails
     assert found["drift"] == []
     if release:
         assert site.current() == release

@@ -106,13 +106,13 @@ def main() -> None:
             target = platforms.this_machine()
             local_step("bundle step alone (nothing changed)",
                        lambda: bundles.make(config, target, bundles.release_eggs(config)))
-            site.change_code("# one line changed")
+            site.change_code(f"# one line changed at {time.time()}")  # unique: no wheel cached by a run before
             local_step("release-eggs + bundle after a one-line change",
                        lambda: bundles.make(config, target, bundles.release_eggs(config)))
-            site.change_code("# another line changed")
+            site.change_code(f"# another line changed at {time.time()}")
             change = measure("one-line-change deploy", "deploy", poll=True)
             rollback = measure("rollback", "rollback", poll=True)
-            site.change_code("# a change pushed first")
+            site.change_code(f"# a change pushed first at {time.time()}")
             pushed = measure("push (builds, switches nothing)", "push", poll=True)
             switch_only = measure("deploy after push (switch only)", "deploy", poll=True)
         finally:

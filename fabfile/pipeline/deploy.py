@@ -1,4 +1,5 @@
-"""The deploy chain: bundle, push, build beside the serving release, switch, check, or go back."""
+"""The deploy's steps on one host: bundle, push, build beside the serving release, switch and check;
+``push`` (build only). ``rollout`` runs them over every host of a config."""
 from __future__ import annotations
 
 import json
@@ -7,24 +8,20 @@ from datetime import datetime, timezone
 
 from invoke import Exit, UnexpectedExit
 
-from ..data import backup as backups
 from ..build import bundle as bundles
 from ..front import certificates, haproxy as front
 from .. import commands, output
 from ..build import datadirs, dists, venv
 from ..switch import hooks, job as switch
 from ..sites import hostsites
-from ..remote import lock, notify
+from ..remote import lock
 from . import releases
-from ..data import schedule
-from . import plan as plans
 from ..buildout.profile import ProfileError
 from ..build.bundle import Bundle
 from ..build.dists import DistError, sha256
 from ..build.eggs import EggBuildError
 from ..remote.events import log_event
 from ..remote.site import Facts, Site, who
-from ..state import converge, drift, observed
 
 def missing_dists(bundle: Bundle, facts: Facts, index: str | None = None):
     """The distributions whose sha256 the host does not have yet; with a package ``index``
@@ -214,87 +211,6 @@ def release_wheels(site: Site, facts: Facts, allow_dirty: bool) -> list:
             return bundles.release_eggs(site.config, known=known, allow_dirty=allow_dirty)
     except (bundles.DirtyCheckout, ProfileError, EggBuildError, DistError) as error:
         raise Exit(str(error), 1)
-
-
-def deploy_site(site: Site, force_unlock: bool = False, plan: bool = False, allow_dirty: bool = False) -> None:
-    """The deploy chain on one host: bundle, push, build, switch, check; back by itself on failure."""
-    config = site.config
-    started = time.monotonic()
-    hostsites.check_neighbours(config)
-    with output.step("read the host"):
-        facts, looping = observed.read_settled(site)
-    drifts = drift.find(config, facts, looping)
-    converge.refuse_taken_ports(config, drifts)
-    bundle = prepare(site, facts, allow_dirty)
-    if plan or site.dry:
-        existing = _existing(facts, bundle)
-        lines = describe_plan(site, facts, bundle, existing.id if existing else bundle.release_id)
-        if drifts:
-            lines[-1] = "not a no-op: what runs differs from the deploy (below)"
-        output.say("\n".join(lines + plans.describe(site, facts, bundle)
-                             + [f"drift: {config.redact(d.message)}" for d in drifts]))
-        output.say("plan only: the host is unchanged")
-        return
-    if not drifts and not facts.lock and not force_unlock and _serves(facts, bundle):
-        output.say(f"nothing to deploy: {facts.current} already has this content")  # one read, no lock: a no-op
-        return
-    with lock.held(site, facts, "deploy", force_unlock):
-        repaired = []
-        if drifts and _serves(facts, bundle):
-            facts, repaired = converge.converge(site)  # undoing a dead switch may bring back another release
-        elif drifts:  # what the switch does not put right by itself, before it
-            for line in converge.repair(site, facts, [d for d in drifts if d.kind != "current-missing"],
-                                        programs=False):
-                output.say(f"repaired: {line}")
-            facts = observed.read(site)
-        if _serves(facts, bundle):
-            output.say(f"nothing to deploy: {facts.current} already has this content"
-                       + (f"; repaired: {'; '.join(repaired)}" if repaired else ""))
-            if repaired:
-                log_event(site, "converge", release=facts.current, repaired=repaired)
-            return
-        existing = _existing(facts, bundle)
-        if existing and existing.bad:
-            raise Exit(f"release {existing.id} has this content and is marked bad "
-                       f"({existing.bad.get('reason')}); change something first", 1)
-        release_id = existing.id if existing else bundle.release_id
-        output.say("\n".join(describe_plan(site, facts, bundle, release_id)[:-1] + plans.describe(site, facts, bundle)))
-        notify.send(site, "deploy-started", release_id, who())
-        sent = 0
-        try:
-            run_hook_before_deploy(site)
-            if not existing:
-                sent = build_release(site, facts, bundle, release_id)
-            else:
-                output.say(f"{release_id} is built already: switching to it")
-            run_hook_before_switch(site, release_id)
-            output.say(schedule.install_schedule(site, release_id))
-            gone = facts.current and not facts.release(facts.current)  # and its repozo with it
-            backup = None if gone else backups.backup_before_switch(site, facts.current)
-            with output.step("switch and check"):
-                switch_and_check(site, release_id, facts.current, facts.color)
-            if gone:
-                output.say(f"{facts.current}, which current named, was gone: the backup is taken after the switch")
-                backup = backups.backup_before_switch(site, release_id)
-        except BaseException as error:
-            elapsed = time.monotonic() - started
-            message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted"
-            log_event(site, "deploy-failed", release=release_id, current=facts.current, error=message)
-            notify.send(site, "deploy-failed", release_id, who(), elapsed, message)
-            raise
-        log_event(site, "deploy", release=release_id, previous=facts.current, bytes=sent,
-                  eggs=bundle.eggs, backup=backup and backup.get("stamp"),
-                  seconds=round(time.monotonic() - started, 1))
-        with output.step("cleanup"):
-            releases.cleanup_releases(site, site.facts(), release_id)
-        notify.send(site, "deploy-succeeded", release_id, who(), time.monotonic() - started)
-    output.say(f"[bold green]deployed {release_id} to {config.name} in {time.monotonic() - started:.1f}s "
-               f"({sent} bytes sent, {site.commands_run} remote commands)[/]")
-
-
-def _serves(facts: Facts, bundle: Bundle) -> bool:
-    """``current`` is a release on the host with this bundle's content."""
-    return bool(facts.current and facts.release(facts.current) and bundles.digest_of(facts.current) == bundle.digest)
 
 
 def _existing(facts: Facts, bundle: Bundle):

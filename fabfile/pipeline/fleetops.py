@@ -1,18 +1,16 @@
-"""A fleet's other tasks: status and releases as one table with a host column, rollback of every host
-together."""
+"""A fleet's other tasks: status and releases as one table with a host column."""
 from __future__ import annotations
 
 import json
-import time
 
 from invoke import Exit
 
 from .. import output
 from ..remote import parallel
-from ..switch import job as switch, services
-from ..config.fleet import Fleet, Member
-from .fleet import connected, locked, read_facts, switch_in_order, switch_order, SwitchFailed
-from ..remote.site import Facts, Site
+from ..switch import services
+from ..config.fleet import Fleet
+from .fleet import connected, on_host, read_facts, switch_order
+from ..remote.site import Site
 from ..state import drift, observed
 
 
@@ -68,12 +66,12 @@ def _status_row(site: Site) -> tuple[list[str], list]:
 
 def in_order(c, fleet: Fleet, work, reverse: bool = False) -> None:
     """``work(site)`` on every host, one after another in the switch's order (the ZEO host first), or
-    the other way."""
+    the other way; the one host of a config without ``[fleet]`` under no name."""
     groups = switch_order(fleet)
     with connected(c, fleet) as sites:
         for group in reversed(groups) if reverse else groups:
             for member in group:
-                with output.on_host(member.name):
+                with on_host(fleet, member.name):
                     work(sites[member.name])
 
 
@@ -90,49 +88,3 @@ def releases(c, fleet: Fleet) -> None:
                          "current" if release.id == f.current else "",
                          f"bad: {release.bad.get('reason', '')}" if release.bad else ""])
     output.table(f"releases on {fleet.name}", ["host", "id", "built", "who", "current", "bad"], rows)
-
-
-def rollback_target(fleet: Fleet, facts: dict[str, Facts], to: str | None) -> str:
-    """The release every host goes back to: ``to``, or the newest that is good on every host and older
-    than what each runs now."""
-    def good_everywhere(release_id: str) -> bool:
-        return all((f.release(release_id) or None) and f.release(release_id).good for f in facts.values())
-
-    if to:
-        if not good_everywhere(to):
-            raise Exit(f"{to} is not a good built release on every host of {fleet.name} (see: fab -H {fleet.name} "
-                       f"releases)", 1)
-        return to
-    newest = max((f.current for f in facts.values() if f.current), default=None)
-    candidates = sorted({r.id for f in facts.values() for r in f.releases if newest and r.id < newest})
-    target = next((r for r in reversed(candidates) if good_everywhere(r)), None)
-    if target is None:
-        raise Exit(f"no release before {newest} is good on every host of {fleet.name}", 1)
-    return target
-
-
-def rollback(c, fleet: Fleet, to: str | None = None, force_unlock: bool = False) -> None:
-    """Every host back to one release, in the switch's order; any failure puts every host back."""
-    started = time.monotonic()
-    with connected(c, fleet) as sites:
-        facts = read_facts(fleet, sites)
-        target = rollback_target(fleet, facts, to)
-        if all(f.current == target for f in facts.values()):
-            output.say(f"{target} is already current on every host: nothing to do")
-            return
-        with locked(fleet, sites, facts, target, force_unlock):
-            def one(member: Member) -> dict | None:
-                f = facts[member.name]
-                if f.current == target:
-                    return None
-                with output.step(f"rollback {f.current} -> {target}"):
-                    verdict = switch.run_switch(sites[member.name], target, f.current, live=f.color)
-                if verdict["result"] != "ok":
-                    raise Exit(verdict.get("error", "?"), 1)
-                return verdict
-
-            try:
-                switch_in_order(fleet, sites, facts, target, one, "rollback")
-            except SwitchFailed as failed:
-                raise Exit(f"the rollback to {target} failed:\n{failed}", 1) from None
-    output.say(f"rolled back every host of {fleet.name} to {target} in {time.monotonic() - started:.1f}s")

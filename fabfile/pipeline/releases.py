@@ -1,20 +1,14 @@
-"""Releases on the host: switch ``current``, mark bad, roll back, list, clean up."""
+"""Releases on the host: switch ``current``, mark bad, list, clean up."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 
-from invoke import Exit
-
-from ..data import backup, job as datajob, restore
+from ..data import backup, job as datajob
 from .. import commands, output
-from ..switch import hooks, job as switch
 from . import leftovers
-from ..remote import lock, notify
-from ..remote.events import log_event
+from ..remote import lock
 from ..remote.site import Facts, Release, Site, who
-from ..state import converge, drift, observed
 
 
 def switch_current(site: Site, release_id: str) -> None:
@@ -58,53 +52,6 @@ def cleanup_releases(site: Site, facts: Facts, current: str | None, building: st
     kept = tuple(r.id for r in facts.releases if r.id not in doomed)
     leftovers.clean(site, kept, before_restore_days, mention_kept)
     return doomed
-
-
-def rollback_site(site: Site, to: str | None = None, with_data: bool = False, force_unlock: bool = False) -> None:
-    """One host back to the previous good release (or ``to``), the data too with ``with_data``."""
-    started = time.monotonic()
-    facts = observed.read(site)
-    drifts = [d for d in drift.find(site.config, facts) if d.kind != "current-missing"]
-    converge.refuse_taken_ports(site.config, drifts)
-    if to:
-        target = facts.release(to)
-        if target is None or not target.built:
-            raise Exit(f"no built release {to} on {site.config.name} (see: fab -H {site.config.name} releases)", 1)
-        if target.bad:
-            raise Exit(f"release {to} is marked bad ({target.bad.get('reason')}); pick another", 1)
-    else:
-        target = previous_good(facts.releases, facts.current)
-        if target is None:
-            raise Exit(f"no good release before {facts.current} to roll back to", 1)
-    if target.id == facts.current:
-        output.say(f"{target.id} is already current: nothing to do")
-        return
-    with lock.held(site, facts, target.id, force_unlock):
-        if drifts:  # what the switch does not put right by itself, before it (the programs it restarts)
-            for line in converge.repair(site, facts, drifts, programs=False):
-                output.say(f"repaired: {line}")
-            facts = observed.read(site)
-            if facts.current == target.id:
-                output.say(f"{target.id} is current again: nothing more to do")
-                return
-        leaving = facts.current
-        restored = None
-        if with_data:
-            restored = restore.restore_for_rollback(site, target.id)
-        with output.step(f"rollback {leaving} -> {target.id}"):
-            verdict = switch.run_switch(site, target.id, leaving, live=facts.color)
-        if verdict["result"] != "ok":
-            error = site.config.redact(verdict.get("error", "?"))
-            log_event(site, "rollback-failed", release=target.id, current=leaving, error=error)
-            back = switch.what_serves(site, verdict, leaving)
-            raise Exit(f"rollback to {target.id} failed ({error}); {back}", 1)
-        log_event(site, "rollback", release=target.id, previous=leaving,
-                  data=restored and restored.get("stamp"))
-        notify.send(site, "rollback", target.id, who(), time.monotonic() - started)
-        hook = hooks.run_on_host(site, "after_rollback", site.path("current"), target.id)
-    if hook and not hook.ok:  # the rollback stands: going forward again would bring back what was fled
-        raise Exit(f"rolled back to {target.id}, but {hook.describe()}", 1)
-    output.say(f"rolled back to {target.id} in {time.monotonic() - started:.1f}s")
 
 
 def releases_table(site: Site) -> None:

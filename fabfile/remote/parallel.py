@@ -62,10 +62,13 @@ def interrupts_noted() -> Iterator[threading.Event]:
         _noting = None
 
 
-def run(work: Callable[[T], R], items: dict[str, T], parallel: int) -> tuple[dict[str, R], dict[str, BaseException]]:
+def run(work: Callable[[T], R], items: dict[str, T], parallel: int,
+        alone: bool = False) -> tuple[dict[str, R], dict[str, BaseException]]:
     """``work(item)`` for every item, at most ``parallel`` at once, each thread's output under its name;
     the results and the errors, by name, in the order of ``items``. Ctrl-C lets every host's work go on to
-    its end, then raises ``Interrupted`` (inside an outer ``interrupts_noted``, that one's opener decides)."""
+    its end, then raises ``Interrupted`` (inside an outer ``interrupts_noted``, that one's opener decides).
+    ``alone``: the one host of a config without ``[fleet]``: its work runs here, in this thread, under no
+    name, and Ctrl-C stops it at once (``KeyboardInterrupt``) unless an outer ``interrupts_noted`` holds it."""
     def labelled(name: str, item: T) -> R:
         with output.on_host(name):
             return work(item)
@@ -73,6 +76,13 @@ def run(work: Callable[[T], R], items: dict[str, T], parallel: int) -> tuple[dic
     results: dict[str, R] = {}
     errors: dict[str, BaseException] = {}
     if not items:
+        return results, errors
+    if alone and len(items) == 1:
+        name, item = next(iter(items.items()))
+        try:
+            results[name] = work(item)
+        except Exception as error:  # noqa: BLE001: reported as a host's failure, as a thread's would be
+            errors[name] = error
         return results, errors
     outermost = _noting is None
     with interrupts_noted() as noted:

@@ -11,14 +11,10 @@ from fabric import task
 def deploy(c, force_unlock=False, plan=False, allow_dirty=False, limit=None):
     """Deploy the buildout: bundle, push, build, switch, check; roll back by itself on failure."""
     from ..config import fleet as fleetconfig
-    from ..pipeline import deploy as deploys
-    from ..pipeline import fleet as fleets
-    from ..remote.site import open_site
+    from ..pipeline import rollout
     fleet = fleetconfig.for_host(c)
     fleetconfig.refuse_limit(fleet, limit, "deploy")
-    if fleet.declared:
-        return fleets.deploy_fleet(c, fleet, force_unlock, plan, allow_dirty)
-    deploys.deploy_site(open_site(c), force_unlock, plan, allow_dirty)
+    rollout.deploy(c, fleet, force_unlock, plan, allow_dirty)
 
 
 @task(help={"force_unlock": "remove a stale lock left by an interrupted deploy or push first",

@@ -19,17 +19,10 @@ def rollback(c, to=None, with_data=False, force_unlock=False, limit=None):
         raise Exit(f"rollback --to takes a release id such as 20261122T031500Z-3f2a9c1d (see: fab releases), "
                    f"not {to!r}", 2)
     from ..config import fleet as fleetconfig
-    from ..pipeline import fleetops
-    from ..pipeline import releases as engine
-    from ..remote.site import open_site
+    from ..pipeline import rollout
     fleet = fleetconfig.for_host(c)
     fleetconfig.refuse_limit(fleet, limit, "rollback")
-    if fleet.declared:
-        if with_data:
-            raise Exit(f"{fleet.name}: rollback --with-data is not there for fleets yet: roll back, then "
-                       f"fab -H {fleet.name} restore", 2)
-        return fleetops.rollback(c, fleet, to, force_unlock)
-    engine.rollback_site(open_site(c), to, with_data, force_unlock)
+    rollout.rollback(c, fleet, to, with_data, force_unlock)
 
 
 @task

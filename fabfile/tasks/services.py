@@ -15,38 +15,29 @@ def _fleet(c):
 @task
 def start(c):
     """Start the site's programs, in order (a fleet: host by host, the ZEO host first)."""
+    from ..config import fleet as fleetconfig
     from ..pipeline import fleetops
-    from ..remote.site import open_site
     from ..switch import services
-    fleet = _fleet(c)
-    if fleet:
-        return fleetops.in_order(c, fleet, services.start_site)
-    services.start_site(open_site(c))
+    fleetops.in_order(c, fleetconfig.for_host(c), services.start_site)
 
 
 @task
 def stop(c):
     """Stop the site's programs, in reverse order (a fleet: host by host, the ZEO host last)."""
+    from ..config import fleet as fleetconfig
     from ..pipeline import fleetops
-    from ..remote.site import open_site
     from ..switch import services
-    fleet = _fleet(c)
-    if fleet:
-        return fleetops.in_order(c, fleet, services.stop_site, reverse=True)
-    services.stop_site(open_site(c))
+    fleetops.in_order(c, fleetconfig.for_host(c), services.stop_site, reverse=True)
 
 
 @task(help={"everything": "with a front: also restart the programs outside it (the ZEO server: its "
                           "clients wait for it, requests may fail meanwhile)"})
 def restart(c, everything=False):
     """Restart the site's programs one by one, each healthy before the next (with a front: drained)."""
+    from ..config import fleet as fleetconfig
     from ..pipeline import fleetops
-    from ..remote.site import open_site
     from ..state.converge import restart_converged
-    fleet = _fleet(c)
-    if fleet:
-        return fleetops.in_order(c, fleet, lambda site: restart_converged(site, everything))
-    restart_converged(open_site(c), everything)
+    fleetops.in_order(c, fleetconfig.for_host(c), lambda site: restart_converged(site, everything))
 
 
 @task(help={"limit": "a fleet: only these hosts (host1,host2)",

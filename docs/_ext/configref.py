@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from fabfile.config import crb, keydocs, schema
 
-from markdown import cell, table
+from mdtable import cell, table
 
 WORDS = ("required", "you", "none")  # defaults that are words, not values
 

@@ -11,7 +11,7 @@ import inspect
 from invoke import Collection, Task
 
 from fabfile.paths import PROJECT
-from markdown import cell, table
+from mdtable import cell, table
 
 
 def flags(argument) -> str:

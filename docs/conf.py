@@ -14,6 +14,7 @@ myst_heading_anchors = 4            # [text](page.md#a-heading) links, checked b
 myst_enable_extensions = ["colon_fence"]
 graphviz_output_format = "svg"
 html_theme = "alabaster"
-html_theme_options = {"description": "one-command deploys, rollbacks and backups of zc.buildout sites"}
+html_theme_options = {"description": "one-command deploys, rollbacks and backups of zc.buildout sites",
+                      "page_width": "1200px", "sidebar_width": "240px"}  # room for the reference tables
 html_static_path = []
-suppress_warnings = []
+smartquotes = False                 # --to stays two hyphens, as typed

@@ -3,7 +3,8 @@
 The configuration and task references are the Markdown the docs build includes
 (``docs/_ext/configref.py``, ``docs/_ext/taskref.py``); these tests read that text as a
 reader would, and hold it against the loader's own check of a key (``schema.check_known``)
-and against the tasks ``fab`` and ``invoke`` list. The README stays a front page.
+and against the tasks ``fab`` and ``invoke`` list. The README stays a front page whose links
+land (the docs build checks its own links; the README is not part of it).
 """
 from __future__ import annotations
 
@@ -131,3 +132,20 @@ def test_the_readme_names_every_task_and_the_layers():
     for layer in ("tasks", "pipeline", "state", "data", "host", "sites", "switch", "front", "remote", "build",
                   "programs", "config", "buildout", "backups"):
         assert re.search(rf"^  (\S+/ )?{layer}/ ", readme, re.M), layer
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub and MyST make it: lower case, punctuation dropped, spaces as dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readme_links_to_pages_and_headings_that_exist():
+    readme = (PROJECT / "README.md").read_text()
+    links = re.findall(r"\]\(((?!https?:)[^)#]+)(?:#([^)]+))?\)", readme)
+    assert len(links) > 15
+    for target, anchor in links:
+        page = PROJECT / target
+        assert page.is_file(), target
+        if anchor:
+            headings = re.findall(r"^#{1,6} (.+)$", page.read_text(), re.M)
+            assert anchor in {slug(h) for h in headings}, (target, anchor)

@@ -24,6 +24,11 @@ def write(directory: Path) -> None:
             path.write_text(text)
 
 
+def write_references(app) -> None:
+    """On ``builder-inited``: the generated files beside the pages that include them."""
+    write(Path(app.srcdir) / "_generated")
+
+
 def setup(app):
-    app.connect("builder-inited", lambda app: write(Path(app.srcdir) / "_generated"))
+    app.connect("builder-inited", write_references)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

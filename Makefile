@@ -1,4 +1,4 @@
-# make demo / make test: set-up included, nothing else needed.
+# make demo / make test / make docs: set-up included, nothing else needed.
 
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +6,7 @@ VENV := .venv
 WORKERS ?= 3
 BIN := $(VENV)/bin
 
-.PHONY: venv ensure-sshd sandbox sandbox-stop test demo demo-stop bench
+.PHONY: venv docs-venv ensure-dot ensure-sshd sandbox sandbox-stop test demo demo-stop bench docs
 
 venv: $(VENV)/.stamp
 
@@ -16,6 +16,17 @@ $(VENV)/.stamp: requirements.txt
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $@
+
+# The manual's own packages (requirements-docs.txt), on top of the project's venv.
+docs-venv: $(VENV)/.docs-stamp
+
+$(VENV)/.docs-stamp: $(VENV)/.stamp requirements-docs.txt
+	$(BIN)/python -m pip install -q -r requirements-docs.txt
+	touch $@
+
+# Graphviz's dot draws the architecture's pictures (SVG) while the docs build.
+ensure-dot:
+	bash docs/ensure-dot.sh
 
 ensure-sshd:
 	bash sandbox/ensure-sshd.sh
@@ -37,3 +48,8 @@ demo-stop: venv
 
 bench: venv
 	$(BIN)/invoke bench
+
+# The manual: warnings are errors (a broken link or anchor, a key without a meaning);
+# the references are made from the code as it builds. Opens at docs/_build/html/index.html.
+docs: docs-venv ensure-dot
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html

@@ -1,4 +1,4 @@
-"""Integration: the README's two commands, as written, from a machine with no SSH key of its own; and a
+"""Integration: the two commands of docs/bootstrap.md (and the README), as written, from a machine with no SSH key of its own; and a
 Plone-style Zope buildout whose programs run as a separate ``app_user``.
 
 One fresh chroot host. First ``HOME`` is an empty directory (no ``~/.ssh``, no agent) and the

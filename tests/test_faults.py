@@ -7,7 +7,7 @@ would; the SSH server is killed on the host's side (the sshd processes serving t
 connection, or the whole sandbox sshd). After each: the site serves through the front
 and on every health URL, the data equals what was stored before, and the next plain
 command (no --force-unlock, no step on the host) succeeds. A known bug stays a strict
-xfail whose reason says what happens and where; the README's fault table lists them all.
+xfail whose reason says what happens and where; the fault table in docs/faults.md lists them all.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from test_front import front_extra, request, stop_front, zeoserver_pid
 
 SIGNALS = (signal.SIGINT, signal.SIGKILL)
 
-# (the README's name for the step, what the output shows when the signal lands)
+# (the fault table's name for the step (docs/faults.md), what the output shows when the signal lands)
 DEPLOY_STEPS = [
     ("push", "▸ push"),
     ("buildout", "▸ buildout"),

@@ -2,7 +2,7 @@
 hidden in a function to dodge one (but in a task, which loads its engine when it runs).
 
 The layers are named in ``pyproject.toml`` (``[tool.importlinter]``) and in the README's layout
-section; import-linter checks them with grimp's graph, which counts the imports inside functions too.
+section and docs/architecture.md (whose picture is drawn from this graph); import-linter checks them with grimp's graph, which counts the imports inside functions too.
 """
 from __future__ import annotations
 

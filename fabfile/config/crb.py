@@ -26,7 +26,7 @@ TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 class Option:
     default: str          # CRB's default
     ours: str | None      # the [backup] key it sets here; None: it means nothing here
-    meaning: str          # what it does here (README table, load-time warnings)
+    meaning: str          # what it does here (docs: the CRB table and the configuration reference; load-time warnings)
 
 
 OPTIONS: dict[str, Option] = {

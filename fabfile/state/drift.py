@@ -20,7 +20,7 @@ from ..programs import supervisor
 from ..remote.site import Facts
 from .observed import own_front_files
 
-# ``fab status`` exit codes (README: "fab status for a monitor"); 2 is a config error
+# ``fab status`` exit codes (docs/operations.md: "fab status for a monitor"); 2 is a config error
 NOTHING_DEPLOYED, PROGRAM_DOWN, HEALTH_FAILING, LAST_RUN_FAILED, FRONT_WRONG, MAINTENANCE_ON, PORT_TAKEN = \
     1, 3, 4, 5, 6, 7, 8
 

@@ -43,7 +43,7 @@ def restart(c, everything=False):
 @task(help={"limit": "a fleet: only these hosts (host1,host2)",
             "json": "print what was found as one JSON document, for a monitor (same exit code)"})
 def status(c, limit=None, json=False):
-    """Show what runs and what differs from the deploy (exit 1, 3-8 by kind of trouble; README)."""
+    """Show what runs and what differs from the deploy (exit 1, 3-8 by kind of trouble; docs/operations.md)."""
     from ..config import fleet as fleetconfig
     from ..pipeline import fleetops
     from ..remote.site import open_site

@@ -132,3 +132,15 @@ def test_a_name_with_no_config_lists_the_configs_even_when_one_is_broken(tmp_pat
     assert "no host config for 'typo'" in message and "there are: broken, good" in message
     assert "skipped, they do not load: broken (broken.cfg: [nonsense]" in message
     assert hostconfig.resolve("plone.example.org", tmp_path, environ={}).name == "good"
+
+
+def test_min_uptime_reaches_the_switch_jobs_plan_and_is_bounded_by_the_health_timeout(tmp_path):
+    from fabfile.switch.job import build_plan
+    default = hostconfig.load(write(tmp_path, "a.cfg", GOOD), environ={})
+    assert default.min_uptime == 3 and build_plan(default, "r2", "r1", "job")["min_uptime"] == 3
+    longer = hostconfig.load(write(tmp_path, "b.cfg", GOOD + "[deploy]\nmin_uptime = 10\n"), environ={})
+    assert build_plan(longer, "r2", "r1", "job")["min_uptime"] == 10
+    with pytest.raises(ConfigError, match=r"\[deploy\] min_uptime = 90: longer than health_timeout \(60 s\)"):
+        hostconfig.load(write(tmp_path, "c.cfg", GOOD + "[deploy]\nmin_uptime = 90\n"), environ={})
+    with pytest.raises(ConfigError, match="min_uptime"):
+        hostconfig.load(write(tmp_path, "d.cfg", GOOD + "[deploy]\nmin_uptime = 0\n"), environ={})

@@ -211,7 +211,7 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
         index=get("buildout", "index"),
         manager=manager, programs=programs,
         keep_releases=get("deploy", "keep_releases", 5),
-        health_timeout=get("deploy", "health_timeout", 60),
+        health_timeout=get("deploy", "health_timeout", 60), min_uptime=_min_uptime(values, get),
         allow_dirty=get("deploy", "allow_dirty", True), switch=switch, front=front,
         backup_keep=get("backup", "keep", 2),
         backup_keep_blob_days=get("backup", "keep_blob_days", 14),
@@ -250,6 +250,16 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
         hook_timeout=get("hooks", "hook_timeout", 600),
         overrides=overrides, green=green, secrets=secrets,
     )
+
+
+def _min_uptime(values, get) -> int:
+    """``[deploy] min_uptime``: a start is proven by the same pid that long after it; within the health
+    timeout, or no start could ever count."""
+    uptime, timeout = get("deploy", "min_uptime", 3), get("deploy", "health_timeout", 60)
+    if uptime > timeout:
+        raise ConfigError(f"{origin_of(values, 'deploy', 'min_uptime')}: [deploy] min_uptime = {uptime}: "
+                          f"longer than health_timeout ({timeout} s), no start could count")
+    return uptime
 
 
 def _offsite(values, get) -> offsites.Offsite | None:

@@ -101,6 +101,8 @@ KEYS: dict[str, dict[str, tuple[str, str]]] = {
     "deploy": {
         "keep_releases": ("5", "built releases cleanup keeps (plus current and the previous good one)"),
         "health_timeout": ("60", "seconds to wait for every health URL"),
+        "min_uptime": ("3", "seconds a started program must keep its pid before its start counts (a crash loop "
+                            "never does); at most `health_timeout`"),
         "allow_dirty": ("true", "`false` forbids `--allow-dirty`: the host takes committed code only"),
         "switch": ("`rolling` with a `[front]`, else `stopstart`",
                    "`rolling`, `bluegreen` (supervisor, needs `[green]` and `green_address`) or `stopstart`"),

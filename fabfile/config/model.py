@@ -96,6 +96,7 @@ class HostConfig:
     programs: tuple[Program, ...] = ()
     keep_releases: int = 5
     health_timeout: int = 60
+    min_uptime: int = 3              # seconds a started program keeps its pid before its start counts
     allow_dirty: bool = True
     switch: str = "stopstart"          # stopstart | rolling (the default with a [front])
     front: Front | None = None

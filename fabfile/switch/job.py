@@ -36,10 +36,6 @@ def running_programs(config: HostConfig) -> str:
     return commands.join("sh", "-c", script, "sh", systemd.site_slug(config), *(p.name for p in config.programs))
 
 
-# seconds a started program must keep its pid before its start counts (a crash loop never does)
-MIN_UPTIME = 3
-
-
 
 def front_plan(config: HostConfig, live: str) -> dict:
     """How the job talks to the front: HAProxy's admin socket, or nginx's upstream file and reload."""
@@ -73,7 +69,7 @@ def build_plan(config: HostConfig, release: str, leaving: str | None, job: str, 
                       "health_url": p.green_health_url if link == "green" else p.health_url,
                       "port": port_of(p.green_address if link == "green" else instance_address(p)),
                       "command": p.command, "script": shlex.split(p.command)[0]} for name, p, link in processes],
-        "min_uptime": MIN_UPTIME,
+        "min_uptime": config.min_uptime,
         "keep_warm": config.front.keep_warm if config.front else 0,
         "manager_config": supervisor.CONFIG_IN_RELEASE if config.manager == "supervisor" else None,
         # ours when the deploy login runs supervisord: asked over XML-RPC (else through the commands, sudo)

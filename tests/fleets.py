@@ -20,10 +20,12 @@ ROLES = {"front": "front", "data": "zeo backup", "app1": "app", "app2": "app"}
 
 
 def config_text(*, host: str, members: dict[str, str], buildout: Path, ports: dict[str, int], bind: str,
-                zeo_role: str = "", health_timeout: int = 30) -> str:
+                zeo_role: str = "", health_timeout: int = 30, front: str = "control = self\n",
+                services: str = "") -> str:
     """The fleet's hostconfig: ``host`` the lines of ``[host]`` (every host's defaults), ``members`` each
     host's own lines (its roles are added), ``ports`` zeo, instance1, instance2, front and admin;
-    ``zeo_role`` more lines for ``[role:zeo]`` (its ``port``: the firewall's)."""
+    ``zeo_role`` more lines for ``[role:zeo]`` (its ``port``: the firewall's); ``front`` more lines for
+    ``[front]`` (by default the front runs as the deploy login); ``services`` more lines for ``[services]``."""
     hosts = "".join(f"[host:{name}]\n{own}roles = {ROLES[name]}\n" for name, own in members.items())
     return f"""
 [fleet]
@@ -37,7 +39,7 @@ programs = instance1 instance2
 [buildout]
 directory = {buildout}
 [services]
-programs = zeoserver instance1 instance2
+{services}programs = zeoserver instance1 instance2
 [program:instance1]
 health_url = http://${{host:private_address}}:{ports['instance1']}/health
 [program:instance2]
@@ -45,8 +47,7 @@ health_url = http://${{host:private_address}}:{ports['instance2']}/health
 [deploy]
 health_timeout = {health_timeout}
 [front]
-control = self
-bind = {bind}
+{front}bind = {bind}
 http_port = {ports['front']}
 admin_port = {ports['admin']}
 domains = {DOMAIN}

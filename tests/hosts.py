@@ -433,11 +433,19 @@ def stop(host: TestHost) -> None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=STOP_TIMEOUT)
     host.leader = None
-    # the namespace's first process outlives its killed parent a moment, ending the others first
-    deadline = time.monotonic() + STOP_TIMEOUT
+    # the namespace's first process outlives its killed parent a moment, ending the others first; a
+    # booted one whose poweroff did not end in time (nspawn killed) is killed too, and with it its namespace
+    deadline, killed = time.monotonic() + STOP_TIMEOUT, False
     while any(running(pid) for pid in init):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and killed:
             raise HostError(f"{host.name}: its processes {init} did not end")
+        if time.monotonic() > deadline:
+            for pid in init:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            deadline, killed = time.monotonic() + STOP_TIMEOUT, True
         time.sleep(0.02)
 
 

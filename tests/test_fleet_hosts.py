@@ -1,6 +1,7 @@
 """Integration: a fleet on four test hosts of their own (issue 9): a front host, a data host and two app
-hosts, each a fresh Debian in its own network namespace, all on one bridge (so they reach each other, and
-this machine reaches them at their addresses), bootstrapped by the tool with root's password.
+hosts, each a fresh Debian booted with systemd in its own network namespace, all on one bridge (so they
+reach each other, and this machine reaches them at their addresses), bootstrapped by the tool with root's
+password and the defaults: the front is HAProxy under systemd, as bootstrap-host installs it.
 Each host has a private address too, in a /24 of its own on the same bridge, where this machine has
 none: the fleet's hosts reach each other there (``private_address``), as on a provider's private
 network; SSH and the load come to the public ``address``.
@@ -51,8 +52,9 @@ CONNECT = ("import socket, sys\n"
 class Rig:
     """Four test hosts on a bridge, the fleet's files here, and ``fab -H fleet``."""
 
-    def __init__(self, workdir, members: dict[str, hosts.TestHost], private: dict[str, str]):
-        self.workdir, self.hosts, self.private = workdir, members, private
+    def __init__(self, workdir, members: dict[str, hosts.TestHost], private: dict[str, str],
+                 manager: str = "supervisor"):
+        self.workdir, self.hosts, self.private, self.manager = workdir, members, private, manager
         self.buildout, self.configs = workdir / "buildout", workdir / "hostconfigs"
         shutil.copytree(REPO / "example", self.buildout, ignore=BUILD_JUNK)
         self.configs.mkdir()
@@ -68,7 +70,8 @@ class Rig:
         (self.configs / "fleet.cfg").write_text(fleets.config_text(
             host=f"user = deploy\nidentity = {key}\nroot = {ROOT}\nfirewall = true\n",
             members=own, buildout=self.buildout, ports=PORTS, bind="*", zeo_role=f"port = {PORTS['zeo']}\n",
-            health_timeout=60))
+            health_timeout=60, front="",  # the front as bootstrap-host installs it: HAProxy under systemd
+            services=f"manager = {manager}\n"))
         self.env = {**os.environ, "DEPLOY_HOSTCONFIGS": str(self.configs)}
         self.bootstrapped: subprocess.CompletedProcess | None = None
         self.deployed: subprocess.CompletedProcess | None = None
@@ -108,6 +111,9 @@ class Rig:
                 for name, host in self.hosts.items()}
 
     def zeo_pid(self) -> str:
+        if self.manager == "systemd":
+            return self.hosts["data"].run("systemctl", "show", "-p", "MainPID", "--value",
+                                          "srv-site-zeoserver.service").stdout.strip()
         return self.hosts["data"].run(f"{ROOT}/venv/bin/supervisorctl", "-c", f"{ROOT}/current/etc/supervisord.conf",
                                       "pid", "zeoserver", user="deploy").stdout.strip()
 
@@ -129,17 +135,24 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    """Four chroot hosts on a bridge of their own; destroyed (their processes with them) afterwards."""
-    require(not hosts.problems(), "; ".join(hosts.problems()))
-    workdir = tmp_path_factory.mktemp("fleet-hosts")
+    """Four hosts booted with systemd on a bridge of their own, the programs under supervisor."""
+    yield from made_rig(tmp_path_factory, "supervisor")
+
+
+def made_rig(tmp_path_factory, manager: str):
+    """Four hosts booted with systemd on a bridge of their own, the site's programs under ``manager``;
+    destroyed (their processes with them) afterwards."""
+    require(not hosts.problems(booted=True), "; ".join(hosts.problems(booted=True)))
+    workdir = tmp_path_factory.mktemp(f"fleet-hosts-{manager}")
     bridge = hosts.Bridge.create()
     try:
-        made = hosts.create_many(workdir / "hosts", len(fleets.ROLES), bridge=bridge, host_keys=FAST_HOST_KEYS)
+        made = hosts.create_many(workdir / "hosts", len(fleets.ROLES), booted=True, bridge=bridge,
+                                 host_keys=FAST_HOST_KEYS)
         private = {}
         for name, host in zip(fleets.ROLES, made):
             private[name] = f"{PRIVATE_SUBNET}.{bridge.index}.{host.slot}"
             host.run("ip", "addr", "add", f"{private[name]}/24", "dev", "eth0")
-        yield Rig(workdir, dict(zip(fleets.ROLES, made)), private)
+        yield Rig(workdir, dict(zip(fleets.ROLES, made)), private, manager)
     finally:
         bridge.destroy()
 
@@ -154,7 +167,9 @@ def test_bootstrap_host_readies_every_host_at_once_each_with_its_firewall(rig):
     for name, host in rig.hosts.items():
         table = nft_table(host)
         assert firewall.marker_line(host.path(firewall.RULES_PATH).read_text()) in table, name
-        assert host.run("id", "-nG", "deploy").stdout.split() == ["deploy"], name
+        # on the front host, deploy may use HAProxy's admin socket (the front runs under systemd, as haproxy)
+        groups = ["deploy", "haproxy"] if name == "front" else ["deploy"]
+        assert host.run("id", "-nG", "deploy").stdout.split() == groups, name
     apps = {rig.private["app1"], rig.private["app2"]}
     zeo_rule = next(line for line in nft_table(rig.hosts["data"]).splitlines() if f"dport {PORTS['zeo']}" in line)
     assert set(zeo_rule.split("{")[1].split("}")[0].replace(",", " ").split()) == apps, zeo_rule
@@ -266,6 +281,42 @@ def test_a_code_change_then_a_rollback_under_load_drop_no_request_and_keep_the_z
     assert rig.currents() == {leaving}
     assert rig.zeo_pid() == zeo
     fleets.assert_no_request_failed(load, rig.objects())
+
+
+def test_a_foreign_process_on_an_app_hosts_instance_port_stops_the_deploy_with_every_host_on_its_release(rig):
+    """instance1 stopped on app2 and another program listening on its port: the change deploy is refused
+    before anything changes on any host, the holder named; once it is gone, a plain deploy converges."""
+    rig.first_deploy()
+    app2, port = rig.hosts["app2"], PORTS["instance1"]
+    before, releases = rig.currents(), rig.releases()
+    app2.run(f"{ROOT}/venv/bin/supervisorctl", "-c", f"{ROOT}/current/etc/supervisord.conf", "stop", "instance1",
+             user="deploy")
+    holder = app2.run("sh", "-c", f"python3 -m http.server --bind {rig.private['app2']} {port} </dev/null "
+                      f">/dev/null 2>&1 & echo $!").stdout.strip()
+    try:
+        deadline = time.monotonic() + 30
+        while f":{port}" not in app2.run("ss", "-Hltn", f"sport = :{port}").stdout:
+            assert time.monotonic() < deadline, "http.server never listened"
+            time.sleep(0.2)
+        fleets.change_code(rig.buildout, "# fleet on hosts: a change a foreign process on app2 stops")
+        result = rig.fab("deploy", check=False)
+        said = result.stdout + result.stderr
+        assert result.returncode == 1, said
+        assert "another process holds a port of the site; nothing was changed on any host" in said, said
+        assert f"app2: port {port}" in said and f"pid {holder}: python3 -m http.server" in said, said
+        assert rig.currents() == before and rig.releases() == releases
+        assert not any(rig.hosts[name].path(f"{ROOT}/.lock").exists() for name in rig.hosts)
+    finally:
+        app2.run("kill", holder, check=False)
+    deadline = time.monotonic() + 30
+    while f":{port}" in app2.run("ss", "-Hltn", f"sport = :{port}").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with rig.load() as load:
+        result = rig.fab("deploy")  # no step by hand: instance1 back on app2, the change deployed
+    after = rig.currents()
+    assert len(after) == 1 and after != before, (after, result.stdout)
+    fleets.assert_no_request_failed(load, rig.objects())
+    assert rig.fab("status").returncode == 0
 
 
 def test_backup_on_the_data_host_and_restore_with_the_app_hosts_stopped_behind_the_maintenance_page(rig):

@@ -358,7 +358,7 @@ def bootstrap_one(c, config: HostConfig) -> None:
                 continue
             if change.needs_key_login:
                 with output.step(f"check that {config.user} logs in with the deploy key alone"):
-                    why = check_key_login(c, config)
+                    why = check_key_login(c, config, attempts=3)
                 if why:
                     raise Exit(f"{config.user}@{config.address} cannot log in with the deploy key ({why}); "
                                f"sshd was left as it was: {change.what} needs that first", 1)

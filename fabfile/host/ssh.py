@@ -126,7 +126,9 @@ HARDEN_UNDO_HINT = {
 
 def key_login(c, config: HostConfig, attempts: int = 1) -> Connection:
     """A new connection as ``user`` with the deploy key and nothing else (no password, no root);
-    up to ``attempts`` tries while sshd does not answer (a refused key is final)."""
+    up to ``attempts`` tries while sshd does not answer or closes the connection before it says yes or
+    no (paramiko calls that an authentication failure too: "transport shut down or saw EOF"); a refused
+    key is final."""
     key = deploy_key(config)
     kwargs = {name: value for name, value in (c.connect_kwargs or {}).items() if name != "password"}
     if key.is_file():
@@ -142,7 +144,8 @@ def key_login(c, config: HostConfig, attempts: int = 1) -> Connection:
             return connection
         except (paramiko.SSHException, OSError) as error:
             connection.close()
-            if isinstance(error, paramiko.AuthenticationException) or attempt >= attempts:
+            refused = isinstance(error, paramiko.AuthenticationException) and "saw EOF" not in str(error)
+            if refused or attempt >= attempts:
                 raise
         attempt += 1
         time.sleep(0.5)  # sshd re-reading its config closes its listener for a moment

@@ -48,7 +48,7 @@ def connected(c, fleet: Fleet):
     """Every host's Site, connected at once (at most ``parallel``); one unreachable host: every other
     connection closed, nothing changed anywhere."""
     warn(fleet.members[0].config)
-    sites, errors = parallel.open_sites(c, fleet.members, fleet.parallel)
+    sites, errors = parallel.open_sites(c, fleet.members, fleet.parallel, alone=not fleet.declared)
     if errors and not fleet.declared:
         raise next(iter(errors.values()))
     if errors:

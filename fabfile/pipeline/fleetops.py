@@ -1,4 +1,5 @@
-"""A fleet's other tasks: status and releases as one table with a host column."""
+"""The other tasks over the config's hosts: start, stop and restart in order, status; a fleet's releases
+as one table with a host column."""
 from __future__ import annotations
 
 import json
@@ -7,29 +8,45 @@ from invoke import Exit
 
 from .. import output
 from ..remote import parallel
-from ..switch import services
 from ..config.fleet import Fleet
-from .fleet import connected, on_host, read_facts, switch_order
-from ..remote.site import Site
-from ..state import drift, observed
+from .fleet import connected, each, on_host, read_facts, switch_order
+from ..remote.site import warn
+from ..state import status as hoststatus
 
 
 def status(c, fleet: Fleet, as_json: bool = False) -> None:
-    """Every host's release, programs, health and drift in one table; exit 1 when a host is down or unwell."""
-    sites, errors = parallel.open_sites(c, fleet.members, fleet.parallel)  # a host down is a row, not a traceback
-    try:
-        rows, failed = parallel.run(_status_row, sites, fleet.parallel)
+    """Every host's release, programs, health and drift: one host's in its tables, a fleet's one row per
+    host; exit by the worst trouble found (docs/operations.md), 1 for a fleet's host out of reach or a
+    fleet split between releases."""
+    warn(fleet.members[0].config)
+    sites, errors = parallel.open_sites(c, fleet.members, fleet.parallel, alone=not fleet.declared)
+    try:  # a host down is a row, not a traceback
+        reports, failed = each(fleet, lambda m: hoststatus.read(sites[m.name]), [m for m in fleet.members
+                                                                                 if m.name in sites])
     finally:
         for site in sites.values():
             site.close()
     errors.update(failed)
+    if not fleet.declared:
+        if errors:
+            raise next(iter(errors.values()))
+        report = next(iter(reports.values()))
+        if as_json:
+            print(report.site.config.redact(json.dumps(report.as_dict(), indent=1)))
+            if report.code:
+                raise Exit(code=report.code)
+            return
+        hoststatus.show(report)
+        if report.code:
+            raise Exit(hoststatus.trouble(report), report.code)
+        return
     table, drifts = [], {}
     for member in fleet.members:
         if member.name in errors:
             table.append([member.name, " ".join(member.roles), "-", "unreachable", parallel.message(errors[member.name]),
                           "-"])
         else:
-            row, drifts[member.name] = rows[member.name]
+            row, drifts[member.name] = _status_row(reports[member.name])
             table.append([member.name, " ".join(member.roles), *row])
     currents = {row[2] for row in table if row[3] != "unreachable"}
     unwell = [row[0] for row in table if row[3] in ("unreachable", "not running") or row[4] not in ("ok", "-")
@@ -46,20 +63,22 @@ def status(c, fleet: Fleet, as_json: bool = False) -> None:
                 output.say(f"[yellow]{name}: {drifted.kind}:[/] {drifted.message}")
         if len(currents) > 1:
             output.say(f"[yellow]the hosts are on different releases: {' '.join(sorted(currents))}[/]")
-    if unwell or len(currents) > 1:
-        raise Exit(f"{fleet.name}: " + (f"not well on {' '.join(unwell)}" if unwell else "split between releases"), 1)
+    if unwell or len(currents) > 1:  # a switch that failed and was undone everywhere is no trouble now
+        codes = {reports[name].code for name in unwell if name in reports} - {0, hoststatus.LAST_RUN_FAILED}
+        code = next((found for found in hoststatus.WORST_FIRST if found in codes), 1)
+        raise Exit(f"{fleet.name}: " + (f"not well on {' '.join(unwell)}" if unwell else "split between releases"),
+                   code)
 
 
-def _status_row(site: Site) -> tuple[list[str], list]:
-    facts, looping = observed.read_settled(site)
-    found = drift.find(site.config, facts, looping) if facts.current else []
+def _status_row(report: hoststatus.Report) -> tuple[list[str], list]:
+    facts = report.facts
+    found = list(report.drifts) if facts.current else []
     programs = ((facts.observed or {}).get("programs") or {}).get("programs") or {}
     running = [name for name, state in programs.items() if state["state"] in ("RUNNING", "active")]
-    urls = [url for _, url in services.live(site) if url] if facts.current else []
-    health = site.run(services.health_command(site, urls, 3), changes=False, warn=True) if urls else None
-    failed = json.loads(health.stdout or "{}").get("failed", {}) if health else {}
-    row = [facts.current or "none", f"{len(running)} running" if running or not site.config.programs else "not running",
-           ("failing: " + " ".join(failed)) if failed else ("ok" if urls else "-"),
+    failed = report.answers.get("failed", {})
+    row = [facts.current or "none",
+           f"{len(running)} running" if running or not report.site.config.programs else "not running",
+           ("failing: " + " ".join(failed)) if failed else ("ok" if report.urls else "-"),
            " ".join(sorted({d.kind for d in found})) or "-"]
     return row, found
 

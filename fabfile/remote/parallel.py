@@ -98,9 +98,9 @@ def run(work: Callable[[T], R], items: dict[str, T], parallel: int,
     return results, errors
 
 
-def open_sites(c, members, parallel: int) -> tuple[dict, dict[str, BaseException]]:
+def open_sites(c, members, parallel: int, alone: bool = False) -> tuple[dict, dict[str, BaseException]]:
     """A connected Site for each fleet member that answers, at once; the others' errors, by name."""
-    return run(lambda member: Site(c, member.config), {m.name: m for m in members}, parallel)
+    return run(lambda member: Site(c, member.config), {m.name: m for m in members}, parallel, alone)
 
 
 def run_all(work: Callable[[T], R], items: dict[str, T], parallel: int) -> dict[str, R]:

@@ -1,4 +1,4 @@
-"""What ``fab status`` reads on one host, and the exit code it gives a monitor.
+"""What ``fab status`` reads on each host, how it shows one host, and the exit code it gives a monitor.
 
 One read of what runs (``observed.read_settled``: a second look only where a program is young),
 the differences from what the hostconfig wants (``drift``), the health URLs, the last switch and
@@ -7,12 +7,11 @@ the last backup; the exit code is the worst kind of trouble found, 0 only when t
 from __future__ import annotations
 
 import json
-
-from invoke import Exit
+from dataclasses import dataclass
 
 from .. import output
 from ..remote.events import last_backup_command
-from ..remote.site import Site
+from ..remote.site import Facts, Site
 from ..switch.services import health_command, live
 from . import drift, observed
 from .drift import (FRONT_WRONG, HEALTH_FAILING, LAST_RUN_FAILED, MAINTENANCE_ON, NOTHING_DEPLOYED, PORT_TAKEN,
@@ -51,8 +50,34 @@ def program_rows(site: Site, facts) -> list[list[str]]:
     return rows
 
 
-def status_site(site: Site, as_json: bool = False) -> None:
-    """Show what runs on one host, and whether each health URL answers; exit by the worst trouble."""
+@dataclass
+class Report:
+    """What ``status`` read on one host: the facts, the drift, the health URLs' answers, the last backup,
+    and the exit code they make."""
+    site: Site
+    facts: Facts
+    drifts: tuple[drift.Drift, ...]
+    urls: list[str]
+    answers: dict
+    last_backup: dict | None
+    code: int
+
+    def health(self, url: str) -> str:
+        return "ok" if url in self.answers.get("answered", {}) else self.answers.get("failed", {}).get(url, "?")
+
+    def as_dict(self) -> dict:
+        config, facts = self.site.config, self.facts
+        return {"site": config.name, "current": facts.current,
+                "serving_set": facts.color if config.switch == "bluegreen" else None, "code": self.code,
+                "trouble": SAID.get(self.code), "drift": [d.as_dict() for d in self.drifts],
+                "programs": {row[0]: dict(zip(("state", "pid", "release", "up_seconds"), row[1:]))
+                             for row in program_rows(self.site, facts)},
+                "health": {url: self.health(url) for url in self.urls},
+                "last_switch": facts.last_switch, "last_backup": self.last_backup}
+
+
+def read(site: Site) -> Report:
+    """One host's status: one read of what runs, its drift, its health URLs asked, its last backup."""
     facts, looping = observed.read_settled(site)
     config = site.config
     drifts = tuple(drift.find(config, facts, looping))
@@ -63,36 +88,35 @@ def status_site(site: Site, as_json: bool = False) -> None:
     answers = json.loads(health.stdout or "{}") if health else {}
     health_failed = bool(answers.get("failed")) or (bool(urls) and not answers)
     code = trouble_code(facts.current is not None, False, health_failed, facts.last_switch, last_backup, drifts)
-    if as_json:
-        print(config.redact(json.dumps({
-            "site": config.name, "current": facts.current, "serving_set": facts.color if config.switch == "bluegreen"
-            else None, "code": code, "trouble": SAID.get(code), "drift": [d.as_dict() for d in drifts],
-            "programs": {row[0]: dict(zip(("state", "pid", "release", "up_seconds"), row[1:]))
-                         for row in program_rows(site, facts)},
-            "health": {url: "ok" if url in answers.get("answered", {}) else answers.get("failed", {}).get(url, "?")
-                       for url in urls},
-            "last_switch": facts.last_switch, "last_backup": last_backup}, indent=1)))
-        if code:
-            raise Exit(code=code)
-        return
+    return Report(site, facts, drifts, urls, answers, last_backup, code)
+
+
+def show(report: Report) -> None:
+    """One host's status in words and tables: its release, last switch and backup, programs, health, drift."""
+    config, facts = report.site.config, report.facts
     output.say(f"current release: {facts.current or 'none'}"
                + (f" (the {facts.color} set serves)" if config.switch == "bluegreen" else ""))
     if facts.current is None:
-        raise Exit(f"nothing is deployed on {config.name}", NOTHING_DEPLOYED)
+        return
     if facts.last_switch:
         last = facts.last_switch
         output.say(config.redact(f"last switch: to {last.get('release')} at {last.get('finished')}: "
                                  f"{last.get('result')}" + (f" ({last['error']})" if last.get("error") else "")))
-    if last_backup:
+    if report.last_backup:
+        last_backup = report.last_backup
         output.say(config.redact(
             f"last backup: {last_backup.get('time')}: "
             + (f"failed ({last_backup.get('error')})" if last_backup["event"] == "backup-failed"
                else f"{last_backup.get('kind')} {last_backup.get('stamp')}, verified")))
-    output.table("programs", ["program", "state", "pid", "runs release", "up (s)"], program_rows(site, facts))
-    rows = [[config.redact(url), config.redact(
-        "ok" if url in answers.get("answered", {}) else answers.get("failed", {}).get(url, "?"))] for url in urls]
-    output.table("health", ["url", "answer"], rows)
-    for found_drift in drifts:
+    output.table("programs", ["program", "state", "pid", "runs release", "up (s)"], program_rows(report.site, facts))
+    output.table("health", ["url", "answer"],
+                 [[config.redact(url), config.redact(report.health(url))] for url in report.urls])
+    for found_drift in report.drifts:
         output.say(f"[yellow]{found_drift.kind}:[/] {config.redact(found_drift.message)}")
-    if code:
-        raise Exit(SAID[code] + "".join(f"\n  {d.message}" for d in drifts if d.code == code), code)
+
+
+def trouble(report: Report) -> str:
+    """Why a host's status is not 0, in words: the kind, then each drift of that kind."""
+    if report.facts.current is None:
+        return f"nothing is deployed on {report.site.config.name}"
+    return SAID[report.code] + "".join(f"\n  {d.message}" for d in report.drifts if d.code == report.code)

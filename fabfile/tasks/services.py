@@ -5,13 +5,6 @@ from fabric import task
 from invoke import Exit
 
 
-def _fleet(c):
-    """The fleet ``-H`` names, or None for one host."""
-    from ..config import fleet as fleetconfig
-    fleet = fleetconfig.for_host(c)
-    return fleet if fleet.declared else None
-
-
 @task
 def start(c):
     """Start the site's programs, in order (a fleet: host by host, the ZEO host first)."""
@@ -46,12 +39,7 @@ def status(c, limit=None, json=False):
     """Show what runs and what differs from the deploy (exit 1, 3-8 by kind of trouble; docs/operations.md)."""
     from ..config import fleet as fleetconfig
     from ..pipeline import fleetops
-    from ..remote.site import open_site
-    from ..state.status import status_site
-    fleet = _fleet(c)
-    if fleet:
-        return fleetops.status(c, fleetconfig.limit(fleet, limit), as_json=json)
-    status_site(open_site(c), as_json=json)
+    fleetops.status(c, fleetconfig.limit(fleetconfig.for_host(c), limit), as_json=json)
 
 
 @task(help={"lines": "how many lines of each log (default 20)",
@@ -64,19 +52,9 @@ def logs(c, lines=None, follow=False, limit=None):
         raise Exit(f"logs --lines takes a whole number from 1 to 100000, not {lines!r}", 2)
     from ..config import fleet as fleetconfig
     from ..pipeline import fleetops
-    from ..remote.site import Site, open_site
     from ..switch import logs as programlogs
-    fleet = _fleet(c)
-    if fleet:
-        fleet = fleetconfig.limit(fleet, limit)
-        if follow and len(fleet.members) > 1:
-            raise Exit(f"logs --follow follows one host: add --limit HOST ({' '.join(fleet.names)})", 2)
-        if not follow:
-            return fleetops.in_order(c, fleet, lambda site: programlogs.show_logs(site, int(lines)))
-        site = Site(c, fleet.members[0].config)
-    else:
-        site = open_site(c)
-    if follow:
-        programlogs.follow_logs(site, int(lines))
-        return
-    programlogs.show_logs(site, int(lines))
+    fleet = fleetconfig.limit(fleetconfig.for_host(c), limit)
+    if follow and len(fleet.members) > 1:
+        raise Exit(f"logs --follow follows one host: add --limit HOST ({' '.join(fleet.names)})", 2)
+    work = programlogs.follow_logs if follow else programlogs.show_logs
+    fleetops.in_order(c, fleet, lambda site: work(site, int(lines)))

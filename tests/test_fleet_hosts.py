@@ -53,8 +53,8 @@ class Rig:
     """Four test hosts on a bridge, the fleet's files here, and ``fab -H fleet``."""
 
     def __init__(self, workdir, members: dict[str, hosts.TestHost], private: dict[str, str],
-                 manager: str = "supervisor"):
-        self.workdir, self.hosts, self.private, self.manager = workdir, members, private, manager
+                 manager: str = "supervisor", tls: bool = False):
+        self.workdir, self.hosts, self.private, self.manager, self.tls = workdir, members, private, manager, tls
         self.buildout, self.configs = workdir / "buildout", workdir / "hostconfigs"
         shutil.copytree(REPO / "example", self.buildout, ignore=BUILD_JUNK)
         self.configs.mkdir()
@@ -70,7 +70,8 @@ class Rig:
         (self.configs / "fleet.cfg").write_text(fleets.config_text(
             host=f"user = deploy\nidentity = {key}\nroot = {ROOT}\nfirewall = true\n",
             members=own, buildout=self.buildout, ports=PORTS, bind="*", zeo_role=f"port = {PORTS['zeo']}\n",
-            health_timeout=60, front="",  # the front as bootstrap-host installs it: HAProxy under systemd
+            # the front as bootstrap-host installs it: HAProxy under systemd (tls: its own certificate, HTTPS)
+            health_timeout=60, front="tls = internal\n" if tls else "",
             services=f"manager = {manager}\n"))
         self.env = {**os.environ, "DEPLOY_HOSTCONFIGS": str(self.configs)}
         self.bootstrapped: subprocess.CompletedProcess | None = None
@@ -123,8 +124,9 @@ class Rig:
         return json.loads(app1.http_get(f"http://{self.private['app1']}:{PORTS['instance1']}/objects.json"))
 
     def load(self) -> Load:
-        """The load from this machine, on the bridge, to the front host's address."""
-        return Load(PORTS["front"], DOMAIN, address=self.hosts["front"].address, tls=False, max_seconds=SLOW)
+        """The load from this machine, on the bridge, to the front host's address (over HTTPS with ``tls``)."""
+        return Load(443 if self.tls else PORTS["front"], DOMAIN, address=self.hosts["front"].address, tls=self.tls,
+                    max_seconds=SLOW)
 
     def connects(self, source: str, target: str, port: int, private: bool = True) -> str:
         """From inside host ``source``: "open", or why a TCP connection to host ``target`` (its private
@@ -139,9 +141,9 @@ def rig(tmp_path_factory):
     yield from made_rig(tmp_path_factory, "supervisor")
 
 
-def made_rig(tmp_path_factory, manager: str):
-    """Four hosts booted with systemd on a bridge of their own, the site's programs under ``manager``;
-    destroyed (their processes with them) afterwards."""
+def made_rig(tmp_path_factory, manager: str, tls: bool = False):
+    """Four hosts booted with systemd on a bridge of their own, the site's programs under ``manager``, the
+    front on HTTPS with ``tls``; destroyed (their processes with them) afterwards."""
     require(not hosts.problems(booted=True), "; ".join(hosts.problems(booted=True)))
     workdir = tmp_path_factory.mktemp(f"fleet-hosts-{manager}")
     bridge = hosts.Bridge.create()
@@ -152,7 +154,7 @@ def made_rig(tmp_path_factory, manager: str):
         for name, host in zip(fleets.ROLES, made):
             private[name] = f"{PRIVATE_SUBNET}.{bridge.index}.{host.slot}"
             host.run("ip", "addr", "add", f"{private[name]}/24", "dev", "eth0")
-        yield Rig(workdir, dict(zip(fleets.ROLES, made)), private, manager)
+        yield Rig(workdir, dict(zip(fleets.ROLES, made)), private, manager, tls)
     finally:
         bridge.destroy()
 

@@ -137,7 +137,7 @@ def key_login(c, config: HostConfig, attempts: int = 1) -> Connection:
     attempt = 1
     while True:
         connection = Connection(config.address, user=config.user, port=config.port, connect_kwargs=kwargs,
-                                config=c.config)
+                                config=c.config.clone())  # its own: threads connect at once
         hostkeys.check_host_keys(connection, config.known_hosts, output.say)
         try:
             connection.open()

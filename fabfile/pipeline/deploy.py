@@ -1,5 +1,5 @@
-"""The deploy's steps on one host: bundle, push, build beside the serving release, switch and check;
-``push`` (build only). ``rollout`` runs them over every host of a config."""
+"""The deploy's steps on one host: bundle, push, build beside the serving release, switch and check.
+``rollout`` runs them over every host of a config."""
 from __future__ import annotations
 
 import json
@@ -13,14 +13,11 @@ from ..front import certificates, haproxy as front
 from .. import commands, output
 from ..build import datadirs, dists, venv
 from ..switch import hooks, job as switch
-from ..sites import hostsites
-from ..remote import lock
 from . import releases
 from ..buildout.profile import ProfileError
 from ..build.bundle import Bundle
 from ..build.dists import DistError, sha256
 from ..build.eggs import EggBuildError
-from ..remote.events import log_event
 from ..remote.site import Facts, Site, who
 
 def missing_dists(bundle: Bundle, facts: Facts, index: str | None = None):
@@ -211,43 +208,3 @@ def release_wheels(site: Site, facts: Facts, allow_dirty: bool) -> list:
             return bundles.release_eggs(site.config, known=known, allow_dirty=allow_dirty)
     except (bundles.DirtyCheckout, ProfileError, EggBuildError, DistError) as error:
         raise Exit(str(error), 1)
-
-
-def _existing(facts: Facts, bundle: Bundle):
-    """A built release on the host with this bundle's content."""
-    return next((r for r in facts.releases if bundles.digest_of(r.id) == bundle.digest and r.built), None)
-
-
-def push_site(site: Site, force_unlock: bool = False, allow_dirty: bool = False) -> None:
-    """Upload and build the release beside the serving one under the deploy lock; switch nothing. The
-    release it leaves is built and not current, so a later deploy of the same content only switches."""
-    started = time.monotonic()
-    hostsites.check_neighbours(site.config)
-    with output.step("read the host"):
-        facts = site.facts()
-    if site.dry:
-        bundle = prepare(site, facts, allow_dirty)
-        output.say("\n".join(describe_plan(site, facts, bundle, bundle.release_id)))
-        output.say("plan only: the host is unchanged")
-        return
-    with lock.held(site, facts, "push", force_unlock):
-        bundle = prepare(site, facts, allow_dirty)
-        if facts.current and bundles.digest_of(facts.current) == bundle.digest:
-            output.say(f"nothing to push: {facts.current} is current and already has this content")
-            return
-        existing = _existing(facts, bundle)
-        if existing and existing.bad:
-            raise Exit(f"release {existing.id} has this content and is marked bad "
-                       f"({existing.bad.get('reason')}); change something first", 1)
-        if existing:
-            output.say(f"nothing to push: {existing.id} is built already with this content "
-                       f"(fab -H {site.config.name} deploy switches to it)")
-            return
-        release_id = bundle.release_id
-        output.say("\n".join(describe_plan(site, facts, bundle, release_id)[:-1]))
-        sent = build_release(site, facts, bundle, release_id)
-        log_event(site, "push", release=release_id, current=facts.current, bytes=sent, eggs=bundle.eggs,
-                  seconds=round(time.monotonic() - started, 1))
-    output.say(f"[bold green]pushed {release_id} to {site.config.name} in {time.monotonic() - started:.1f}s "
-               f"({sent} bytes sent, {site.commands_run} remote commands); "
-               f"{facts.current or 'nothing'} still serves: fab -H {site.config.name} deploy switches[/]")

@@ -123,7 +123,7 @@ def roll_out(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts], made
 
 
 def build_everywhere(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts], made: dict[str, Bundle],
-                     release_id: str) -> dict[str, int]:
+                     release_id: str, built: str = ": switching to it") -> dict[str, int]:
     """Push and build on every host that lacks the built release, at once; the bytes sent, by host. A
     host that fails: nothing switches anywhere, and what the others built stays for the next deploy."""
     missing = [m for m in fleet.members
@@ -131,7 +131,7 @@ def build_everywhere(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Fact
     for member in fleet.members:
         if member not in missing:
             with fleets.on_host(fleet, member.name):
-                output.say(f"{release_id} is built already: switching to it")
+                output.say(f"{release_id} is built already{built}")
 
     def build(member: Member) -> int:
         return deploys.build_release(sites[member.name], facts[member.name], made[member.name], release_id)
@@ -195,6 +195,53 @@ def switch_everywhere(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Fac
         reason = "; ".join(f"{name}: {parallel.message(e)}" for name, e in failed.errors.items())
         fleets.each(fleet, lambda m: releases.mark_bad(sites[m.name], release_id, reason))
         raise Exit(f"the switch to {release_id} failed:\n{failed}; {release_id} marked bad on every host", 1) from None
+
+
+def push(c, fleet: Fleet, force_unlock: bool = False, allow_dirty: bool = False) -> None:
+    """Upload and build the release beside the serving one on every host, under the deploy lock; switch
+    nothing. What it leaves is built and not current, so a deploy of the same content only switches."""
+    started = time.monotonic()
+    for member in fleet.members:
+        hostsites.check_neighbours(member.config)
+    with fleets.connected(c, fleet) as sites:
+        with output.step(f"read {len(sites)} hosts" if fleet.declared else "read the host"):
+            facts = fleets.read_facts(fleet, sites)
+        if any(site.dry for site in sites.values()):
+            made = fleets.make_bundles(fleet, sites, facts, allow_dirty)
+            release_id, _ = fleets.release_for(fleet, facts, fleets.digest(fleet, made))
+            for member in fleet.members:
+                with fleets.on_host(fleet, member.name):
+                    output.say("\n".join(deploys.describe_plan(sites[member.name], facts[member.name],
+                                                               made[member.name], release_id)))
+            output.say("plan only: no host was changed" if fleet.declared else "plan only: the host is unchanged")
+            return
+        with fleets.locked(fleet, sites, facts, "push", force_unlock):
+            made = fleets.make_bundles(fleet, sites, facts, allow_dirty)
+            content = fleets.digest(fleet, made)
+            current = next(iter(facts.values())).current
+            if fleets.serving(facts, content):
+                output.say(f"nothing to push: {current} is current and already has this content")
+                return
+            release_id, refused = fleets.release_for(fleet, facts, content)
+            if refused:
+                raise Exit(refused, 1)
+            if all(f.release(release_id) and f.release(release_id).built for f in facts.values()):
+                output.say(f"nothing to push: {release_id} is built already with this content "
+                           f"(fab -H {fleet.name} deploy switches to it)")
+                return
+            for member in fleet.members:
+                with fleets.on_host(fleet, member.name):
+                    output.say("\n".join(deploys.describe_plan(sites[member.name], facts[member.name],
+                                                               made[member.name], release_id)[:-1]))
+            sent = build_everywhere(fleet, sites, facts, made, release_id, built="")
+            fleets.each(fleet, lambda m: log_event(sites[m.name], "push", release=release_id,
+                                                   current=facts[m.name].current, bytes=sent.get(m.name, 0),
+                                                   eggs=made[m.name].eggs, seconds=round(time.monotonic() - started, 1)))
+    commands = sum(site.commands_run for site in sites.values())
+    where = f"{len(sites)} hosts of {fleet.name}" if fleet.declared else fleet.name
+    output.say(f"[bold green]pushed {release_id} to {where} in {time.monotonic() - started:.1f}s "
+               f"({sum(sent.values())} bytes sent, {commands} remote commands); "
+               f"{current or 'nothing'} still serves: fab -H {fleet.name} deploy switches[/]")
 
 
 def rollback(c, fleet: Fleet, to: str | None = None, with_data: bool = False, force_unlock: bool = False) -> None:

@@ -174,7 +174,10 @@ def connect(c, config: HostConfig, user: str, login_hint: str) -> Connection:
     if key.is_file():
         kwargs.setdefault("key_filename", str(key))
     kwargs.setdefault("timeout", 20)
-    connection = Connection(config.address, user=user, port=config.port, connect_kwargs=kwargs, config=c.config)
+    # a config of its own: connections made at once in threads must not share one (Fabric's is not
+    # thread-safe: "No attribute or config key found for 'gateway'" was seen, one host in four)
+    connection = Connection(config.address, user=user, port=config.port, connect_kwargs=kwargs,
+                            config=c.config.clone())
     hostkeys.check_host_keys(connection, config.known_hosts, output.say)
     where = f"{user}@{config.address}:{config.port}"
     try:

@@ -21,6 +21,6 @@ def deploy(c, force_unlock=False, plan=False, allow_dirty=False, limit=None):
             "allow_dirty": "push develop eggs with uncommitted files (a hostconfig may forbid it)"})
 def push(c, force_unlock=False, allow_dirty=False):
     """Upload and build the release beside the serving one; switch nothing (deploy then only switches)."""
-    from ..pipeline import deploy as deploys
-    from ..remote.site import open_site
-    deploys.push_site(open_site(c), force_unlock, allow_dirty)
+    from ..config import fleet as fleetconfig
+    from ..pipeline import rollout
+    rollout.push(c, fleetconfig.for_host(c), force_unlock, allow_dirty)

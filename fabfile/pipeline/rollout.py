@@ -60,6 +60,7 @@ def deploy(c, fleet: Fleet, force_unlock: bool = False, plan: bool = False, allo
 
 
 def nothing_to_deploy(fleet: Fleet, facts: dict[str, Facts]) -> str:
+    """What a deploy that finds its content serving says: one host's release, or every host's."""
     current = next(iter(facts.values())).current
     if fleet.declared:
         return f"nothing to deploy: every host of {fleet.name} runs {current}"

@@ -89,7 +89,7 @@ def test_the_haproxy_config_balances_checks_redirects_and_rewrites_for_zope(tmp_
     assert "bind :80\n" in text and 'bind :443 ssl crt "/srv/site/front/certs/site.pem"' in text
     assert "redirect scheme https code 301 unless { ssl_fc }" in text
     assert "server instance1 127.0.0.1:8081 check" in text and "server instance2 127.0.0.1:8082 check" in text
-    assert 'http-check send meth GET uri "/health"' in text
+    assert "http-check send meth GET uri '/health'" in text
     assert ("set-path /VirtualHostBase/%[ssl_fc,iif(https,http)]/%[var(txn.vhost)]:%[dst_port]"
             "/Plone/VirtualHostRoot%[path]") in text
     assert "acl our_host req.hdr(host),field(1,:),lower -m str www.example.org" in text
@@ -216,3 +216,43 @@ def test_a_root_too_long_for_haproxys_admin_socket_is_refused_only_when_the_site
         hostconfig.load(path, environ={})
     path.write_text(SITE.replace("root = /srv/site", f"root = {long_root}") + "[front]\ncontrol = systemd\n")
     assert hostconfig.load(path, environ={}).root == long_root  # Debian's haproxy.service: /run/haproxy/admin.sock
+
+
+@pytest.mark.parametrize("path, written", [
+    ("/health${HOME}", "'/health${HOME}'"),       # HAProxy expands $ inside double quotes, not inside single
+    ("/health$HOME", "'/health$HOME'"),
+    ("/it's", "'/it'\\''s'"),
+    ('/a"b\\d?q=1', "'/a\"b\\d?q=1'"),
+])
+def test_a_health_url_reaches_haproxy_in_strong_quotes_so_nothing_in_it_is_expanded(tmp_path, path, written):
+    load(tmp_path, "control = self\n")
+    path_file = tmp_path / "prod.cfg"
+    path_file.write_text(path_file.read_text().replace("8081/health", "8081" + path.replace("$", "$$")))
+    config = hostconfig.load(path_file, environ={})
+    assert front.check_path(config) == path
+    assert f"    http-check send meth GET uri {written}\n" in front.render_config(config)
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/haproxy").exists(), reason="needs haproxy")
+def test_haproxy_reads_a_health_path_with_dollars_and_quotes_as_one_word(tmp_path):
+    import subprocess
+    path_file = tmp_path / "prod.cfg"
+    path_file.write_text(SITE.replace("8081/health", "8081/h$${HOME}'x\"#y") + "[front]\ncontrol = self\n")
+    config = hostconfig.load(path_file, environ={})
+    (tmp_path / "maintenance.html").write_text("down")
+    (tmp_path / "maintenance.map").write_text("")
+    text = front.render_config(config).replace("/srv/site/front/run", str(tmp_path)).replace(
+        "/srv/site/front", str(tmp_path))
+    (tmp_path / "haproxy.cfg").write_text(text)
+    result = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                            capture_output=True, text=True, env={"HOME": "/root", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8081/a b", "http://127.0.0.1:8081/a\tb",
+                                 "http://127.0.0.1:8081/\x7f"])
+def test_a_health_url_with_spaces_or_control_characters_is_refused(tmp_path, url):
+    path_file = tmp_path / "prod.cfg"
+    path_file.write_text(SITE.replace("http://127.0.0.1:8081/health", url))
+    with pytest.raises(ConfigError, match=r"prod.cfg: \[program:instance1\] health_url: .*space"):
+        hostconfig.load(path_file, environ={})

@@ -65,7 +65,12 @@ def test_without_a_front_the_switch_stops_and_starts(tmp_path):
     ("server = apache\n", "server", "is not one of"),
     ("instances = instance9\n", "instances", "not in [services] programs"),
     ("instances = zeoserver\n", "instances", "no host:port"),
-    ("drain_timeout = -1\n", "drain_timeout", "must not be negative"),
+    ("drain_timeout = -1\n", "drain_timeout", "out of range: 0 or more"),
+    ("drain_timeout = 10000000000\n", "drain_timeout", "at most 86400"),
+    ("retry_after = -5\n", "retry_after", "out of range: 0 or more"),
+    ("retry_after = 99999999999999999999\n", "retry_after", "at most 86400"),
+    ("keep_warm = 9999999999\n", "keep_warm", "at most 86400"),
+    ("keep_warm = \u0663\u0660\u0660\n", "keep_warm", "is not a whole number"),
     ("bind = 127.0.0.1; evil\n", "bind", "is not *, an IP address or a hostname"),
 ])
 def test_a_bad_front_stops_naming_file_section_and_key(tmp_path, section, key, words):

@@ -101,6 +101,21 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("host", "port", "0", "is not a TCP port (1-65535)"),
     ("host", "port", "70000", "is not a TCP port (1-65535)"),
     ("host", "root", "/srv/" + "a" * 90, "supervisor's socket"),
+    # numbers in ASCII digits, each with a bound its use can hold
+    ("deploy", "health_timeout", "\u0666\u0660", "is not a whole number (digits 0-9)"),       # Arabic-Indic 60
+    ("deploy", "keep_releases", "\uff15", "is not a whole number (digits 0-9)"),              # fullwidth 5
+    ("deploy", "keep_releases", "\u00b2", "is not a whole number (digits 0-9)"),
+    ("deploy", "keep_releases", "1_000", "is not a whole number (digits 0-9)"),
+    ("host", "port", "\u0662\u0662", "is not a whole number (digits 0-9)"),
+    ("deploy", "health_timeout", "99999999999999999999999", "out of range: 1 or more, at most 86400"),
+    ("deploy", "health_timeout", "9" * 5000, "out of range: 1 or more, at most 86400"),
+    ("deploy", "min_uptime", "86401", "at most 86400"),
+    ("hooks", "hook_timeout", "10000000000", "at most 86400"),
+    ("deploy", "keep_releases", "100000", "at most 10000"),
+    ("backup", "keep", "99999", "at most 10000"),
+    ("backup", "keep_blob_days", "100000", "at most 36500"),
+    ("backup", "pack_days", "1e9", "is not a whole number"),
+    ("host", "swap", "\u0665\u0661\u0662M", "is not auto, off or a size"),
 ])
 def test_a_hostile_value_is_refused_naming_file_section_and_key(tmp_path, section, key, value, words):
     path = write(tmp_path, section, key, value)

@@ -333,10 +333,7 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
             fail(key, f"{port} is the port of {taken[port]}")
     if http_port == https_port and tls != "off":
         fail("https_port", "must differ from http_port")
-    drain_timeout, keep_warm = get("front", "drain_timeout", 30), get("front", "keep_warm", 300)
-    for key, value in (("drain_timeout", drain_timeout), ("keep_warm", keep_warm)):
-        if value < 0:
-            fail(key, "must not be negative")
+    drain_timeout, keep_warm = get("front", "drain_timeout", 30), get("front", "keep_warm", 300)  # 0 to a day
     acme_port = get("front", "acme_port", 8402)
     if tls == "acme" and acme_port in (*taken, http_port, https_port):
         fail("acme_port", f"{acme_port} is taken by the front or an instance")

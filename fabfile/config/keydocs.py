@@ -12,8 +12,11 @@ from __future__ import annotations
 KINDS: dict[str, str] = {
     "str": "text, one line",
     "int": "a whole number",
-    "count": "a whole number, 0 or more",
-    "positive": "a whole number, 1 or more",
+    "count": "a whole number, 0 to 10000",
+    "positive": "a whole number, 1 to 10000",
+    "seconds": "a number of seconds, 0 to 86400 (a day)",
+    "timeout": "a number of seconds, 1 to 86400 (a day)",
+    "days": "a number of days, 0 to 36500",
     "port": "a TCP port, 1-65535",
     "ports": "TCP ports, separated by spaces",
     "bool": "true or false (yes/no, on/off, 1/0)",

@@ -17,7 +17,8 @@ from .model import ConfigError
 MANAGERS = ("supervisor", "systemd")
 
 
-# section -> {key: kind}; kinds: str, int, count (>= 0), positive (>= 1), port, bool, list,
+# section -> {key: kind}; kinds: str, int, count (0-10000), positive (1-10000), seconds (0-86400), timeout
+# (1-86400), days (0-36500), port, bool, list,
 # root (absolute on the host), localpath, address, user, python, command, url, names (program
 # names), ports (TCP ports), swap (auto, off or a size: 512M, 2G), release_paths (relative to the release), var_path(s) (under <root>/var), backup_path,
 # hook (a shell command line)
@@ -35,22 +36,22 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "services": {"manager": "str", "programs": "names"},
     "program:*": {"command": "command", "health_url": "url", "address": "str", "green_address": "str"},
-    "deploy": {"keep_releases": "positive", "health_timeout": "positive", "min_uptime": "positive", "allow_dirty": "bool",
+    "deploy": {"keep_releases": "positive", "health_timeout": "timeout", "min_uptime": "timeout", "allow_dirty": "bool",
                "switch": "str"},
     "front": {"server": "str", "domains": "list", "tls": "str", "email": "str", "acme_directory": "url",
               "acme_ca_bundle": "localpath", "acme_port": "port",
               "site_path": "str", "instances": "list", "bind": "str", "http_port": "port",
-              "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "int",
-              "retry_after": "int", "keep_warm": "int",
+              "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "seconds",
+              "retry_after": "seconds", "keep_warm": "seconds",
               "admin_port": "port"},
     "green": {"*": "str"},
-    "backup": {"keep": "count", "keep_blob_days": "count", "before_deploy": "bool",
+    "backup": {"keep": "count", "keep_blob_days": "days", "before_deploy": "bool",
                "filestorage": "var_path", "blobstorage": "var_path", "additional_filestorages": "var_paths",
                "location": "backup_path", "blob_location": "backup_path", "snapshot_location": "backup_path",
                "blob_snapshot_location": "backup_path", "pre_command": "str", "post_command": "str",
                "quick": "bool", "gzip": "bool", "verify": "str", "blob_archive": "str",
                "schedule_incremental": "str", "schedule_full": "str", "zeopack_before_full": "bool",
-               "pack_days": "count", "zeopack": "str",
+               "pack_days": "days", "zeopack": "str",
                # collective.recipe.backup's own (``crb.py``): the keys it sets here, or a warning at load time
                "zip_location": "backup_path", "blob_zip_location": "backup_path", "only_blobs": "bool",
                "debug": "bool", "full": "bool", "use_rsync": "bool", "rsync_options": "rsync_options",
@@ -58,7 +59,7 @@ SCHEMA: dict[str, dict[str, str]] = {
                "enable_zipbackup": "bool", "alternative_restore_source": "alternative", "locationprefix": "site_path"},
     "notify": {"webhook": "str", "syslog": "str"},
     "hooks": {"before_deploy": "hook", "before_switch": "hook", "after_switch": "hook", "after_rollback": "hook",
-              "hook_timeout": "positive"},
+              "hook_timeout": "timeout"},
     "overrides": {"*": "str"},
     "fleet": {"hosts": "names", "parallel": "positive", "batch": "str"},  # fleetconfig.py
     "role:*": {"programs": "names", "port": "port"},
@@ -74,6 +75,18 @@ SCHEMA["backup"].update({"offsite": "offsite_url", "offsite_identity": "host_pat
 
 for _name in crb.OPTIONS:  # CRB's other names: translated into the keys above before they are typed
     SCHEMA["backup"].setdefault(_name, "crb")
+
+
+DAY = 86400
+
+
+# number kind -> (least, most): a bound for each, so nothing a timer, a sleep or a count cannot hold
+# reaches the host (Python's time.sleep and threading timers overflow on huge numbers)
+NUMBERS = {"int": (-2**63, 2**63 - 1), "count": (0, 10000), "positive": (1, 10000), "seconds": (0, DAY),
+           "timeout": (1, DAY), "days": (0, 36500)}
+
+
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 LIST_KINDS = ("list", "ports", "names", "release_paths", "var_paths", "alternative", "crb")  # whitespace, new lines too, separates items
@@ -100,7 +113,7 @@ HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]
 SITE_PATH = re.compile(r"/[A-Za-z0-9_.~@+-]*(/[A-Za-z0-9_.~@+-]+)*")
 
 
-ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
+ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>[0-9]{1,5})")
 
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")                 # a program
@@ -150,14 +163,15 @@ def typed(kind: str, value: str, where: str, origin: Path):
     if "\0" in value or (kind not in LIST_KINDS and ("\n" in value or "\r" in value)):
         raise ConfigError(f"{where}: has a line break or a NUL character; write the value on one line "
                           f"(only lists may take an item a line)")
-    if kind in ("int", "count", "positive"):
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{where}: {value!r} is not a whole number") from None
-        minimum = {"count": 0, "positive": 1}.get(kind)
-        if minimum is not None and number < minimum:
-            raise ConfigError(f"{where}: {number} is out of range: {minimum} or more")
+    if kind in NUMBERS:
+        if not WHOLE_NUMBER.fullmatch(value):  # int() takes "1_000", " 5", "²"'s kin and other scripts' digits
+            raise ConfigError(f"{where}: {value!r} is not a whole number (digits 0-9)")
+        minimum, maximum = NUMBERS[kind]
+        number = int(value) if len(value) <= 20 else (-1 if value.startswith("-") else 1) * 10 ** 20
+        if not minimum <= number <= maximum:
+            shown = number if len(value) <= 20 else f"{value[:12]}…"
+            raise ConfigError(f"{where}: {shown} is out of range: {minimum} or more, at most {maximum}"
+                              + (" (seconds: a day)" if maximum == DAY else ""))
         return number
     if kind == "port":
         port = typed("int", value, where, origin)
@@ -275,7 +289,7 @@ def typed(kind: str, value: str, where: str, origin: Path):
     return value
 
 
-SIZE = re.compile(r"(\d+)([MG])", re.I)
+SIZE = re.compile(r"([0-9]{1,9})([MG])", re.I)
 
 
 MIN_SWAP = 64 * 2**20

@@ -254,10 +254,10 @@ def test_haproxy_reads_a_health_path_with_dollars_and_quotes_as_one_word(tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8081/a b", "http://127.0.0.1:8081/a\tb",
-                                 "http://127.0.0.1:8081/\x7f"])
-def test_a_health_url_with_spaces_or_control_characters_is_refused(tmp_path, url):
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8081/a\tb", "http://127.0.0.1:8081/\x7f",
+                                 "http://127.0.0.1:8081/\x1b[2J"])
+def test_a_health_url_with_control_characters_is_refused(tmp_path, url):
     path_file = tmp_path / "prod.cfg"
     path_file.write_text(SITE.replace("http://127.0.0.1:8081/health", url))
-    with pytest.raises(ConfigError, match=r"prod.cfg: \[program:instance1\] health_url: .*space"):
+    with pytest.raises(ConfigError, match=r"prod.cfg: \[program:instance1\] health_url: .*control character"):
         hostconfig.load(path_file, environ={})

@@ -227,3 +227,33 @@ def test_a_missing_key_or_a_known_hosts_directory_stops_before_connecting(tmp_pa
                             env={**os.environ, "DEPLOY_HOSTCONFIGS": str(tmp_path / "hostconfigs")})
     assert result.returncode == 2, result.stderr
     assert f"[host] {key} = " in result.stderr and words in result.stderr and "Traceback" not in result.stderr
+
+
+SECRET = "Zq7-s3cret-Value"
+
+
+@pytest.mark.parametrize("section, key, value, environ, words", [
+    ("deploy", "health_timeout", "${env:T}", {"T": SECRET}, "is not a whole number"),
+    ("deploy", "health_timeout", "${env:T}", {"T": "8640000"}, "at most 86400"),
+    ("deploy", "keep_releases", "${env:T}", {"T": "0" * 6 + "70000"}, "at most 10000"),
+    ("host", "port", "${env:T}", {"T": "70000"}, "is not a TCP port"),
+    ("front", "domains", "${env:T}", {"T": "bad_" + SECRET}, "is not a hostname"),
+    ("hooks", "after_switch", "echo '${env:T}", {"T": SECRET}, "close every quote"),
+    ("program:instance1", "health_url", "http://127.0.0.1:${env:T}/", {"T": "8x81-" + SECRET}, "URL"),
+    ("backup", "offsite", "${env:T}", {"T": f"ssh://backup@{SECRET}.example.org:99x/srv"}, "ssh://"),
+    ("backup", "offsite", "ssh://backup@h.example.org/${env:T}", {"T": SECRET + "/../x"}, "absolute directory"),
+    ("host", "swap", "${env:T}", {"T": SECRET}, "is not auto, off or a size"),
+    ("notify", "webhook", "${env:T}", {"T": "https://hooks.example/" + SECRET + "\nX: 1"}, "line break"),
+])
+def test_a_config_error_names_the_key_and_never_shows_a_value_from_the_environment(tmp_path, section, key, value,
+                                                                                  environ, words):
+    path = write(tmp_path, section, key, value)
+    with pytest.raises(ConfigError) as caught:
+        hostconfig.load(path, environ=environ)
+    message = str(caught.value)
+    assert message.startswith(f"{path.resolve()}: [{section}] {key}:"), message
+    assert words in message, message
+    secret = environ["T"]
+    assert secret not in message and SECRET not in message and "s3cret" not in message, message
+    for part in ("70000", "8640000", "99x", "8x81"):
+        assert part not in message or part not in secret, message

@@ -14,6 +14,7 @@ import dataclasses
 import getpass
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from ..backups import offsite as offsites
@@ -101,9 +102,38 @@ def from_raw(path: Path, raw, environ: dict | None = None, references: dict | No
     for section, key in sorted(REQUIRED):
         if not values.get(section, {}).get(key, ("",))[0].strip():
             raise ConfigError(f"{path}: [{section}] {key} is required")
-    warnings = _backup_from_crb(values)
-    config = _build(path, values, frozenset(s for s in secrets if s), warnings)
+    try:
+        warnings = _backup_from_crb(values)
+        config = _build(path, values, frozenset(s for s in secrets if s), warnings)
+    except ConfigError as error:
+        raise ConfigError(without_secrets(str(error), raw, values, frozenset(s for s in secrets if s))) from None
     return dataclasses.replace(config, **fields) if fields else config
+
+
+_WHERE = re.compile(r"(?P<where>.*?: \[(?P<section>[^\]\n]+)\] (?P<key>[^\s:]+)): (?P<reason>.*)", re.S)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_ENV_NAME = re.compile(r"\$\{env:([\w.-]+)\}")
+
+
+def without_secrets(message: str, raw, values, secrets: frozenset[str]) -> str:
+    """A config error as it may be shown: a key whose value holds a ``${env:...}`` secret is named, with
+    what is wrong and without its value (nor any part of it: a port, a host); other secrets as ``***``."""
+    if not secrets:
+        return message
+    pattern = secret_pattern(secrets)
+    found = _WHERE.fullmatch(message)
+    if found:
+        value = values.get(found["section"], {}).get(found["key"], ("",))[0]
+        if pattern.search(value):
+            names = _ENV_NAME.findall(raw.get(found["section"], {}).get(found["key"], ("",))[0])
+            reason = pattern.sub("***", found["reason"])
+            reason = _QUOTED.sub("***", reason)  # what the check quoted of the value: a part of a secret
+            first, space, rest = reason.partition(" ")  # "{number} is out of range": the value as read
+            if any(first in secret for secret in secrets):
+                reason = f"***{space}{rest}"
+            source = " and ".join(f"${{env:{name}}}" for name in names) or "${env:...}"
+            return (f"{found['where']}: its value, from {source} (a secret, not shown), is wrong: {reason}")
+    return pattern.sub("***", message)
 
 
 def _backup_from_crb(values) -> tuple[str, ...]:

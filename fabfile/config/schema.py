@@ -256,9 +256,9 @@ def typed(kind: str, value: str, where: str, origin: Path):
             plain(HOSTNAME, value, where, "a hostname, an IPv4 or an IPv6 address")
         return value
     if kind == "url":
-        if any(character.isspace() or not character.isprintable() for character in value):
-            raise ConfigError(f"{where}: has a space or a control character; a URL carries them percent-encoded "
-                              f"(%20)")
+        if not value.isprintable():  # a tab, a control character: a request line or a config line would break
+            raise ConfigError(f"{where}: has a tab or a control character; a URL carries them percent-encoded "
+                              f"(%09)")
         try:
             parts = urlsplit(value)
             fine = parts.scheme in ("http", "https") and parts.hostname and parts.port != 0

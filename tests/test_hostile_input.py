@@ -39,3 +39,19 @@ def test_new_site_refuses_versions_that_are_not_one_plain_url(configs, versions)
 def test_new_site_takes_a_plain_versions_url(configs):
     site = newsite.plan("mysite", "plone", (), configs, versions="https://dist.plone.org/release/6.1.1/versions.cfg")
     assert site.versions == "https://dist.plone.org/release/6.1.1/versions.cfg"
+
+
+def test_run_and_instance_run_output_is_redacted_like_a_hooks(capsys):
+    from types import SimpleNamespace
+    from invoke import Context
+    from fabfile.config.model import HostConfig
+    from fabfile.data import sitecommands
+    secret = "s3cret-t0ken-xyz"
+    config = HostConfig(name="site", path=None, address="h", root="/srv/site", buildout_dir=None,
+                        secrets=frozenset({secret}))
+    site = SimpleNamespace(dry=False, config=config, commands_run=0, connection=Context())
+    exited = sitecommands.stream(site, f"echo 'out {secret}'; echo 'err {secret}' >&2; printf 'tail {secret}'; exit 3")
+    said = capsys.readouterr()
+    assert exited == 3
+    assert secret not in said.out + said.err
+    assert "out ***" in said.out and "tail ***" in said.out and "err ***" in said.err

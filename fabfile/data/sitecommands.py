@@ -19,6 +19,7 @@ from invoke import Exit
 
 from .. import commands, onhost
 from ..config.hostconfig import HostConfig, Program
+from ..remote.jobs import LineRedacted
 from ..remote.site import Site
 from . import schedule
 
@@ -98,12 +99,19 @@ def pack_command(config: HostConfig, days: int) -> str:
 
 
 def stream(site: Site, command: str) -> int:
-    """Run ``command`` on the host, its output shown as it comes; its exit code."""
+    """Run ``command`` on the host, its output shown line by line as it comes, secrets redacted (as a hook's);
+    its exit code."""
     if site.dry:
         print(f"[dry] {site.config.redact(command)}")
         return 0
     site.commands_run += 1
-    result = site.connection.run(command, hide=False, warn=True, in_stream=False, dry=False)
+    out, err = LineRedacted(site.config), LineRedacted(site.config, errors=True)
+    try:
+        result = site.connection.run(command, hide=False, warn=True, in_stream=False, dry=False, out_stream=out,
+                                     err_stream=err)
+    finally:
+        out.flush()
+        err.flush()
     return result.exited
 
 

@@ -142,6 +142,22 @@ def test_a_fleet_config_is_refused_by_a_one_host_task_naming_its_hosts(tmp_path)
     (("programs = instance1 instance2", "programs = instance1"), r"\[services\] programs: instance2 is in no role"),
     (("batch = 50%", "batch = half"), r"\[fleet\] batch: 'half' is not 1"),
     (("roles = zeo backup", "roles = zeo backup\n[role:front]\n"), None),
+    # hostile: no traceback, the key named, what is accepted said
+    (("parallel = 4", "parallel = \u00b2"), r"\[fleet\] parallel: '\u00b2' is not a whole number \(digits 0-9\)"),
+    (("parallel = 4", "parallel = \u0664"), r"\[fleet\] parallel: .* is not a whole number"),
+    (("parallel = 4", "parallel = 99999999"), r"\[fleet\] parallel: 99999999 is out of range"),
+    (("batch = 50%", "batch = \u0665\u0660%"), r"\[fleet\] batch: .* is not 1"),
+    (("[role:zeo]\nprograms = zeoserver", "[role:zeo]\nprograms = zeoserver\nport = abc"),
+     r"\[role:zeo\] port: 'abc' is not a whole number"),
+    (("[role:zeo]\nprograms = zeoserver", "[role:zeo]\nprograms = zeoserver\nport = 99999"),
+     r"\[role:zeo\] port: 99999 is not a TCP port \(1-65535\)"),
+    (("[role:zeo]\nprograms = zeoserver", "[role:zeo]\nprograms = zeoserver\nport = -1"),
+     r"\[role:zeo\] port: -1 is not a TCP port"),
+    (("hosts = front data app1 app2", "hosts = front data app1 a/b"), r"\[fleet\] hosts: 'a/b' is not a host name"),
+    (("hosts = front data app1 app2", "hosts = front data app1 -rf"), r"\[fleet\] hosts: '-rf' is not a host name"),
+    (("hosts = front data app1 app2", "hosts = front data app1 \u00e4pp1"),
+     r"\[fleet\] hosts: '\u00e4pp1' is not a host name"),
+    (("roles = zeo backup", "roles = zeo backup zeo"), r"\[host:data\] roles: 'zeo' is named twice"),
 ])
 def test_bad_fleets_stop_with_file_section_and_key(tmp_path, change, message):
     text = FLEET.replace(*change)

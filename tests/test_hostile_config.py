@@ -116,6 +116,11 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("backup", "keep_blob_days", "100000", "at most 36500"),
     ("backup", "pack_days", "1e9", "is not a whole number"),
     ("host", "swap", "\u0665\u0661\u0662M", "is not auto, off or a size"),
+    ("notify", "syslog", "local9", "'local9' is not a syslog facility (user, daemon, local0"),
+    ("notify", "syslog", "LOCAL3", "is not a syslog facility"),
+    ("program:instance1", "address", "127.0.0.1:99999", "not host:port with a port 1-65535"),
+    ("program:instance1", "address", "127.0.0.1:\u0668\u0660\u0668\u0661", "not host:port with a port 1-65535"),
+    ("program:instance1", "green_address", "127.0.0.1:0", "not host:port with a port 1-65535"),
 ])
 def test_a_hostile_value_is_refused_naming_file_section_and_key(tmp_path, section, key, value, words):
     path = write(tmp_path, section, key, value)

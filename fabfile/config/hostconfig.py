@@ -24,7 +24,7 @@ from .layers import dotenv, interpolate, layered, read_layered  # noqa: F401  (r
 from .model import (LETS_ENCRYPT, MAX_HAPROXY_SOCKET, MAX_SOCKET_PATH, ConfigError, Front, HostConfig,  # noqa: F401
                     Program, instance_address)
 from .schema import (ADDRESS, BACKUP_LOCATIONS, EMAIL, FRONT_CONTROLS, FRONT_SERVERS, FRONT_TLS, HOSTNAME, MANAGERS,
-                     REQUIRED, SCHEMA, SITE_PATH, SWITCHES, check_known, origin_of, schema_of, typed)
+                     REQUIRED, SCHEMA, SITE_PATH, SWITCHES, SYSLOG_FACILITIES, check_known, origin_of, schema_of, typed)
 from .secrets import secret_pattern  # noqa: F401  (the name the rest of fabfile/ takes it by)
 
 # DEPLOY_HOSTCONFIGS points elsewhere (tests, or one checkout serving several projects)
@@ -199,6 +199,13 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
                 get(f"program:{name}", "address"), get(f"program:{name}", "green_address"))
         for name in names
     )
+    for program in programs:
+        for key in ("address", "green_address"):
+            address = getattr(program, key)
+            found = ADDRESS.fullmatch(address) if address is not None else True
+            if not found or (address is not None and not 1 <= int(found["port"]) <= 65535):
+                raise ConfigError(f"{origin_of(values, f'program:{program.name}', key)}: [program:{program.name}] "
+                                  f"{key}: {address!r} is not host:port with a port 1-65535 (127.0.0.1:8081)")
     front = _front(path, values, get, programs) if "front" in values else None
     switch = get("deploy", "switch", "rolling" if front else "stopstart")
     if switch not in SWITCHES:
@@ -219,6 +226,9 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
                           f"{admin} would have {len(admin.encode())} bytes, HAProxy takes {MAX_HAPROXY_SOCKET} "
                           f"(choose a shorter root)")
     user = get("host", "user", getpass.getuser())
+    if get("notify", "syslog") not in (None, *SYSLOG_FACILITIES):
+        raise ConfigError(f"{origin_of(values, 'notify', 'syslog')}: [notify] syslog: {get('notify', 'syslog')!r} "
+                          f"is not a syslog facility ({', '.join(SYSLOG_FACILITIES)})")
     overrides, green = (tuple(
         (*key.split(":", 1), get(section, key)) for key in sorted(values.get(section, {}))
     ) for section in ("overrides", "green"))

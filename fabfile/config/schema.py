@@ -95,6 +95,9 @@ LIST_KINDS = ("list", "ports", "names", "release_paths", "var_paths", "alternati
 SWITCHES = ("stopstart", "rolling", "bluegreen")
 
 
+SYSLOG_FACILITIES = ("user", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
+
+
 FRONT_SERVERS = ("haproxy", "nginx")
 
 

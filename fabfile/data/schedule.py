@@ -51,7 +51,7 @@ NAMED = {  # minute, hour, day of month, month, day of week
     "weekly": ("15", "3", "*", "*", "0"),
     "monthly": ("15", "3", "1", "*", "*"),
 }
-CRON_FIELD = re.compile(r"[\d*/,-]+|[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3})*")
+CRON_FIELD = re.compile(r"[0-9*/,-]+|[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3})*")
 
 
 class ScheduleError(Exception):

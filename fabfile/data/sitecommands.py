@@ -12,6 +12,7 @@ differs, the task says so; ``pack`` needs no access to the data (the ZEO server 
 """
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 
@@ -125,10 +126,7 @@ def say_as_whom(site: Site) -> None:
 def pack_days(value, config: HostConfig) -> int:
     if value is None:
         return config.backup_pack_days
-    try:
-        days = int(value)
-    except (TypeError, ValueError):
-        days = -1
-    if days < 0:
-        raise Exit(f"pack --days {value}: give a whole number of days, 0 or more", 2)
-    return days
+    # int() takes 7_0 and other scripts' digits: ASCII digits only, and a bound
+    if not re.fullmatch(r"[0-9]{1,5}", str(value)) or int(value) > 36500:
+        raise Exit(f"pack --days {value}: give a whole number of days, 0 to 36500 (digits 0-9)", 2)
+    return int(value)

@@ -150,3 +150,25 @@ def test_the_ports_of_a_site_ignore_numbers_in_other_digits(tmp_path, health_url
     config = HostConfig(name="s", path=tmp_path / "s.cfg", address="h", root="/srv/s", buildout_dir=tmp_path,
                         overrides=(("ports", "instance1", value),))
     assert set(hostsites.listen_ports(config)) == ({8081} if value == "8081" else set())
+
+
+@pytest.mark.parametrize("argument, value, words", [
+    ("name", "../../evil", "init --host"),
+    ("name", "prod\n", "init --host"),
+    ("name", "-x", "init --host"),
+    ("address", "h.example.org\n[evil]", "init --address"),
+    ("address", "h.example.org ;port = 2222", "init --address"),
+    ("root", "/srv/site #x", "init --root"),
+    ("profile", "production.cfg\n[host]", "init --profile"),
+    ("user", "deploy\t", "init --user"),
+])
+def test_init_refuses_arguments_a_host_config_line_cannot_hold(tmp_path, argument, value, words):
+    from fabfile.buildout.parts import InitError
+    from fabfile.sites import init
+    arguments = {"name": "prod", "address": "h.example.org", "root": None, "profile": None, "user": None,
+                 argument: value}
+    name, address = arguments.pop("name"), arguments.pop("address")
+    with pytest.raises(InitError, match=words):
+        init.init_config(tmp_path / "buildout", name, address, tmp_path / "hostconfigs", **arguments)
+    assert not (tmp_path / "hostconfigs").exists() or not any((tmp_path / "hostconfigs").iterdir())
+    assert not (tmp_path / "evil.cfg").exists()

@@ -261,3 +261,38 @@ def test_a_health_url_with_control_characters_is_refused(tmp_path, url):
     path_file.write_text(SITE.replace("http://127.0.0.1:8081/health", url))
     with pytest.raises(ConfigError, match=r"prod.cfg: \[program:instance1\] health_url: .*control character"):
         hostconfig.load(path_file, environ={})
+
+
+@pytest.mark.parametrize("front_section, key, words", [
+    ("domains = 192.0.2.10\ntls = internal\n", "domains", "'192.0.2.10' is an IP address"),
+    ("domains = 2001:db8::1\ntls = acme\nemail = me@example.org\n", "domains", "is an IP address"),
+    ("domains = www.example.org www.example.org\n", "domains", "'www.example.org' is named twice"),
+    ("instances = instance1 instance2 instance1\n", "instances", "'instance1' is named twice"),
+])
+def test_a_front_that_cannot_work_as_given_is_refused_at_load(tmp_path, front_section, key, words):
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path, front_section)
+    assert f"prod.cfg: [front] {key}:" in str(error.value) and words in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("change, words", [
+    (("127.0.0.1:18081", "127.0.0.1:80"), "green_address: port 80 is the front's http_port"),
+    (("127.0.0.1:18081", "127.0.0.1:8082"), "green_address: 127.0.0.1:8082 is taken by another instance"),
+    (("ports:instance1 = 18081\n", "ports:instance1 = 18081\n[overrides]\nports:zeo = 18081\n"),
+     "green_address: port 18081 is [overrides] ports:zeo"),
+])
+def test_a_green_address_on_a_port_in_use_is_refused(tmp_path, change, words):
+    path = tmp_path / "bg.cfg"
+    text = (GREEN_SITE + "[front]\ncontrol = self\n[deploy]\nswitch = bluegreen\n"
+            "[green]\nports:instance1 = 18081\nports:instance2 = 18082\n")
+    path.write_text(text.replace(*change))
+    with pytest.raises(ConfigError) as error:
+        hostconfig.load(path, environ={})
+    assert words in str(error.value), str(error.value)
+
+
+def test_green_options_without_a_bluegreen_switch_are_refused_not_ignored(tmp_path):
+    path = tmp_path / "g.cfg"
+    path.write_text(SITE + "[front]\n[green]\nports:instance1 = 18081\n")
+    with pytest.raises(ConfigError, match=r"g.cfg: \[green\]: .*only with \[deploy\] switch = bluegreen"):
+        hostconfig.load(path, environ={})

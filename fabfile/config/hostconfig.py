@@ -24,7 +24,8 @@ from .layers import dotenv, interpolate, layered, read_layered  # noqa: F401  (r
 from .model import (LETS_ENCRYPT, MAX_HAPROXY_SOCKET, MAX_SOCKET_PATH, ConfigError, Front, HostConfig,  # noqa: F401
                     Program, instance_address)
 from .schema import (ADDRESS, BACKUP_LOCATIONS, EMAIL, FRONT_CONTROLS, FRONT_SERVERS, FRONT_TLS, HOSTNAME, MANAGERS,
-                     REQUIRED, SCHEMA, SITE_PATH, SWITCHES, SYSLOG_FACILITIES, check_known, origin_of, schema_of, typed)
+                     REQUIRED, SCHEMA, SITE_PATH, SWITCHES, SYSLOG_FACILITIES, check_known, origin_of, schema_of, typed,
+                     unique)
 from .secrets import secret_pattern  # noqa: F401  (the name the rest of fabfile/ takes it by)
 
 # DEPLOY_HOSTCONFIGS points elsewhere (tests, or one checkout serving several projects)
@@ -234,6 +235,9 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
     ) for section in ("overrides", "green"))
     if switch == "bluegreen":
         _check_bluegreen(values, manager, front, programs, green)
+    elif green:
+        raise ConfigError(f"{origin_of(values, 'green', '')}: [green]: its options are used only with [deploy] "
+                          f"switch = bluegreen (switch is {switch}): remove [green], or switch blue/green")
     return HostConfig(
         name=path.stem, path=path,
         address=get("host", "address"), port=get("host", "port", 22), user=user,
@@ -337,8 +341,11 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
     email = get("front", "email")
     if tls == "acme" and not (email and EMAIL.fullmatch(email)):
         fail("email", f"tls = acme needs an e-mail address for the ACME account (not {email!r})")
-    domains = get("front", "domains", ())
+    domains = unique(get("front", "domains", ()), f"{origin_of(values, 'front', 'domains')}: [front] domains")
     for domain in domains:
+        if tls != "off" and _is_ip(domain):
+            fail("domains", f"{domain!r} is an IP address: a certificate (tls = {tls}) names hostnames; serve an "
+                            f"address with tls = off")
         if not HOSTNAME.fullmatch(domain):
             fail("domains", f"{domain!r} is not a hostname")
     if tls != "off" and not domains:
@@ -353,6 +360,8 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
         fail("bind", f"{bind!r} is not *, an IP address or a hostname")
     by_name = {p.name: p for p in programs}
     instances = get("front", "instances", None)
+    if instances is not None:
+        unique(instances, f"{origin_of(values, 'front', 'instances')}: [front] instances")
     if instances is None:
         instances = tuple(p.name for p in programs if p.health_url)
     if not instances:
@@ -400,6 +409,14 @@ def _check_bluegreen(values, manager: str, front: Front, programs: tuple[Program
                           f"that make a release listen on the green addresses (ports:instance1 = 18081)")
     by_name = {p.name: p for p in programs}
     used = {instance_address(by_name[n]) for n in front.instances}
+    # the ports the green twins must not take: the front's own, and what the buildout is told to listen on
+    ports = {front.http_port: "the front's http_port", front.https_port: "the front's https_port",
+             front.admin_port: "the front's admin_port", **({front.acme_port: "the front's acme_port"}
+                                                            if front.tls == "acme" else {})}
+    ports.update({int(value): f"[overrides] {key}" for key, (value, _) in values.get("overrides", {}).items()
+                  if key.startswith("ports:") and re.fullmatch(r"[0-9]{1,5}", value.strip())})
+    ports.update({int(address.rsplit(":", 1)[1]): f"{p.name}'s address" for p in programs
+                  if (address := instance_address(p)) and ADDRESS.fullmatch(address) and p.name not in front.instances})
     for name in front.instances:
         address = by_name[name].green_address
         if not address or not ADDRESS.fullmatch(address):
@@ -407,4 +424,7 @@ def _check_bluegreen(values, manager: str, front: Front, programs: tuple[Program
                               f"the green {name} listens on")
         if address in used:
             raise ConfigError(f"{where}: [program:{name}] green_address: {address} is taken by another instance")
+        port = int(address.rsplit(":", 1)[1])
+        if port in ports:
+            raise ConfigError(f"{where}: [program:{name}] green_address: port {port} is {ports[port]}")
         used.add(address)

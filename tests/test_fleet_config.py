@@ -207,3 +207,15 @@ def test_only_the_front_host_gets_the_front_its_package_and_its_open_ports(tmp_p
     plan = Plan([], [])
     frontplan.plan_front(app1, {"systemd": True, "files": {}, "paths": {}, "users": {}}, plan)
     assert plan == Plan([], [])  # no haproxy.service, group or sudo rule for a front the host does not run
+
+
+@pytest.mark.parametrize("names", [",", " ", ",,", " , "])
+def test_a_limit_that_names_no_host_is_refused_not_taken_for_every_host(tmp_path, names):
+    from invoke import Exit
+    with pytest.raises(Exit) as caught:
+        fleetconfig.limit(load(tmp_path), names)
+    assert caught.value.code == 2 and "--limit" in str(caught.value.message)
+
+
+def test_a_limit_naming_a_host_twice_takes_it_once(tmp_path):
+    assert [m.name for m in fleetconfig.limit(load(tmp_path), "app1,app1 data").members] == ["app1", "data"]

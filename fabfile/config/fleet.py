@@ -321,10 +321,14 @@ def refuse_limit(fleet: Fleet, names: str | None, task: str) -> None:
 
 def limit(fleet: Fleet, names: str | None) -> Fleet:
     """The fleet narrowed to ``--limit host1,host2``."""
-    if not names:
+    if names is None or names == "":
         return fleet
+    wanted = names.replace(",", " ").split()
+    if not wanted:  # "," or " ": not "every host", which is what no --limit says
+        raise Exit(f"--limit {names!r}: name one or more of the fleet's hosts ({', '.join(fleet.names)}), "
+                   f"separated by commas", 2)
     try:
-        return replace(fleet, members=tuple(fleet.member(n) for n in names.replace(",", " ").split()))
+        return replace(fleet, members=tuple(fleet.member(n) for n in dict.fromkeys(wanted)))
     except ConfigError as error:
         raise Exit(f"--limit {names}: {error}", 2) from None
 

@@ -14,6 +14,7 @@ import dataclasses
 import getpass
 import ipaddress
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -227,6 +228,14 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
                           f"{admin} would have {len(admin.encode())} bytes, HAProxy takes {MAX_HAPROXY_SOCKET} "
                           f"(choose a shorter root)")
     user = get("host", "user", getpass.getuser())
+    storages = {posixpath.join(f"{root}/var", posixpath.dirname(get("backup", "filestorage", "filestorage/Data.fs"))),
+                posixpath.join(f"{root}/var", get("backup", "blobstorage", "blobstorage"))} - {f"{root}/var/", f"{root}/var"}
+    for key in BACKUP_LOCATIONS:  # a backup inside the data it keeps: a restore swaps it away, a backup copies it
+        location = get("backup", key)
+        inside = next((s for s in storages if location and (location + "/").startswith(s.rstrip("/") + "/")), None)
+        if inside:
+            raise ConfigError(f"{origin_of(values, 'backup', key)}: [backup] {key}: {location!r} is inside the "
+                              f"data it backs up ({inside}); give a directory of its own")
     if get("notify", "syslog") not in (None, *SYSLOG_FACILITIES):
         raise ConfigError(f"{origin_of(values, 'notify', 'syslog')}: [notify] syslog: {get('notify', 'syslog')!r} "
                           f"is not a syslog facility ({', '.join(SYSLOG_FACILITIES)})")

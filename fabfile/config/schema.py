@@ -223,6 +223,8 @@ def typed(kind: str, value: str, where: str, origin: Path):
         for place in lines[0][1:]:
             if not place.startswith("/") or ".." in place.split("/"):
                 raise ConfigError(f"{where}: {place!r} is not an absolute path without '..'")
+            if system_dir(posixpath.normpath(place)):
+                raise ConfigError(f"{where}: {place!r} is / or in a system directory ({', '.join(SYSTEM_DIRS)})")
         return (("main", lines[0][1]),) + ((("blobstorage", lines[0][2]),) if len(lines[0]) == 3 else ())
     if kind == "rsync_options":
         try:
@@ -331,13 +333,23 @@ def inside(path: str, where: str, base: str, absolute: bool = True) -> str:
             raise ConfigError(f"{where}: {path!r} is absolute; give a path relative to {base}")
         if ".." in path.split("/"):
             raise ConfigError(f"{where}: {path!r} has a '..'; write the path without it")
-        return posixpath.normpath(path)
+        normal = "/" + posixpath.normpath(path).lstrip("/")
+        if system_dir(normal):
+            raise ConfigError(f"{where}: {normal!r} is / or in a system directory ({', '.join(SYSTEM_DIRS)}); "
+                              f"give a directory the site owns (under {base}, or one of its own such as /backups/site)")
+        return normal
     normal = posixpath.normpath(path)
     if normal == ".." or normal.startswith("../"):
         raise ConfigError(f"{where}: {path!r} leaves {base} ('..'); give a path under it")
     if normal == ".":
         raise ConfigError(f"{where}: {path!r} is {base} itself; give a path under it")
     return normal
+
+
+def system_dir(path: str) -> bool:
+    """Whether the absolute, normal ``path`` is ``/`` or in a system directory."""
+    path = "/" + path.lstrip("/")
+    return path == "/" or any(path == system or path.startswith(system + "/") for system in SYSTEM_DIRS)
 
 
 def root_path(value: str, where: str, origin: Path) -> str:

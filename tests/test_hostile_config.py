@@ -126,6 +126,13 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("backup", "alternative_restore_source", "Data /etc/cron.d", "is / or in a system directory"),
     ("backup", "location", "/srv/site/var/filestorage", "is inside the data it backs up (/srv/site/var/filestorage)"),
     ("backup", "blob_location", "/srv/site/var/blobstorage/x", "is inside the data it backs up"),
+    ("backup", "schedule_full", "sometimes", "is not hourly, daily, weekly, monthly or five cron fields"),
+    ("backup", "schedule_full", "99 3 * * *", "in their ranges"),
+    ("backup", "schedule_incremental", "15 24 * * *", "in their ranges"),
+    ("backup", "schedule_incremental", "15 3 0 * *", "in their ranges"),
+    ("backup", "schedule_incremental", "*/0 * * * *", "in their ranges"),
+    ("backup", "schedule_full", "15 3 * * 1 % rm", "five cron fields"),
+    ("backup", "schedule_full", "15 3 * * \u0661", "five cron fields"),
     ("notify", "syslog", "local9", "'local9' is not a syslog facility (user, daemon, local0"),
     ("notify", "syslog", "LOCAL3", "is not a syslog facility"),
     ("program:instance1", "address", "127.0.0.1:99999", "not host:port with a port 1-65535"),
@@ -160,6 +167,9 @@ def test_a_hostile_value_is_refused_naming_file_section_and_key(tmp_path, sectio
     ("backup", "location", "full/./filestorage", "backup_locations", (("location", "full/./filestorage"),)),
     ("backup", "blobstorage", "", "backup_blobstorage", ""),
     ("backup", "keep", "0", "backup_keep", 0),
+    ("backup", "schedule_full", "15 3 * * 0", "backup_schedule_full", "15 3 * * 0"),
+    ("backup", "schedule_full", "*/15 0-6,22-23 1-31 jan-dec mon-fri", "backup_schedule_full", None),
+    ("backup", "schedule_incremental", "hourly", "backup_schedule_incremental", "hourly"),
 ])
 def test_plain_values_still_load(tmp_path, section, key, value, attribute, expected):
     path = write(tmp_path, section, key, value)

@@ -31,6 +31,7 @@ KINDS: dict[str, str] = {
     "hook": "one shell command line",
     "url": "an http:// or https:// URL with a host",
     "swap": "auto, off, or a size (512M, 2G)",
+    "schedule": "hourly, daily, weekly, monthly, or five cron fields",
     "release_paths": "paths relative to the release, separated by spaces",
     "var_path": "a path relative to <root>/var (or absolute)",
     "var_paths": "name, name:path or name:path:blobdir words (or CRB's lines)",

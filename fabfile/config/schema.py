@@ -50,7 +50,7 @@ SCHEMA: dict[str, dict[str, str]] = {
                "location": "backup_path", "blob_location": "backup_path", "snapshot_location": "backup_path",
                "blob_snapshot_location": "backup_path", "pre_command": "str", "post_command": "str",
                "quick": "bool", "gzip": "bool", "verify": "str", "blob_archive": "str",
-               "schedule_incremental": "str", "schedule_full": "str", "zeopack_before_full": "bool",
+               "schedule_incremental": "schedule", "schedule_full": "schedule", "zeopack_before_full": "bool",
                "pack_days": "days", "zeopack": "str",
                # collective.recipe.backup's own (``crb.py``): the keys it sets here, or a warning at load time
                "zip_location": "backup_path", "blob_zip_location": "backup_path", "only_blobs": "bool",
@@ -131,6 +131,15 @@ USER = re.compile(r"(?=.{1,32}$)[a-z_][a-z0-9_-]*[$]?")           # a POSIX user
 PYTHON = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*|/[A-Za-z0-9_./+-]+")  # a command or an absolute path
 
 
+SCHEDULE_NAMES = ("hourly", "daily", "weekly", "monthly")
+
+
+CRON_FIELD = re.compile(r"[0-9*/,-]+|[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3})*")
+
+
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute, hour, day, month, weekday (7: Sunday)
+
+
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin", "/usr", "/lib", "/lib64")
 
 
@@ -185,6 +194,8 @@ def typed(kind: str, value: str, where: str, origin: Path):
         return unique(tuple(typed("port", port, where, origin) for port in value.split()), where)
     if kind == "swap":
         return swap_size(value, where)
+    if kind == "schedule":  # checked here, so that deploy --plan refuses what schedule would
+        return schedule(value, where)
     if kind == "bool":
         lowered = value.lower()
         if lowered in ("true", "yes", "on", "1"):
@@ -311,6 +322,22 @@ def swap_size(value: str, where: str) -> str | int:
     if not MIN_SWAP <= size <= 2**40:
         raise ConfigError(f"{where}: {value!r} is out of range: 64M to 1024G")
     return size
+
+
+def schedule(value: str, where: str) -> str:
+    """``hourly`` .. ``monthly`` or five cron fields, each number in its field's range."""
+    fields = value.split()
+    if value in SCHEDULE_NAMES or not value:
+        return value
+    wrong = len(fields) != 5 or not all(CRON_FIELD.fullmatch(field) for field in fields)
+    for field, (least, most) in zip(fields if not wrong else (), CRON_RANGES):
+        if any(not least <= int(number) <= most for number in re.findall(r"[0-9]+", field.split("/")[0])) or \
+                any(int(step) < 1 for step in re.findall(r"/([0-9]+)", field)):
+            wrong = True
+    if wrong:
+        raise ConfigError(f"{where}: {value!r} is not {', '.join(SCHEDULE_NAMES)} or five cron fields in their "
+                          f"ranges (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7: '15 3 * * 1-6')")
+    return value
 
 
 def plain(pattern: re.Pattern, value: str, where: str, what: str) -> str:

@@ -286,3 +286,16 @@ def test_a_config_error_names_the_key_and_never_shows_a_value_from_the_environme
     assert secret not in message and SECRET not in message and "s3cret" not in message, message
     for part in ("70000", "8640000", "99x", "8x81"):
         assert part not in message or part not in secret, message
+
+
+@pytest.mark.parametrize("text, lines", [("TOKEN=s3cret\nthis is not an assignment\n", "line 2"),
+                                         ('A=1\nTOKEN="s3cret-unclosed\n', "line 2")])
+def test_a_dotenv_line_that_cannot_be_read_is_named_with_its_file_and_not_shown(tmp_path, text, lines):
+    (tmp_path / "hostconfigs").mkdir()
+    (tmp_path / ".env").write_text(text)
+    path = write(tmp_path / "hostconfigs")
+    with pytest.raises(ConfigError) as caught:
+        hostconfig.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / '.env'}: {lines}: not NAME=value"), message
+    assert "s3cret" not in message

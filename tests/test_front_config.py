@@ -296,3 +296,74 @@ def test_green_options_without_a_bluegreen_switch_are_refused_not_ignored(tmp_pa
     path.write_text(SITE + "[front]\n[green]\nports:instance1 = 18081\n")
     with pytest.raises(ConfigError, match=r"g.cfg: \[green\]: .*only with \[deploy\] switch = bluegreen"):
         hostconfig.load(path, environ={})
+
+
+def haproxy_words(line: str) -> list[str]:
+    """A config line split as HAProxy's parser does (configuration.txt 2.2): '...' takes everything
+    literally, "..." and bare text take backslash escapes, and expand $NAME (here: refused, so seen)."""
+    words, word, quote, index, started = [], "", None, 0, False
+    while index < len(line):
+        character = line[index]
+        if quote == "'":
+            if character == "'":
+                quote = None
+            else:
+                word += character
+        elif character == "\\" and index + 1 < len(line):
+            index += 1
+            word += line[index]
+            started = True
+        elif character == "$" and quote != "'":
+            raise AssertionError(f"HAProxy would expand $ in {line!r}")
+        elif quote == '"':
+            if character == '"':
+                quote = None
+            else:
+                word += character
+        elif character in "'\"":
+            quote, started = character, True
+        elif character == "#":
+            break
+        elif character in " \t":
+            if started:
+                words.append(word)
+            word, started = "", False
+        else:
+            word += character
+            started = True
+        index += 1
+    assert quote is None, f"an unclosed quote in {line!r}"
+    return words + ([word] if started else [])
+
+
+def hostile_paths(count: int, seed: int = 20):
+    import random
+    chosen = random.Random(seed)
+    alphabet = "/abc019 '\"\\$#{}%;()!*&|<>`~=?:@,\u00e4\u00b2\u0663\u2028"
+    for _ in range(count):
+        yield "/" + "".join(chosen.choice(alphabet) for _ in range(chosen.randint(0, 24)))
+
+
+def test_every_hostile_path_in_strong_quotes_reads_back_as_given_and_haproxy_takes_them_all(tmp_path):
+    import subprocess
+    from fabfile.front import shared
+    paths = list(hostile_paths(250))
+    for path in paths:
+        line = f"    http-check send meth GET uri {shared.strong_quote(path)}"
+        assert haproxy_words(line) == ["http-check", "send", "meth", "GET", "uri", path]
+    if not Path("/usr/sbin/haproxy").exists():
+        return
+    text = "defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n" \
+        "frontend f\n    bind 127.0.0.1:65000\n    default_backend b0\n" + "".join(
+        f"backend b{n}\n    option httpchk\n    http-check send meth GET uri {shared.strong_quote(path)}\n"
+        f"    server s 127.0.0.1:8081 check\n" for n, path in enumerate(paths))
+    (tmp_path / "h.cfg").write_text(text)
+    result = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", str(tmp_path / "h.cfg")], capture_output=True,
+                            text=True, env={"HOME": "/root", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_double_quotes_would_have_let_haproxy_expand_a_dollar():
+    from fabfile.front import shared
+    with pytest.raises(AssertionError, match="would expand"):
+        haproxy_words(f"uri {shared.quote('/health${HOME}')}")

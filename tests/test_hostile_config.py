@@ -15,7 +15,8 @@ BASE = {
     "backup": {"keep": "2"},
 }
 # values that arrive through ${env:…} can hold what a file cannot
-ENVIRON = {"LF": "https://hooks.example/a\nX-Injected: 1", "CR": "echo pre\rrm -rf /"}
+ENVIRON = {"LF": "https://hooks.example/a\nX-Injected: 1", "CR": "echo pre\rrm -rf /", "SEMICOLON": "'a ;b'",
+           "HASH": "' #x'"}
 
 
 def write(tmp_path: Path, section: str | None = None, key: str | None = None, value: str | None = None,
@@ -90,6 +91,8 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("program:instance1", "health_url", "127.0.0.1:8081/health", "is not an http:// or https:// URL"),
     ("program:instance1", "command", "bin/instance1 'console", "close every quote"),
     ("program:instance1", "command", "", "is empty"),
+    ("program:instance1", "command", "bin/instance1 console ${env:SEMICOLON}", "supervisor's config reads the rest"),
+    ("program:instance1", "command", "bin/instance1 console ${env:HASH}", "supervisor's config reads the rest"),
     # numbers in range
     ("deploy", "keep_releases", "0", "out of range: 1 or more"),
     ("deploy", "keep_releases", "-3", "out of range: 1 or more"),
@@ -165,6 +168,7 @@ def test_a_hostile_value_is_refused_naming_file_section_and_key(tmp_path, sectio
     ("host", "root", "${here}/../site", "root", None),  # relative to the config file: the sandbox's way
     ("services", "programs", "zeoserver instance1 worker.2", "programs", None),
     ("services", "programs", "zeoserver\n  instance1", "programs", None),
+    ("program:instance1", "command", "bin/instance1 console a;b#c", "programs", None),
     ("backup", "additional_filestorages", "catalog\n  other:filestorage/other.fs", "backup_additional_filestorages",
      ("catalog", "other:filestorage/other.fs")),
     ("backup", "blob_location", "/mnt/blobs", "backup_locations", (("blob_location", "/mnt/blobs"),)),

@@ -129,9 +129,10 @@ def without_secrets(message: str, raw, values, secrets: frozenset[str]) -> str:
         if pattern.search(value):
             names = _ENV_NAME.findall(raw.get(found["section"], {}).get(found["key"], ("",))[0])
             reason = pattern.sub("***", found["reason"])
-            reason = _QUOTED.sub("***", reason)  # what the check quoted of the value: a part of a secret
+            reason = _QUOTED.sub(lambda quoted: "***" if any(quoted[0][1:-1] in secret for secret in secrets)
+                                 else quoted[0], reason)  # what the check quoted of the value: a part of a secret
             first, space, rest = reason.partition(" ")  # "{number} is out of range": the value as read
-            if any(first in secret for secret in secrets):
+            if (len(first) >= 4 or re.search("[0-9]", first)) and any(first in secret for secret in secrets):
                 reason = f"***{space}{rest}"
             source = " and ".join(f"${{env:{name}}}" for name in names) or "${env:...}"
             return (f"{found['where']}: its value, from {source} (a secret, not shown), is wrong: {reason}")
@@ -202,6 +203,11 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
         for name in names
     )
     for program in programs:
+        if manager == "supervisor" and re.search(r"\s[;#]", program.command):
+            raise ConfigError(f"{origin_of(values, f'program:{program.name}', 'command')}: [program:{program.name}] "
+                              f"command: has a ';' or '#' after a space: supervisor's config reads the rest of the line "
+                              f"as a comment, and has no way to escape it; write the word without the space before "
+                              f"it (or run the command from a script)")
         for key in ("address", "green_address"):
             address = getattr(program, key)
             found = ADDRESS.fullmatch(address) if address is not None else True

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -204,6 +205,8 @@ def bundle(c, host="sandbox", allow_dirty=False):
             "port": "the SSH port (default: 22)", "user": "who deploys (default: you)"})
 def init(c, buildout, host, address, root=None, profile=None, port=None, user=None):
     """Write hostconfigs/NAME.cfg from an existing buildout, saying what it guessed."""
+    if port is not None and not (re.fullmatch(r"[0-9]{1,5}", str(port)) and 0 < int(port) < 65536):
+        raise Exit(f"init --port {port}: a TCP port, 1-65535 (digits 0-9)", 2)
     try:
         path, said = inits.init_config(Path(buildout), host, address, hostconfig.CONFIG_DIR, root=root,
                                        profile=profile, port=int(port) if port else None, user=user)
@@ -244,6 +247,8 @@ HERE_HELP = {"directory": "a site's root (the settings its deploy left there) or
 def _here(c, directory, host, keep):
     """The settings and the hooks of invoke backup/restore; the lock names this process."""
     c.owner_pid = os.getpid()
+    if keep is not None and not (re.fullmatch(r"[0-9]{1,5}", str(keep)) and int(keep) <= 10000):
+        raise Exit(f"--keep {keep}: a whole number of full backups, 0 (all) to 10000 (digits 0-9)", 2)
     return backups.here_settings(directory, host, dry=bool(c.config.run.dry),
                                  **({"keep": int(keep)} if keep is not None else {}))
 

@@ -142,6 +142,22 @@ def test_a_fleet_config_is_refused_by_a_one_host_task_naming_its_hosts(tmp_path)
     (("programs = instance1 instance2", "programs = instance1"), r"\[services\] programs: instance2 is in no role"),
     (("batch = 50%", "batch = half"), r"\[fleet\] batch: 'half' is not 1"),
     (("roles = zeo backup", "roles = zeo backup\n[role:front]\n"), None),
+    # hostile: no traceback, the key named, what is accepted said
+    (("parallel = 4", "parallel = \u00b2"), r"\[fleet\] parallel: '\u00b2' is not a whole number \(digits 0-9\)"),
+    (("parallel = 4", "parallel = \u0664"), r"\[fleet\] parallel: .* is not a whole number"),
+    (("parallel = 4", "parallel = 99999999"), r"\[fleet\] parallel: 99999999 is out of range"),
+    (("batch = 50%", "batch = \u0665\u0660%"), r"\[fleet\] batch: .* is not 1"),
+    (("[role:zeo]\nprograms = zeoserver", "[role:zeo]\nprograms = zeoserver\nport = abc"),
+     r"\[role:zeo\] port: 'abc' is not a whole number"),
+    (("[role:zeo]\nprograms = zeoserver", "[role:zeo]\nprograms = zeoserver\nport = 99999"),
+     r"\[role:zeo\] port: 99999 is not a TCP port \(1-65535\)"),
+    (("[role:zeo]\nprograms = zeoserver", "[role:zeo]\nprograms = zeoserver\nport = -1"),
+     r"\[role:zeo\] port: -1 is not a TCP port"),
+    (("hosts = front data app1 app2", "hosts = front data app1 a/b"), r"\[fleet\] hosts: 'a/b' is not a host name"),
+    (("hosts = front data app1 app2", "hosts = front data app1 -rf"), r"\[fleet\] hosts: '-rf' is not a host name"),
+    (("hosts = front data app1 app2", "hosts = front data app1 \u00e4pp1"),
+     r"\[fleet\] hosts: '\u00e4pp1' is not a host name"),
+    (("roles = zeo backup", "roles = zeo backup zeo"), r"\[host:data\] roles: 'zeo' is named twice"),
 ])
 def test_bad_fleets_stop_with_file_section_and_key(tmp_path, change, message):
     text = FLEET.replace(*change)
@@ -191,3 +207,15 @@ def test_only_the_front_host_gets_the_front_its_package_and_its_open_ports(tmp_p
     plan = Plan([], [])
     frontplan.plan_front(app1, {"systemd": True, "files": {}, "paths": {}, "users": {}}, plan)
     assert plan == Plan([], [])  # no haproxy.service, group or sudo rule for a front the host does not run
+
+
+@pytest.mark.parametrize("names", [",", " ", ",,", " , "])
+def test_a_limit_that_names_no_host_is_refused_not_taken_for_every_host(tmp_path, names):
+    from invoke import Exit
+    with pytest.raises(Exit) as caught:
+        fleetconfig.limit(load(tmp_path), names)
+    assert caught.value.code == 2 and "--limit" in str(caught.value.message)
+
+
+def test_a_limit_naming_a_host_twice_takes_it_once(tmp_path):
+    assert [m.name for m in fleetconfig.limit(load(tmp_path), "app1,app1 data").members] == ["app1", "data"]

@@ -65,7 +65,12 @@ def test_without_a_front_the_switch_stops_and_starts(tmp_path):
     ("server = apache\n", "server", "is not one of"),
     ("instances = instance9\n", "instances", "not in [services] programs"),
     ("instances = zeoserver\n", "instances", "no host:port"),
-    ("drain_timeout = -1\n", "drain_timeout", "must not be negative"),
+    ("drain_timeout = -1\n", "drain_timeout", "out of range: 0 or more"),
+    ("drain_timeout = 10000000000\n", "drain_timeout", "at most 86400"),
+    ("retry_after = -5\n", "retry_after", "out of range: 0 or more"),
+    ("retry_after = 99999999999999999999\n", "retry_after", "at most 86400"),
+    ("keep_warm = 9999999999\n", "keep_warm", "at most 86400"),
+    ("keep_warm = \u0663\u0660\u0660\n", "keep_warm", "is not a whole number"),
     ("bind = 127.0.0.1; evil\n", "bind", "is not *, an IP address or a hostname"),
 ])
 def test_a_bad_front_stops_naming_file_section_and_key(tmp_path, section, key, words):
@@ -89,7 +94,7 @@ def test_the_haproxy_config_balances_checks_redirects_and_rewrites_for_zope(tmp_
     assert "bind :80\n" in text and 'bind :443 ssl crt "/srv/site/front/certs/site.pem"' in text
     assert "redirect scheme https code 301 unless { ssl_fc }" in text
     assert "server instance1 127.0.0.1:8081 check" in text and "server instance2 127.0.0.1:8082 check" in text
-    assert 'http-check send meth GET uri "/health"' in text
+    assert "http-check send meth GET uri '/health'" in text
     assert ("set-path /VirtualHostBase/%[ssl_fc,iif(https,http)]/%[var(txn.vhost)]:%[dst_port]"
             "/Plone/VirtualHostRoot%[path]") in text
     assert "acl our_host req.hdr(host),field(1,:),lower -m str www.example.org" in text
@@ -216,3 +221,149 @@ def test_a_root_too_long_for_haproxys_admin_socket_is_refused_only_when_the_site
         hostconfig.load(path, environ={})
     path.write_text(SITE.replace("root = /srv/site", f"root = {long_root}") + "[front]\ncontrol = systemd\n")
     assert hostconfig.load(path, environ={}).root == long_root  # Debian's haproxy.service: /run/haproxy/admin.sock
+
+
+@pytest.mark.parametrize("path, written", [
+    ("/health${HOME}", "'/health${HOME}'"),       # HAProxy expands $ inside double quotes, not inside single
+    ("/health$HOME", "'/health$HOME'"),
+    ("/it's", "'/it'\\''s'"),
+    ('/a"b\\d?q=1', "'/a\"b\\d?q=1'"),
+])
+def test_a_health_url_reaches_haproxy_in_strong_quotes_so_nothing_in_it_is_expanded(tmp_path, path, written):
+    load(tmp_path, "control = self\n")
+    path_file = tmp_path / "prod.cfg"
+    path_file.write_text(path_file.read_text().replace("8081/health", "8081" + path.replace("$", "$$")))
+    config = hostconfig.load(path_file, environ={})
+    assert front.check_path(config) == path
+    assert f"    http-check send meth GET uri {written}\n" in front.render_config(config)
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/haproxy").exists(), reason="needs haproxy")
+def test_haproxy_reads_a_health_path_with_dollars_and_quotes_as_one_word(tmp_path):
+    import subprocess
+    path_file = tmp_path / "prod.cfg"
+    path_file.write_text(SITE.replace("8081/health", "8081/h$${HOME}'x\"#y") + "[front]\ncontrol = self\n")
+    config = hostconfig.load(path_file, environ={})
+    (tmp_path / "maintenance.html").write_text("down")
+    (tmp_path / "maintenance.map").write_text("")
+    text = front.render_config(config).replace("/srv/site/front/run", str(tmp_path)).replace(
+        "/srv/site/front", str(tmp_path))
+    (tmp_path / "haproxy.cfg").write_text(text)
+    result = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                            capture_output=True, text=True, env={"HOME": "/root", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8081/a\tb", "http://127.0.0.1:8081/\x7f",
+                                 "http://127.0.0.1:8081/\x1b[2J"])
+def test_a_health_url_with_control_characters_is_refused(tmp_path, url):
+    path_file = tmp_path / "prod.cfg"
+    path_file.write_text(SITE.replace("http://127.0.0.1:8081/health", url))
+    with pytest.raises(ConfigError, match=r"prod.cfg: \[program:instance1\] health_url: .*control character"):
+        hostconfig.load(path_file, environ={})
+
+
+@pytest.mark.parametrize("front_section, key, words", [
+    ("domains = 192.0.2.10\ntls = internal\n", "domains", "'192.0.2.10' is an IP address"),
+    ("domains = 2001:db8::1\ntls = acme\nemail = me@example.org\n", "domains", "is an IP address"),
+    ("domains = www.example.org www.example.org\n", "domains", "'www.example.org' is named twice"),
+    ("instances = instance1 instance2 instance1\n", "instances", "'instance1' is named twice"),
+])
+def test_a_front_that_cannot_work_as_given_is_refused_at_load(tmp_path, front_section, key, words):
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path, front_section)
+    assert f"prod.cfg: [front] {key}:" in str(error.value) and words in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("change, words", [
+    (("127.0.0.1:18081", "127.0.0.1:80"), "green_address: port 80 is the front's http_port"),
+    (("127.0.0.1:18081", "127.0.0.1:8082"), "green_address: 127.0.0.1:8082 is taken by another instance"),
+    (("ports:instance1 = 18081\n", "ports:instance1 = 18081\n[overrides]\nports:zeo = 18081\n"),
+     "green_address: port 18081 is [overrides] ports:zeo"),
+])
+def test_a_green_address_on_a_port_in_use_is_refused(tmp_path, change, words):
+    path = tmp_path / "bg.cfg"
+    text = (GREEN_SITE + "[front]\ncontrol = self\n[deploy]\nswitch = bluegreen\n"
+            "[green]\nports:instance1 = 18081\nports:instance2 = 18082\n")
+    path.write_text(text.replace(*change))
+    with pytest.raises(ConfigError) as error:
+        hostconfig.load(path, environ={})
+    assert words in str(error.value), str(error.value)
+
+
+def test_green_options_without_a_bluegreen_switch_are_refused_not_ignored(tmp_path):
+    path = tmp_path / "g.cfg"
+    path.write_text(SITE + "[front]\n[green]\nports:instance1 = 18081\n")
+    with pytest.raises(ConfigError, match=r"g.cfg: \[green\]: .*only with \[deploy\] switch = bluegreen"):
+        hostconfig.load(path, environ={})
+
+
+def haproxy_words(line: str) -> list[str]:
+    """A config line split as HAProxy's parser does (configuration.txt 2.2): '...' takes everything
+    literally, "..." and bare text take backslash escapes, and expand $NAME (here: refused, so seen)."""
+    words, word, quote, index, started = [], "", None, 0, False
+    while index < len(line):
+        character = line[index]
+        if quote == "'":
+            if character == "'":
+                quote = None
+            else:
+                word += character
+        elif character == "\\" and index + 1 < len(line):
+            index += 1
+            word += line[index]
+            started = True
+        elif character == "$" and quote != "'":
+            raise AssertionError(f"HAProxy would expand $ in {line!r}")
+        elif quote == '"':
+            if character == '"':
+                quote = None
+            else:
+                word += character
+        elif character in "'\"":
+            quote, started = character, True
+        elif character == "#":
+            break
+        elif character in " \t":
+            if started:
+                words.append(word)
+            word, started = "", False
+        else:
+            word += character
+            started = True
+        index += 1
+    assert quote is None, f"an unclosed quote in {line!r}"
+    return words + ([word] if started else [])
+
+
+def hostile_paths(count: int, seed: int = 20):
+    import random
+    chosen = random.Random(seed)
+    alphabet = "/abc019 '\"\\$#{}%;()!*&|<>`~=?:@,\u00e4\u00b2\u0663\u2028"
+    for _ in range(count):
+        yield "/" + "".join(chosen.choice(alphabet) for _ in range(chosen.randint(0, 24)))
+
+
+def test_every_hostile_path_in_strong_quotes_reads_back_as_given_and_haproxy_takes_them_all(tmp_path):
+    import subprocess
+    from fabfile.front import shared
+    paths = list(hostile_paths(250))
+    for path in paths:
+        line = f"    http-check send meth GET uri {shared.strong_quote(path)}"
+        assert haproxy_words(line) == ["http-check", "send", "meth", "GET", "uri", path]
+    if not Path("/usr/sbin/haproxy").exists():
+        return
+    text = "defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n" \
+        "frontend f\n    bind 127.0.0.1:65000\n    default_backend b0\n" + "".join(
+        f"backend b{n}\n    option httpchk\n    http-check send meth GET uri {shared.strong_quote(path)}\n"
+        f"    server s 127.0.0.1:8081 check\n" for n, path in enumerate(paths))
+    (tmp_path / "h.cfg").write_text(text)
+    result = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", str(tmp_path / "h.cfg")], capture_output=True,
+                            text=True, env={"HOME": "/root", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_double_quotes_would_have_let_haproxy_expand_a_dollar():
+    from fabfile.front import shared
+    with pytest.raises(AssertionError, match="would expand"):
+        haproxy_words(f"uri {shared.quote('/health${HOME}')}")

@@ -15,7 +15,8 @@ BASE = {
     "backup": {"keep": "2"},
 }
 # values that arrive through ${env:…} can hold what a file cannot
-ENVIRON = {"LF": "https://hooks.example/a\nX-Injected: 1", "CR": "echo pre\rrm -rf /"}
+ENVIRON = {"LF": "https://hooks.example/a\nX-Injected: 1", "CR": "echo pre\rrm -rf /", "SEMICOLON": "'a ;b'",
+           "HASH": "' #x'"}
 
 
 def write(tmp_path: Path, section: str | None = None, key: str | None = None, value: str | None = None,
@@ -90,6 +91,8 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("program:instance1", "health_url", "127.0.0.1:8081/health", "is not an http:// or https:// URL"),
     ("program:instance1", "command", "bin/instance1 'console", "close every quote"),
     ("program:instance1", "command", "", "is empty"),
+    ("program:instance1", "command", "bin/instance1 console ${env:SEMICOLON}", "supervisor's config reads the rest"),
+    ("program:instance1", "command", "bin/instance1 console ${env:HASH}", "supervisor's config reads the rest"),
     # numbers in range
     ("deploy", "keep_releases", "0", "out of range: 1 or more"),
     ("deploy", "keep_releases", "-3", "out of range: 1 or more"),
@@ -101,6 +104,47 @@ def write(tmp_path: Path, section: str | None = None, key: str | None = None, va
     ("host", "port", "0", "is not a TCP port (1-65535)"),
     ("host", "port", "70000", "is not a TCP port (1-65535)"),
     ("host", "root", "/srv/" + "a" * 90, "supervisor's socket"),
+    # numbers in ASCII digits, each with a bound its use can hold
+    ("deploy", "health_timeout", "\u0666\u0660", "is not a whole number (digits 0-9)"),       # Arabic-Indic 60
+    ("deploy", "keep_releases", "\uff15", "is not a whole number (digits 0-9)"),              # fullwidth 5
+    ("deploy", "keep_releases", "\u00b2", "is not a whole number (digits 0-9)"),
+    ("deploy", "keep_releases", "1_000", "is not a whole number (digits 0-9)"),
+    ("host", "port", "\u0662\u0662", "is not a whole number (digits 0-9)"),
+    ("deploy", "health_timeout", "99999999999999999999999", "out of range: 1 or more, at most 86400"),
+    ("deploy", "health_timeout", "9" * 5000, "out of range: 1 or more, at most 86400"),
+    ("deploy", "min_uptime", "86401", "at most 86400"),
+    ("hooks", "hook_timeout", "10000000000", "at most 86400"),
+    ("deploy", "keep_releases", "100000", "at most 10000"),
+    ("backup", "keep", "99999", "at most 10000"),
+    ("backup", "keep_blob_days", "100000", "at most 36500"),
+    ("backup", "pack_days", "1e9", "is not a whole number"),
+    ("host", "swap", "\u0665\u0661\u0662M", "is not auto, off or a size"),
+    ("backup", "location", "/etc/cron.d", "is / or in a system directory"),
+    ("backup", "blob_location", "/etc", "is / or in a system directory"),
+    ("backup", "snapshot_location", "/", "is / or in a system directory"),
+    ("backup", "zip_location", "/usr/lib/x", "is / or in a system directory"),
+    ("backup", "filestorage", "/etc/passwd", "is / or in a system directory"),
+    ("backup", "blobstorage", "//proc/1", "is / or in a system directory"),
+    ("backup", "additional_filestorages", "catalog:/etc/catalog.fs", "is / or in a system directory"),
+    ("backup", "alternative_restore_source", "Data /etc/cron.d", "is / or in a system directory"),
+    ("backup", "location", "/srv/site/var/filestorage", "is inside the data it backs up (/srv/site/var/filestorage)"),
+    ("backup", "blob_location", "/srv/site/var/blobstorage/x", "is inside the data it backs up"),
+    ("backup", "schedule_full", "sometimes", "is not hourly, daily, weekly, monthly or five cron fields"),
+    ("backup", "schedule_full", "99 3 * * *", "in their ranges"),
+    ("backup", "schedule_incremental", "15 24 * * *", "in their ranges"),
+    ("backup", "schedule_incremental", "15 3 0 * *", "in their ranges"),
+    ("backup", "schedule_incremental", "*/0 * * * *", "in their ranges"),
+    ("backup", "schedule_full", "15 3 * * 1 % rm", "five cron fields"),
+    ("backup", "schedule_full", "15 3 * * \u0661", "five cron fields"),
+    ("backup", "offsite", "ssh://backup@h.example.org/srv/backups?x=1", "has a query (?...) or a fragment"),
+    ("backup", "offsite", "ssh://backup@h.example.org/srv/backups#x", "has a query (?...) or a fragment"),
+    ("backup", "offsite", "ssh://backup@h.example.org/srv/backups?", "has a query (?...) or a fragment"),
+    ("backup", "offsite", "ssh://backup@h.example.org:\u0662\u0662/srv", "a port 1-65535"),
+    ("notify", "syslog", "local9", "'local9' is not a syslog facility (user, daemon, local0"),
+    ("notify", "syslog", "LOCAL3", "is not a syslog facility"),
+    ("program:instance1", "address", "127.0.0.1:99999", "not host:port with a port 1-65535"),
+    ("program:instance1", "address", "127.0.0.1:\u0668\u0660\u0668\u0661", "not host:port with a port 1-65535"),
+    ("program:instance1", "green_address", "127.0.0.1:0", "not host:port with a port 1-65535"),
 ])
 def test_a_hostile_value_is_refused_naming_file_section_and_key(tmp_path, section, key, value, words):
     path = write(tmp_path, section, key, value)
@@ -124,12 +168,16 @@ def test_a_hostile_value_is_refused_naming_file_section_and_key(tmp_path, sectio
     ("host", "root", "${here}/../site", "root", None),  # relative to the config file: the sandbox's way
     ("services", "programs", "zeoserver instance1 worker.2", "programs", None),
     ("services", "programs", "zeoserver\n  instance1", "programs", None),
+    ("program:instance1", "command", "bin/instance1 console a;b#c", "programs", None),
     ("backup", "additional_filestorages", "catalog\n  other:filestorage/other.fs", "backup_additional_filestorages",
      ("catalog", "other:filestorage/other.fs")),
     ("backup", "blob_location", "/mnt/blobs", "backup_locations", (("blob_location", "/mnt/blobs"),)),
     ("backup", "location", "full/./filestorage", "backup_locations", (("location", "full/./filestorage"),)),
     ("backup", "blobstorage", "", "backup_blobstorage", ""),
     ("backup", "keep", "0", "backup_keep", 0),
+    ("backup", "schedule_full", "15 3 * * 0", "backup_schedule_full", "15 3 * * 0"),
+    ("backup", "schedule_full", "*/15 0-6,22-23 1-31 jan-dec mon-fri", "backup_schedule_full", None),
+    ("backup", "schedule_incremental", "hourly", "backup_schedule_incremental", "hourly"),
 ])
 def test_plain_values_still_load(tmp_path, section, key, value, attribute, expected):
     path = write(tmp_path, section, key, value)
@@ -212,3 +260,46 @@ def test_a_missing_key_or_a_known_hosts_directory_stops_before_connecting(tmp_pa
                             env={**os.environ, "DEPLOY_HOSTCONFIGS": str(tmp_path / "hostconfigs")})
     assert result.returncode == 2, result.stderr
     assert f"[host] {key} = " in result.stderr and words in result.stderr and "Traceback" not in result.stderr
+
+
+SECRET = "Zq7-s3cret-Value"
+
+
+@pytest.mark.parametrize("section, key, value, environ, words", [
+    ("deploy", "health_timeout", "${env:T}", {"T": SECRET}, "is not a whole number"),
+    ("deploy", "health_timeout", "${env:T}", {"T": "8640000"}, "at most 86400"),
+    ("deploy", "keep_releases", "${env:T}", {"T": "0" * 6 + "70000"}, "at most 10000"),
+    ("host", "port", "${env:T}", {"T": "70000"}, "is not a TCP port"),
+    ("front", "domains", "${env:T}", {"T": "bad_" + SECRET}, "is not a hostname"),
+    ("hooks", "after_switch", "echo '${env:T}", {"T": SECRET}, "close every quote"),
+    ("program:instance1", "health_url", "http://127.0.0.1:${env:T}/", {"T": "8x81-" + SECRET}, "URL"),
+    ("backup", "offsite", "${env:T}", {"T": f"ssh://backup@{SECRET}.example.org:99x/srv"}, "ssh://"),
+    ("backup", "offsite", "ssh://backup@h.example.org/${env:T}", {"T": SECRET + "/../x"}, "absolute directory"),
+    ("host", "swap", "${env:T}", {"T": SECRET}, "is not auto, off or a size"),
+    ("notify", "webhook", "${env:T}", {"T": "https://hooks.example/" + SECRET + "\nX: 1"}, "line break"),
+])
+def test_a_config_error_names_the_key_and_never_shows_a_value_from_the_environment(tmp_path, section, key, value,
+                                                                                  environ, words):
+    path = write(tmp_path, section, key, value)
+    with pytest.raises(ConfigError) as caught:
+        hostconfig.load(path, environ=environ)
+    message = str(caught.value)
+    assert message.startswith(f"{path.resolve()}: [{section}] {key}:"), message
+    assert words in message, message
+    secret = environ["T"]
+    assert secret not in message and SECRET not in message and "s3cret" not in message, message
+    for part in ("70000", "8640000", "99x", "8x81"):
+        assert part not in message or part not in secret, message
+
+
+@pytest.mark.parametrize("text, lines", [("TOKEN=s3cret\nthis is not an assignment\n", "line 2"),
+                                         ('A=1\nTOKEN="s3cret-unclosed\n', "line 2")])
+def test_a_dotenv_line_that_cannot_be_read_is_named_with_its_file_and_not_shown(tmp_path, text, lines):
+    (tmp_path / "hostconfigs").mkdir()
+    (tmp_path / ".env").write_text(text)
+    path = write(tmp_path / "hostconfigs")
+    with pytest.raises(ConfigError) as caught:
+        hostconfig.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / '.env'}: {lines}: not NAME=value"), message
+    assert "s3cret" not in message

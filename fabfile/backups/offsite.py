@@ -84,7 +84,10 @@ def parse_url(text: str) -> Offsite:
         if not _HOSTNAME.fullmatch(host):
             raise ValueError(f"{host!r} is not a hostname or an IP address") from None
     path = parts.path.rstrip("/")
-    if parts.query or parts.fragment or not _PLAIN_PATH.fullmatch(path or "-") \
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError("has a query (?...) or a fragment (#...): an offsite place is ssh://user@host[:port]/path "
+                         "and nothing after the path")
+    if not _PLAIN_PATH.fullmatch(path or "-") \
             or ".." in path.split("/") or path.strip("/") == "":
         raise ValueError(f"{parts.path!r}: give an absolute directory of its own on the offsite host, "
                          f"plain (letters, digits, _ . + @ - /), without '..'")

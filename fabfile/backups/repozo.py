@@ -19,9 +19,10 @@ from datetime import datetime
 
 from .. import commands
 
-STAMP = re.compile(r"\d{4}(?:-\d\d){5}")
-DATA_FILE = re.compile(r"(\d{4}(?:-\d\d){5})\.(deltafs|fs)(z?)$")  # repozo's own is_data_file
-DATE = re.compile(r"\d{4}-\d\d-\d\d(?:-\d\d(?:-\d\d(?:-\d\d)?)?)?")
+# [0-9], not \d: \d and int() take other scripts' digits (a date in Arabic-Indic digits is another date)
+STAMP = re.compile(r"[0-9]{4}(?:-[0-9]{2}){5}")
+DATA_FILE = re.compile(r"([0-9]{4}(?:-[0-9]{2}){5})\.(deltafs|fs)(z?)")  # repozo's own is_data_file, fullmatched
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-[0-9]{2}(?:-[0-9]{2}(?:-[0-9]{2})?)?)?")
 VERIFY_SCHEDULES = ("full", "always", "repozo")
 BLOB_ARCHIVES = ("tar", "tar.gz")
 

@@ -31,9 +31,11 @@ from invoke import Exit
 
 from . import hostconfig
 from .hostconfig import ConfigError, HostConfig
+from .schema import plain, typed, unique
 
 ROLES = ("zeo", "app", "front", "backup")
-_BATCH = re.compile(r"([1-9]\d*)(%?)")
+HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
+_BATCH = re.compile(r"([1-9][0-9]{0,5})(%?)")
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,9 @@ def load(path: Path, environ: dict | None = None) -> Fleet:
     fleet = Fleet(path.stem, path, tuple(members), *_fleet_options(path, raw), declared=True)
     _check_addresses(fleet)
     zeo_port = raw.get("role:zeo", {}).get("port")
-    return _with_firewall(_with_front(fleet), int(zeo_port[0]) if zeo_port else None)
+    if zeo_port:
+        zeo_port = typed("port", zeo_port[0], _where(raw, "role:zeo", "port", path), zeo_port[1])
+    return _with_firewall(_with_front(fleet), zeo_port or None)
 
 
 def _words(raw, section: str, key: str) -> list[str]:
@@ -161,6 +165,9 @@ def _hosts(path: Path, raw) -> dict[str, tuple[str, ...]]:
                           f"(a [host:NAME] section each)")
     if len(set(names)) != len(names):
         raise ConfigError(f"{_where(raw, 'fleet', 'hosts', path)}: names a host twice")
+    for name in names:  # it names sections, directories, HAProxy servers and log lines
+        plain(HOST_NAME, name, _where(raw, "fleet", "hosts", path),
+              "a host name: letters, digits, _ and - (not first: -), at most 63")
     for section in raw:
         if section.startswith("host:") and section[5:] not in names:
             raise ConfigError(f"{_where(raw, section, None, path)}: {section[5:]} is not in [fleet] hosts "
@@ -170,7 +177,8 @@ def _hosts(path: Path, raw) -> dict[str, tuple[str, ...]]:
         if f"host:{name}" not in raw:
             raise ConfigError(f"{_where(raw, 'fleet', 'hosts', path)}: {name} has no [host:{name}] section "
                               f"(its address and roles)")
-        own = tuple(raw[f"host:{name}"].get("roles", ("", None))[0].split())
+        own = unique(tuple(raw[f"host:{name}"].get("roles", ("", None))[0].split()),
+                     _where(raw, f"host:{name}", "roles", path))
         if not own:
             raise ConfigError(f"{_where(raw, f'host:{name}', 'roles', path)}: {name} is in no role "
                               f"(give it one or more of {', '.join(ROLES)})")
@@ -235,15 +243,14 @@ def _check(path: Path, raw, hosts: dict[str, tuple[str, ...]], roles: dict[str, 
 
 
 def _fleet_options(path: Path, raw) -> tuple[int, str]:
-    parallel = raw.get("fleet", {}).get("parallel", ("10",))[0]
-    if not parallel.isdigit() or int(parallel) < 1:
-        raise ConfigError(f"{_where(raw, 'fleet', 'parallel', path)}: {parallel!r} is not a whole number 1 or more")
+    parallel, origin = raw.get("fleet", {}).get("parallel", ("10", path))
+    parallel = typed("positive", parallel, _where(raw, "fleet", "parallel", path), origin)
     batch = raw.get("fleet", {}).get("batch", ("1",))[0]
     found = _BATCH.fullmatch(batch)
     if not found or (found.group(2) and int(found.group(1)) > 100):
         raise ConfigError(f"{_where(raw, 'fleet', 'batch', path)}: {batch!r} is not 1, a number of hosts "
                           f"or a percentage (50%)")
-    return int(parallel), batch
+    return parallel, batch
 
 
 def _check_addresses(fleet: Fleet) -> None:
@@ -314,10 +321,14 @@ def refuse_limit(fleet: Fleet, names: str | None, task: str) -> None:
 
 def limit(fleet: Fleet, names: str | None) -> Fleet:
     """The fleet narrowed to ``--limit host1,host2``."""
-    if not names:
+    if names is None or names == "":
         return fleet
+    wanted = names.replace(",", " ").split()
+    if not wanted:  # "," or " ": not "every host", which is what no --limit says
+        raise Exit(f"--limit {names!r}: name one or more of the fleet's hosts ({', '.join(fleet.names)}), "
+                   f"separated by commas", 2)
     try:
-        return replace(fleet, members=tuple(fleet.member(n) for n in names.replace(",", " ").split()))
+        return replace(fleet, members=tuple(fleet.member(n) for n in dict.fromkeys(wanted)))
     except ConfigError as error:
         raise Exit(f"--limit {names}: {error}", 2) from None
 

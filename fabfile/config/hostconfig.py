@@ -14,6 +14,8 @@ import dataclasses
 import getpass
 import ipaddress
 import os
+import posixpath
+import re
 from pathlib import Path
 
 from ..backups import offsite as offsites
@@ -23,7 +25,8 @@ from .layers import dotenv, interpolate, layered, read_layered  # noqa: F401  (r
 from .model import (LETS_ENCRYPT, MAX_HAPROXY_SOCKET, MAX_SOCKET_PATH, ConfigError, Front, HostConfig,  # noqa: F401
                     Program, instance_address)
 from .schema import (ADDRESS, BACKUP_LOCATIONS, EMAIL, FRONT_CONTROLS, FRONT_SERVERS, FRONT_TLS, HOSTNAME, MANAGERS,
-                     REQUIRED, SCHEMA, SITE_PATH, SWITCHES, check_known, origin_of, schema_of, typed)
+                     REQUIRED, SCHEMA, SITE_PATH, SWITCHES, SYSLOG_FACILITIES, check_known, origin_of, schema_of, typed,
+                     unique)
 from .secrets import secret_pattern  # noqa: F401  (the name the rest of fabfile/ takes it by)
 
 # DEPLOY_HOSTCONFIGS points elsewhere (tests, or one checkout serving several projects)
@@ -101,9 +104,39 @@ def from_raw(path: Path, raw, environ: dict | None = None, references: dict | No
     for section, key in sorted(REQUIRED):
         if not values.get(section, {}).get(key, ("",))[0].strip():
             raise ConfigError(f"{path}: [{section}] {key} is required")
-    warnings = _backup_from_crb(values)
-    config = _build(path, values, frozenset(s for s in secrets if s), warnings)
+    try:
+        warnings = _backup_from_crb(values)
+        config = _build(path, values, frozenset(s for s in secrets if s), warnings)
+    except ConfigError as error:
+        raise ConfigError(without_secrets(str(error), raw, values, frozenset(s for s in secrets if s))) from None
     return dataclasses.replace(config, **fields) if fields else config
+
+
+_WHERE = re.compile(r"(?P<where>.*?: \[(?P<section>[^\]\n]+)\] (?P<key>[^\s:]+)): (?P<reason>.*)", re.S)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_ENV_NAME = re.compile(r"\$\{env:([\w.-]+)\}")
+
+
+def without_secrets(message: str, raw, values, secrets: frozenset[str]) -> str:
+    """A config error as it may be shown: a key whose value holds a ``${env:...}`` secret is named, with
+    what is wrong and without its value (nor any part of it: a port, a host); other secrets as ``***``."""
+    if not secrets:
+        return message
+    pattern = secret_pattern(secrets)
+    found = _WHERE.fullmatch(message)
+    if found:
+        value = values.get(found["section"], {}).get(found["key"], ("",))[0]
+        if pattern.search(value):
+            names = _ENV_NAME.findall(raw.get(found["section"], {}).get(found["key"], ("",))[0])
+            reason = pattern.sub("***", found["reason"])
+            reason = _QUOTED.sub(lambda quoted: "***" if any(quoted[0][1:-1] in secret for secret in secrets)
+                                 else quoted[0], reason)  # what the check quoted of the value: a part of a secret
+            first, space, rest = reason.partition(" ")  # "{number} is out of range": the value as read
+            if (len(first) >= 4 or re.search("[0-9]", first)) and any(first in secret for secret in secrets):
+                reason = f"***{space}{rest}"
+            source = " and ".join(f"${{env:{name}}}" for name in names) or "${env:...}"
+            return (f"{found['where']}: its value, from {source} (a secret, not shown), is wrong: {reason}")
+    return pattern.sub("***", message)
 
 
 def _backup_from_crb(values) -> tuple[str, ...]:
@@ -169,6 +202,18 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
                 get(f"program:{name}", "address"), get(f"program:{name}", "green_address"))
         for name in names
     )
+    for program in programs:
+        if manager == "supervisor" and re.search(r"\s[;#]", program.command):
+            raise ConfigError(f"{origin_of(values, f'program:{program.name}', 'command')}: [program:{program.name}] "
+                              f"command: has a ';' or '#' after a space: supervisor's config reads the rest of the line "
+                              f"as a comment, and has no way to escape it; write the word without the space before "
+                              f"it (or run the command from a script)")
+        for key in ("address", "green_address"):
+            address = getattr(program, key)
+            found = ADDRESS.fullmatch(address) if address is not None else True
+            if not found or (address is not None and not 1 <= int(found["port"]) <= 65535):
+                raise ConfigError(f"{origin_of(values, f'program:{program.name}', key)}: [program:{program.name}] "
+                                  f"{key}: {address!r} is not host:port with a port 1-65535 (127.0.0.1:8081)")
     front = _front(path, values, get, programs) if "front" in values else None
     switch = get("deploy", "switch", "rolling" if front else "stopstart")
     if switch not in SWITCHES:
@@ -189,11 +234,25 @@ def _build(path: Path, values, secrets: frozenset[str], warnings: tuple[str, ...
                           f"{admin} would have {len(admin.encode())} bytes, HAProxy takes {MAX_HAPROXY_SOCKET} "
                           f"(choose a shorter root)")
     user = get("host", "user", getpass.getuser())
+    storages = {posixpath.join(f"{root}/var", posixpath.dirname(get("backup", "filestorage", "filestorage/Data.fs"))),
+                posixpath.join(f"{root}/var", get("backup", "blobstorage", "blobstorage"))} - {f"{root}/var/", f"{root}/var"}
+    for key in BACKUP_LOCATIONS:  # a backup inside the data it keeps: a restore swaps it away, a backup copies it
+        location = get("backup", key)
+        inside = next((s for s in storages if location and (location + "/").startswith(s.rstrip("/") + "/")), None)
+        if inside:
+            raise ConfigError(f"{origin_of(values, 'backup', key)}: [backup] {key}: {location!r} is inside the "
+                              f"data it backs up ({inside}); give a directory of its own")
+    if get("notify", "syslog") not in (None, *SYSLOG_FACILITIES):
+        raise ConfigError(f"{origin_of(values, 'notify', 'syslog')}: [notify] syslog: {get('notify', 'syslog')!r} "
+                          f"is not a syslog facility ({', '.join(SYSLOG_FACILITIES)})")
     overrides, green = (tuple(
         (*key.split(":", 1), get(section, key)) for key in sorted(values.get(section, {}))
     ) for section in ("overrides", "green"))
     if switch == "bluegreen":
         _check_bluegreen(values, manager, front, programs, green)
+    elif green:
+        raise ConfigError(f"{origin_of(values, 'green', '')}: [green]: its options are used only with [deploy] "
+                          f"switch = bluegreen (switch is {switch}): remove [green], or switch blue/green")
     return HostConfig(
         name=path.stem, path=path,
         address=get("host", "address"), port=get("host", "port", 22), user=user,
@@ -297,8 +356,11 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
     email = get("front", "email")
     if tls == "acme" and not (email and EMAIL.fullmatch(email)):
         fail("email", f"tls = acme needs an e-mail address for the ACME account (not {email!r})")
-    domains = get("front", "domains", ())
+    domains = unique(get("front", "domains", ()), f"{origin_of(values, 'front', 'domains')}: [front] domains")
     for domain in domains:
+        if tls != "off" and _is_ip(domain):
+            fail("domains", f"{domain!r} is an IP address: a certificate (tls = {tls}) names hostnames; serve an "
+                            f"address with tls = off")
         if not HOSTNAME.fullmatch(domain):
             fail("domains", f"{domain!r} is not a hostname")
     if tls != "off" and not domains:
@@ -313,6 +375,8 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
         fail("bind", f"{bind!r} is not *, an IP address or a hostname")
     by_name = {p.name: p for p in programs}
     instances = get("front", "instances", None)
+    if instances is not None:
+        unique(instances, f"{origin_of(values, 'front', 'instances')}: [front] instances")
     if instances is None:
         instances = tuple(p.name for p in programs if p.health_url)
     if not instances:
@@ -333,10 +397,7 @@ def _front(path: Path, values, get, programs: tuple[Program, ...]) -> Front:
             fail(key, f"{port} is the port of {taken[port]}")
     if http_port == https_port and tls != "off":
         fail("https_port", "must differ from http_port")
-    drain_timeout, keep_warm = get("front", "drain_timeout", 30), get("front", "keep_warm", 300)
-    for key, value in (("drain_timeout", drain_timeout), ("keep_warm", keep_warm)):
-        if value < 0:
-            fail(key, "must not be negative")
+    drain_timeout, keep_warm = get("front", "drain_timeout", 30), get("front", "keep_warm", 300)  # 0 to a day
     acme_port = get("front", "acme_port", 8402)
     if tls == "acme" and acme_port in (*taken, http_port, https_port):
         fail("acme_port", f"{acme_port} is taken by the front or an instance")
@@ -363,6 +424,14 @@ def _check_bluegreen(values, manager: str, front: Front, programs: tuple[Program
                           f"that make a release listen on the green addresses (ports:instance1 = 18081)")
     by_name = {p.name: p for p in programs}
     used = {instance_address(by_name[n]) for n in front.instances}
+    # the ports the green twins must not take: the front's own, and what the buildout is told to listen on
+    ports = {front.http_port: "the front's http_port", front.https_port: "the front's https_port",
+             front.admin_port: "the front's admin_port", **({front.acme_port: "the front's acme_port"}
+                                                            if front.tls == "acme" else {})}
+    ports.update({int(value): f"[overrides] {key}" for key, (value, _) in values.get("overrides", {}).items()
+                  if key.startswith("ports:") and re.fullmatch(r"[0-9]{1,5}", value.strip())})
+    ports.update({int(address.rsplit(":", 1)[1]): f"{p.name}'s address" for p in programs
+                  if (address := instance_address(p)) and ADDRESS.fullmatch(address) and p.name not in front.instances})
     for name in front.instances:
         address = by_name[name].green_address
         if not address or not ADDRESS.fullmatch(address):
@@ -370,4 +439,7 @@ def _check_bluegreen(values, manager: str, front: Front, programs: tuple[Program
                               f"the green {name} listens on")
         if address in used:
             raise ConfigError(f"{where}: [program:{name}] green_address: {address} is taken by another instance")
+        port = int(address.rsplit(":", 1)[1])
+        if port in ports:
+            raise ConfigError(f"{where}: [program:{name}] green_address: port {port} is {ports[port]}")
         used.add(address)

@@ -12,8 +12,11 @@ from __future__ import annotations
 KINDS: dict[str, str] = {
     "str": "text, one line",
     "int": "a whole number",
-    "count": "a whole number, 0 or more",
-    "positive": "a whole number, 1 or more",
+    "count": "a whole number, 0 to 10000",
+    "positive": "a whole number, 1 to 10000",
+    "seconds": "a number of seconds, 0 to 86400 (a day)",
+    "timeout": "a number of seconds, 1 to 86400 (a day)",
+    "days": "a number of days, 0 to 36500",
     "port": "a TCP port, 1-65535",
     "ports": "TCP ports, separated by spaces",
     "bool": "true or false (yes/no, on/off, 1/0)",
@@ -28,6 +31,7 @@ KINDS: dict[str, str] = {
     "hook": "one shell command line",
     "url": "an http:// or https:// URL with a host",
     "swap": "auto, off, or a size (512M, 2G)",
+    "schedule": "hourly, daily, weekly, monthly, or five cron fields",
     "release_paths": "paths relative to the release, separated by spaces",
     "var_path": "a path relative to <root>/var (or absolute)",
     "var_paths": "name, name:path or name:path:blobdir words (or CRB's lines)",
@@ -111,7 +115,7 @@ KEYS: dict[str, dict[str, tuple[str, str]]] = {
         "server": ("haproxy", "`haproxy` or `nginx` (for sites that already run it)"),
         "domains": ("", "the public names: certificate, virtual hosting, redirects; under `control = systemd` the "
                         "names the host's front routes to this site (none: every name no other site claims), "
-                        "one site each"),
+                        "one site each; hostnames, each once (an IP address only with `tls = off`)"),
         "tls": ("off", "`acme` (lego, HTTP-01), `internal` (a certificate made on the host) or `off`"),
         "email": ("", "the ACME account's address (required with `tls = acme`)"),
         "acme_directory": ("Let's Encrypt's", "the ACME CA's directory URL"),
@@ -134,7 +138,7 @@ KEYS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "green": {
         "*": ("", "bluegreen: buildout options (`section:option`) of a release built as the green set "
-                  "(`ports:instance1 = 18081`)"),
+                  "(`ports:instance1 = 18081`); refused with any other switch"),
     },
     "backup": {
         "keep": ("2", "full backups kept with their incrementals (`0`: all)"),
@@ -145,7 +149,8 @@ KEYS: dict[str, dict[str, tuple[str, str]]] = {
         "additional_filestorages": ("", "more filestorages, each backed up first: `name`, `name:path` or "
                                         "`name:path:blobdir` words, or CRB's lines `name [datafs [blobdir]]` (a "
                                         "blobdir: that storage's own blobstorage)"),
-        "location": ("under `<root>/backups`", "where the filestorage backups go; all locations must differ"),
+        "location": ("under `<root>/backups`", "where the filestorage backups go; all locations must differ, none in a "
+                                               "system directory or inside the data they back up"),
         "blob_location": ("under `<root>/backups`", "where the blob backups go; all locations must differ"),
         "snapshot_location": ("under `<root>/backups`", "where the snapshots go; all locations must differ"),
         "blob_snapshot_location": ("under `<root>/backups`", "where the snapshots' blobs go; all locations must "
@@ -207,7 +212,8 @@ KEYS: dict[str, dict[str, tuple[str, str]]] = {
                   "one holding a secret goes to `<root>/secrets.cfg` (0600) instead"),
     },
     "fleet": {
-        "hosts": ("", "the fleet's hosts, each a `[host:NAME]`, in the order the locks are taken in"),
+        "hosts": ("", "the fleet's hosts (names: letters, digits, _ -), each a `[host:NAME]`, in the order the locks "
+                      "are taken in"),
         "parallel": ("10", "SSH sessions at once"),
         "batch": ("1", "app hosts switched at once: 1, a number, or a share (`50%`)"),
     },

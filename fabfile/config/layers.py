@@ -4,10 +4,12 @@ from __future__ import annotations
 
 
 import configparser
+import io
 import re
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from .model import ConfigError
 from .schema import MIN_SECRET_LENGTH
@@ -22,11 +24,17 @@ def read_layered(path: Path) -> dict[str, dict[str, tuple[str, Path]]]:
 
 
 def dotenv(path: Path) -> dict:
-    """``.env`` beside ``hostconfigs/``, if there is one: UTF-8 text (a BOM is fine)."""
+    """``.env`` beside ``hostconfigs/``, if there is one: UTF-8 text (a BOM is fine), every line
+    ``NAME=value``, a comment or blank (python-dotenv only logs a line it cannot read, without the file)."""
     try:
-        return dotenv_values(path, encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
     except (UnicodeDecodeError, OSError) as error:
         raise ConfigError(f"{path}: cannot be read as UTF-8 text ({error}); save it as UTF-8") from None
+    broken = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
+    if broken:  # the line itself is not shown: it may hold a secret
+        raise ConfigError(f"{path}: line {', '.join(map(str, broken))}: not NAME=value (a value with spaces or "
+                          f"quotes goes in quotes, closed on the same line or a later one)")
+    return dotenv_values(stream=io.StringIO(text))
 
 
 def layered(path: Path, seen: tuple[Path, ...]) -> dict[str, dict[str, tuple[str, Path]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -217,4 +218,4 @@ def instance_address(program: Program) -> str | None:
 def port_of(address: str | None) -> str | None:
     """The port of ``host:port``, or None."""
     port = (address or "").rpartition(":")[2]
-    return port if port.isdigit() else None
+    return port if re.fullmatch(r"[0-9]{1,5}", port) else None  # isdigit() takes ² and other scripts' digits

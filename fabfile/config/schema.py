@@ -17,7 +17,8 @@ from .model import ConfigError
 MANAGERS = ("supervisor", "systemd")
 
 
-# section -> {key: kind}; kinds: str, int, count (>= 0), positive (>= 1), port, bool, list,
+# section -> {key: kind}; kinds: str, int, count (0-10000), positive (1-10000), seconds (0-86400), timeout
+# (1-86400), days (0-36500), port, bool, list,
 # root (absolute on the host), localpath, address, user, python, command, url, names (program
 # names), ports (TCP ports), swap (auto, off or a size: 512M, 2G), release_paths (relative to the release), var_path(s) (under <root>/var), backup_path,
 # hook (a shell command line)
@@ -35,22 +36,22 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "services": {"manager": "str", "programs": "names"},
     "program:*": {"command": "command", "health_url": "url", "address": "str", "green_address": "str"},
-    "deploy": {"keep_releases": "positive", "health_timeout": "positive", "min_uptime": "positive", "allow_dirty": "bool",
+    "deploy": {"keep_releases": "positive", "health_timeout": "timeout", "min_uptime": "timeout", "allow_dirty": "bool",
                "switch": "str"},
     "front": {"server": "str", "domains": "list", "tls": "str", "email": "str", "acme_directory": "url",
               "acme_ca_bundle": "localpath", "acme_port": "port",
               "site_path": "str", "instances": "list", "bind": "str", "http_port": "port",
-              "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "int",
-              "retry_after": "int", "keep_warm": "int",
+              "https_port": "port", "hsts": "bool", "control": "str", "drain_timeout": "seconds",
+              "retry_after": "seconds", "keep_warm": "seconds",
               "admin_port": "port"},
     "green": {"*": "str"},
-    "backup": {"keep": "count", "keep_blob_days": "count", "before_deploy": "bool",
+    "backup": {"keep": "count", "keep_blob_days": "days", "before_deploy": "bool",
                "filestorage": "var_path", "blobstorage": "var_path", "additional_filestorages": "var_paths",
                "location": "backup_path", "blob_location": "backup_path", "snapshot_location": "backup_path",
                "blob_snapshot_location": "backup_path", "pre_command": "str", "post_command": "str",
                "quick": "bool", "gzip": "bool", "verify": "str", "blob_archive": "str",
-               "schedule_incremental": "str", "schedule_full": "str", "zeopack_before_full": "bool",
-               "pack_days": "count", "zeopack": "str",
+               "schedule_incremental": "schedule", "schedule_full": "schedule", "zeopack_before_full": "bool",
+               "pack_days": "days", "zeopack": "str",
                # collective.recipe.backup's own (``crb.py``): the keys it sets here, or a warning at load time
                "zip_location": "backup_path", "blob_zip_location": "backup_path", "only_blobs": "bool",
                "debug": "bool", "full": "bool", "use_rsync": "bool", "rsync_options": "rsync_options",
@@ -58,7 +59,7 @@ SCHEMA: dict[str, dict[str, str]] = {
                "enable_zipbackup": "bool", "alternative_restore_source": "alternative", "locationprefix": "site_path"},
     "notify": {"webhook": "str", "syslog": "str"},
     "hooks": {"before_deploy": "hook", "before_switch": "hook", "after_switch": "hook", "after_rollback": "hook",
-              "hook_timeout": "positive"},
+              "hook_timeout": "timeout"},
     "overrides": {"*": "str"},
     "fleet": {"hosts": "names", "parallel": "positive", "batch": "str"},  # fleetconfig.py
     "role:*": {"programs": "names", "port": "port"},
@@ -76,10 +77,25 @@ for _name in crb.OPTIONS:  # CRB's other names: translated into the keys above b
     SCHEMA["backup"].setdefault(_name, "crb")
 
 
+DAY = 86400
+
+
+# number kind -> (least, most): a bound for each, so nothing a timer, a sleep or a count cannot hold
+# reaches the host (Python's time.sleep and threading timers overflow on huge numbers)
+NUMBERS = {"int": (-2**63, 2**63 - 1), "count": (0, 10000), "positive": (1, 10000), "seconds": (0, DAY),
+           "timeout": (1, DAY), "days": (0, 36500)}
+
+
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
 LIST_KINDS = ("list", "ports", "names", "release_paths", "var_paths", "alternative", "crb")  # whitespace, new lines too, separates items
 
 
 SWITCHES = ("stopstart", "rolling", "bluegreen")
+
+
+SYSLOG_FACILITIES = ("user", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
 
 
 FRONT_SERVERS = ("haproxy", "nginx")
@@ -100,7 +116,7 @@ HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]
 SITE_PATH = re.compile(r"/[A-Za-z0-9_.~@+-]*(/[A-Za-z0-9_.~@+-]+)*")
 
 
-ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
+ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>[0-9]{1,5})")
 
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")                 # a program
@@ -113,6 +129,15 @@ USER = re.compile(r"(?=.{1,32}$)[a-z_][a-z0-9_-]*[$]?")           # a POSIX user
 
 
 PYTHON = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*|/[A-Za-z0-9_./+-]+")  # a command or an absolute path
+
+
+SCHEDULE_NAMES = ("hourly", "daily", "weekly", "monthly")
+
+
+CRON_FIELD = re.compile(r"[0-9*/,-]+|[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3})*")
+
+
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute, hour, day, month, weekday (7: Sunday)
 
 
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin", "/usr", "/lib", "/lib64")
@@ -150,14 +175,15 @@ def typed(kind: str, value: str, where: str, origin: Path):
     if "\0" in value or (kind not in LIST_KINDS and ("\n" in value or "\r" in value)):
         raise ConfigError(f"{where}: has a line break or a NUL character; write the value on one line "
                           f"(only lists may take an item a line)")
-    if kind in ("int", "count", "positive"):
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{where}: {value!r} is not a whole number") from None
-        minimum = {"count": 0, "positive": 1}.get(kind)
-        if minimum is not None and number < minimum:
-            raise ConfigError(f"{where}: {number} is out of range: {minimum} or more")
+    if kind in NUMBERS:
+        if not WHOLE_NUMBER.fullmatch(value):  # int() takes "1_000", " 5", "²"'s kin and other scripts' digits
+            raise ConfigError(f"{where}: {value!r} is not a whole number (digits 0-9)")
+        minimum, maximum = NUMBERS[kind]
+        number = int(value) if len(value) <= 20 else (-1 if value.startswith("-") else 1) * 10 ** 20
+        if not minimum <= number <= maximum:
+            shown = number if len(value) <= 20 else f"{value[:12]}…"
+            raise ConfigError(f"{where}: {shown} is out of range: {minimum} or more, at most {maximum}"
+                              + (" (seconds: a day)" if maximum == DAY else ""))
         return number
     if kind == "port":
         port = typed("int", value, where, origin)
@@ -168,6 +194,8 @@ def typed(kind: str, value: str, where: str, origin: Path):
         return unique(tuple(typed("port", port, where, origin) for port in value.split()), where)
     if kind == "swap":
         return swap_size(value, where)
+    if kind == "schedule":  # checked here, so that deploy --plan refuses what schedule would
+        return schedule(value, where)
     if kind == "bool":
         lowered = value.lower()
         if lowered in ("true", "yes", "on", "1"):
@@ -206,6 +234,8 @@ def typed(kind: str, value: str, where: str, origin: Path):
         for place in lines[0][1:]:
             if not place.startswith("/") or ".." in place.split("/"):
                 raise ConfigError(f"{where}: {place!r} is not an absolute path without '..'")
+            if system_dir(posixpath.normpath(place)):
+                raise ConfigError(f"{where}: {place!r} is / or in a system directory ({', '.join(SYSTEM_DIRS)})")
         return (("main", lines[0][1]),) + ((("blobstorage", lines[0][2]),) if len(lines[0]) == 3 else ())
     if kind == "rsync_options":
         try:
@@ -242,6 +272,9 @@ def typed(kind: str, value: str, where: str, origin: Path):
             plain(HOSTNAME, value, where, "a hostname, an IPv4 or an IPv6 address")
         return value
     if kind == "url":
+        if not value.isprintable():  # a tab, a control character: a request line or a config line would break
+            raise ConfigError(f"{where}: has a tab or a control character; a URL carries them percent-encoded "
+                              f"(%09)")
         try:
             parts = urlsplit(value)
             fine = parts.scheme in ("http", "https") and parts.hostname and parts.port != 0
@@ -272,7 +305,7 @@ def typed(kind: str, value: str, where: str, origin: Path):
     return value
 
 
-SIZE = re.compile(r"(\d+)([MG])", re.I)
+SIZE = re.compile(r"([0-9]{1,9})([MG])", re.I)
 
 
 MIN_SWAP = 64 * 2**20
@@ -289,6 +322,22 @@ def swap_size(value: str, where: str) -> str | int:
     if not MIN_SWAP <= size <= 2**40:
         raise ConfigError(f"{where}: {value!r} is out of range: 64M to 1024G")
     return size
+
+
+def schedule(value: str, where: str) -> str:
+    """``hourly`` .. ``monthly`` or five cron fields, each number in its field's range."""
+    fields = value.split()
+    if value in SCHEDULE_NAMES or not value:
+        return value
+    wrong = len(fields) != 5 or not all(CRON_FIELD.fullmatch(field) for field in fields)
+    for field, (least, most) in zip(fields if not wrong else (), CRON_RANGES):
+        if any(not least <= int(number) <= most for number in re.findall(r"[0-9]+", field.split("/")[0])) or \
+                any(int(step) < 1 for step in re.findall(r"/([0-9]+)", field)):
+            wrong = True
+    if wrong:
+        raise ConfigError(f"{where}: {value!r} is not {', '.join(SCHEDULE_NAMES)} or five cron fields in their "
+                          f"ranges (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7: '15 3 * * 1-6')")
+    return value
 
 
 def plain(pattern: re.Pattern, value: str, where: str, what: str) -> str:
@@ -311,13 +360,23 @@ def inside(path: str, where: str, base: str, absolute: bool = True) -> str:
             raise ConfigError(f"{where}: {path!r} is absolute; give a path relative to {base}")
         if ".." in path.split("/"):
             raise ConfigError(f"{where}: {path!r} has a '..'; write the path without it")
-        return posixpath.normpath(path)
+        normal = "/" + posixpath.normpath(path).lstrip("/")
+        if system_dir(normal):
+            raise ConfigError(f"{where}: {normal!r} is / or in a system directory ({', '.join(SYSTEM_DIRS)}); "
+                              f"give a directory the site owns (under {base}, or one of its own such as /backups/site)")
+        return normal
     normal = posixpath.normpath(path)
     if normal == ".." or normal.startswith("../"):
         raise ConfigError(f"{where}: {path!r} leaves {base} ('..'); give a path under it")
     if normal == ".":
         raise ConfigError(f"{where}: {path!r} is {base} itself; give a path under it")
     return normal
+
+
+def system_dir(path: str) -> bool:
+    """Whether the absolute, normal ``path`` is ``/`` or in a system directory."""
+    path = "/" + path.lstrip("/")
+    return path == "/" or any(path == system or path.startswith(system + "/") for system in SYSTEM_DIRS)
 
 
 def root_path(value: str, where: str, origin: Path) -> str:

@@ -35,6 +35,7 @@ from invoke import Exit
 
 from .. import commands
 from ..backups import offsite
+from ..config import schema
 from ..config.hostconfig import HostConfig, secret_pattern
 from ..remote.site import Site
 
@@ -51,7 +52,7 @@ NAMED = {  # minute, hour, day of month, month, day of week
     "weekly": ("15", "3", "*", "*", "0"),
     "monthly": ("15", "3", "1", "*", "*"),
 }
-CRON_FIELD = re.compile(r"[\d*/,-]+|[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3})*")
+CRON_FIELD = schema.CRON_FIELD  # the config checks the same at load time
 
 
 class ScheduleError(Exception):

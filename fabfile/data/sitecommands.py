@@ -12,6 +12,7 @@ differs, the task says so; ``pack`` needs no access to the data (the ZEO server 
 """
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 
@@ -19,6 +20,7 @@ from invoke import Exit
 
 from .. import commands, onhost
 from ..config.hostconfig import HostConfig, Program
+from ..remote.jobs import LineRedacted
 from ..remote.site import Site
 from . import schedule
 
@@ -98,12 +100,19 @@ def pack_command(config: HostConfig, days: int) -> str:
 
 
 def stream(site: Site, command: str) -> int:
-    """Run ``command`` on the host, its output shown as it comes; its exit code."""
+    """Run ``command`` on the host, its output shown line by line as it comes, secrets redacted (as a hook's);
+    its exit code."""
     if site.dry:
         print(f"[dry] {site.config.redact(command)}")
         return 0
     site.commands_run += 1
-    result = site.connection.run(command, hide=False, warn=True, in_stream=False, dry=False)
+    out, err = LineRedacted(site.config), LineRedacted(site.config, errors=True)
+    try:
+        result = site.connection.run(command, hide=False, warn=True, in_stream=False, dry=False, out_stream=out,
+                                     err_stream=err)
+    finally:
+        out.flush()
+        err.flush()
     return result.exited
 
 
@@ -117,10 +126,7 @@ def say_as_whom(site: Site) -> None:
 def pack_days(value, config: HostConfig) -> int:
     if value is None:
         return config.backup_pack_days
-    try:
-        days = int(value)
-    except (TypeError, ValueError):
-        days = -1
-    if days < 0:
-        raise Exit(f"pack --days {value}: give a whole number of days, 0 or more", 2)
-    return days
+    # int() takes 7_0 and other scripts' digits: ASCII digits only, and a bound
+    if not re.fullmatch(r"[0-9]{1,5}", str(value)) or int(value) > 36500:
+        raise Exit(f"pack --days {value}: give a whole number of days, 0 to 36500 (digits 0-9)", 2)
+    return int(value)

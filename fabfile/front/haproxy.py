@@ -129,7 +129,7 @@ def _backend(config: HostConfig, live: str) -> list[str]:
     """``backend <site>``: balancing, health checks, virtual hosting, the instances."""
     front, name = config.front, backend_name(config)
     lines = [f"backend {name}", "    balance roundrobin"]
-    lines += ["    option httpchk", f"    http-check send meth GET uri {_quote(check_path(config))}",
+    lines += ["    option httpchk", f"    http-check send meth GET uri {sharedfront.strong_quote(check_path(config))}",
               "    http-check expect status 200-399"]
     if front.site_path is not None:
         lines += _virtual_hosting(front)

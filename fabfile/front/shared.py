@@ -54,8 +54,14 @@ def shared(config: HostConfig) -> bool:
 
 
 def quote(value: str) -> str:
-    """A value as HAProxy reads it between double quotes."""
+    """A value as HAProxy reads it between double quotes (ours only: HAProxy expands ``$NAME`` there)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def strong_quote(value: str) -> str:
+    """A value from the config as HAProxy reads it literally: between single quotes, where nothing is
+    expanded (no ``$NAME``, no escapes, ``#`` is no comment); a ``'`` closes, is escaped, and reopens."""
+    return "'" + value.replace("'", "'\\''") + "'"
 
 
 def backend_name(config: HostConfig) -> str:

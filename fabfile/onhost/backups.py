@@ -70,7 +70,7 @@ def backed_up(directory, files):
         return None
 
 
-ARCHIVE = re.compile(r"(\d{4}(?:-\d\d){5})(\.delta)?\.(tar|tar\.gz)$")
+ARCHIVE = re.compile(r"([0-9]{4}(?:-[0-9]{2}){5})(\.delta)?\.(tar|tar\.gz)")  # fullmatched
 
 
 def copies(directory):
@@ -81,14 +81,14 @@ def copies(directory):
     found = {}
     for name in entries(directory) or ():
         path = os.path.join(directory, name)
-        archive = ARCHIVE.match(name)
+        archive = ARCHIVE.fullmatch(name)
         if archive and os.path.isfile(path):
             size = os.path.getsize(path)
             found[archive.group(1)] = {"name": name, "archive": archive.group(3), "bytes": size,
                                        "new_bytes": size, "files": 1, "delta": bool(archive.group(2)),
                                        "snar": os.path.isfile(os.path.join(directory, archive.group(1) + ".snar"))}
             continue
-        if name.endswith(".partial") and ARCHIVE.match(name[:-len(".partial")]):
+        if name.endswith(".partial") and ARCHIVE.fullmatch(name[:-len(".partial")]):
             found[name] = {"name": name}  # an archive cut short: undo removes it
             continue
         if not os.path.isdir(path):
@@ -206,7 +206,7 @@ def freed_bytes(path):
     return sum(size for size, links, seen in inodes.values() if seen >= links or links < 1)
 
 
-RESTORE_STAMP = re.compile(r"\.before-restore-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)")
+RESTORE_STAMP = re.compile(r"\.before-restore-([0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2})")
 
 
 def age_days(path, name):

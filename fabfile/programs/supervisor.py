@@ -13,6 +13,7 @@ import shlex
 
 from .. import commands
 from ..config.hostconfig import HostConfig, Program
+from ..config.schema import SYSLOG_FACILITIES
 
 CONFIG_IN_RELEASE = "etc/supervisord.conf"
 
@@ -71,7 +72,7 @@ while True:
 """
 
 
-FACILITIES = ("user", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
+FACILITIES = SYSLOG_FACILITIES  # checked at load time
 
 
 def syslog_listener_command(config: HostConfig) -> str:

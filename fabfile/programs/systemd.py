@@ -39,11 +39,27 @@ def _escape(value: str) -> str:
 
 
 def program_command(config: HostConfig, program: Program) -> str:
-    """The program's command line, its relative executable under ``<root>/current``."""
+    """The program's command line, its relative executable under ``<root>/current``, each word as systemd
+    reads it back (``_escape`` then doubles ``%`` and ``$``)."""
     tokens = shlex.split(program.command)
     if not tokens[0].startswith("/"):
         tokens[0] = config.path_on_host("current", tokens[0])
-    return shlex.join(tokens)
+    return " ".join(map(_word, tokens))
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./$-]+")
+
+
+def _word(token: str) -> str:
+    """One word of a unit's command line: bare when plain, else in double quotes, where systemd reads C
+    escapes (so ``\\`` and ``\"``; a shell's single quotes would not keep a backslash); a lone ``;``
+    would end the command."""
+    if _PLAIN_WORD.fullmatch(token):
+        return token
+    if token == ";":
+        return "\\;"
+    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
 
 
 def render_unit(config: HostConfig, program: Program, after: str | None, group: str) -> str:

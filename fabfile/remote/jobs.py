@@ -88,18 +88,22 @@ class LineRedacted:
     """A stream for our terminal that prints whole lines, secrets taken out (a secret never
     straddles two writes)."""
 
-    def __init__(self, config):
-        self.config, self.pending = config, ""
+    def __init__(self, config, errors: bool = False):
+        self.config, self.pending, self.errors = config, "", errors  # errors: to our stderr
+
+    @property
+    def terminal(self):
+        return sys.stderr if self.errors else sys.stdout
 
     def write(self, text: str) -> None:
         lines = (self.pending + text).split("\n")
         self.pending = lines.pop()
         for line in lines:
-            sys.stdout.write(self.config.redact(line) + "\n")
-        sys.stdout.flush()
+            self.terminal.write(self.config.redact(line) + "\n")
+        self.terminal.flush()
 
     def flush(self) -> None:
         if self.pending:
-            sys.stdout.write(self.config.redact(self.pending))
+            self.terminal.write(self.config.redact(self.pending))
             self.pending = ""
-        sys.stdout.flush()
+        self.terminal.flush()

@@ -39,7 +39,7 @@ def ports_of(config: HostConfig) -> set[int]:
     """The TCP ports ``config``'s site uses on its host: its front's, its health URLs', and its buildout's
     ``[ports]`` and ``*port*`` / ``*address`` options (as far as this machine can read the buildout)."""
     used = {config.front.http_port, config.front.https_port} if config.front else set()
-    used |= {int(p) for program in config.programs for p in re.findall(r":(\d+)", program.health_url or "")}
+    used |= {int(p) for program in config.programs for p in re.findall(r":([0-9]+)", program.health_url or "")}
     try:
         profile = buildoutfiles.read_profile(config.buildout_dir / config.buildout_config)
     except (buildoutfiles.ProfileError, OSError):
@@ -50,7 +50,7 @@ def ports_of(config: HostConfig) -> set[int]:
     for section, options in sections.items():
         for key, value in options.items():
             if section == "ports" or "port" in key or key.endswith("address"):
-                used |= {int(p) for p in re.findall(r"(?<![\w.$])(\d{4,5})\b", value) if int(p) < 65536}
+                used |= {int(p) for p in re.findall(r"(?<![\w.$])([0-9]{4,5})\b", value) if int(p) < 65536}
     return used
 
 
@@ -71,12 +71,12 @@ def listen_ports(config: HostConfig) -> dict[int, tuple[str, str | None]]:
     host = ports.get("host", "").strip()
     host = host if host and "$" not in host else None
     for key, value in sorted(ports.items()):
-        if value.strip().isdigit() and 0 < int(value) < 65536:
+        if re.fullmatch(r"[0-9]{1,5}", value.strip()) and 0 < int(value) < 65536:  # isdigit() takes ²
             wanted.setdefault(int(value), (f"[ports] {key}", host))
     for program in config.programs:
         for address, name in ((instance_address(program), program.name), (program.green_address, f"{program.name}-green")):
             where, _, port = (address or "").rpartition(":")
-            if port.isdigit():
+            if re.fullmatch(r"[0-9]{1,5}", port):
                 wanted[int(port)] = (name, where.strip("[]") or None)
     return wanted
 
@@ -138,7 +138,7 @@ def check_neighbours(config: HostConfig) -> None:
 
 
 def megabytes(kilobytes: str) -> str:
-    return f"{int(kilobytes) / 1024:.1f}" if kilobytes.isdigit() else "-"
+    return f"{int(kilobytes) / 1024:.1f}" if re.fullmatch(r"[0-9]+", kilobytes) else "-"
 
 
 def describe(c, config: HostConfig) -> tuple[list[str], bool]:

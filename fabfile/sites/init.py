@@ -11,6 +11,7 @@ gives the rest of ``[backup]``. Every guess is said, so that it can be checked.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,10 +149,28 @@ def render(name: str, address: str, root: str, directory: str, profile: str, gue
     return "\n".join(lines)
 
 
+CONFIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")  # a file in hostconfigs/, and fab -H NAME
+
+
+def _check_arguments(name: str, **values: str | None) -> None:
+    """Refuse what a host config line cannot hold as given: the name is a file name in ``hostconfigs/``,
+    each value one line that configparser reads back unchanged (no ``;`` or ``#`` comment, no spaces at
+    its ends, no control character)."""
+    if not CONFIG_NAME.fullmatch(name):
+        raise InitError(f"init --host {name!r}: a config name is letters, digits, _ . - (not first: . -), at "
+                        f"most 63: it names hostconfigs/NAME.cfg")
+    for argument, value in values.items():
+        if value is not None and (not value.isprintable() or value != value.strip() or ";" in value
+                                  or "#" in value):
+            raise InitError(f"init --{argument} {value!r}: one line without ';', '#', tabs or control characters, "
+                            f"and no spaces at its ends (it is written as a host config value)")
+
+
 def init_config(buildout: Path, name: str, address: str, config_dir: Path, root: str | None = None,
                 profile: str | None = None, port: int | None = None, user: str | None = None) -> tuple[Path, list[str]]:
     """Write ``config_dir/NAME.cfg`` from the buildout; its path and what was guessed.
     Raises FileExistsError when the config exists (nothing written)."""
+    _check_arguments(name, address=address, root=root, profile=profile, user=user)
     target = config_dir / f"{name}.cfg"
     if target.exists():
         raise FileExistsError(str(target))

@@ -18,13 +18,14 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..config import hostconfig
 from . import hostsites
 from ..paths import EXAMPLE, PROFILES
 
 KINDS = ("plain", "zope", "plone")
-NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")  # fullmatch: "$" would let a final line break through
 FIRST_PORT = 8200
 PORTS = {"plain": 3, "zope": 2, "plone": 2}  # zeo, then the instances
 # What each kind's sandbox stage runs, and where each instance answers (the first port is ZEO's).
@@ -73,15 +74,17 @@ def available_modules() -> dict[str, tuple[str, ...]]:
 def plan(name: str, kind: str, modules: tuple[str, ...], configs: Path = hostconfig.CONFIG_DIR,
          versions: str | None = None) -> Plan:
     """Check the request and choose the ports; nothing is written."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise NewSiteError(f"{name!r}: a site's name is a lowercase letter, then letters, digits or '-' "
                            f"(at most 31), as it names files, users and a directory on the host")
     if kind not in KINDS:
         raise NewSiteError(f"--kind {kind}: one of {', '.join(KINDS)}")
     if versions is not None and kind != "plone":
         raise NewSiteError(f"--versions: only a plone site extends a remote known-good set, not {kind}")
-    if versions is not None and not versions.startswith(("http://", "https://")):
-        raise NewSiteError(f"--versions {versions}: an http:// or https:// URL of a versions file")
+    if versions is not None and not _plain_url(versions):
+        raise NewSiteError(f"--versions {versions!r}: one http:// or https:// URL of a versions file, with a host "
+                           f"(and a port 1-65535, if any), on one line, without spaces or '$' (it is written "
+                           f"into versions.cfg's extends)")
     known = available_modules()
     for module in modules:
         if module not in known:
@@ -98,6 +101,18 @@ def plan(name: str, kind: str, modules: tuple[str, ...], configs: Path = hostcon
     used = ports_in_use(configs, sandbox.get("address", "127.0.0.1"), int(sandbox.get("port", 22)))
     return Plan(name, kind, modules, buildout, configs, free_ports(PORTS[kind], used), sandbox,
                 versions or PLONE_VERSIONS)
+
+
+def _plain_url(url: str) -> bool:
+    """Whether ``url`` is one http(s) URL that buildout's ``extends`` reads as written: no space, line
+    break or control character (a second value, a new section), no ``$`` (buildout's ``${...}``)."""
+    if any(character.isspace() or not character.isprintable() or character == "$" for character in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number or out of range
+        return False
 
 
 def sandbox_host(configs: Path) -> dict[str, str]:

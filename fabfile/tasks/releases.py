@@ -7,7 +7,7 @@ from fabric import task
 from invoke import Exit
 
 
-RELEASE_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
+RELEASE_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
 
 
 @task(help={"to": "the release id to go back to (default: the previous good release)",
@@ -49,13 +49,10 @@ def cleanup(c, before_restore_older_than=None):
 
 
 def _days(value) -> float | None:
-    """``--before-restore-older-than``: a number of days, 0 or more."""
+    """``--before-restore-older-than``: a number of days, 0 to 36500 (``1.5`` too)."""
     if value is None:
         return None
-    try:
-        days = float(value)
-    except (TypeError, ValueError):
-        days = -1
-    if not days >= 0:
-        raise Exit(f"--before-restore-older-than {value}: give a number of days, 0 or more", 2)
-    return days
+    # float() takes inf, 1e400, 3_0 and other scripts' digits: ASCII digits only, and a bound
+    if not re.fullmatch(r"[0-9]{1,5}(\.[0-9]{1,6})?", str(value)) or float(value) > 36500:
+        raise Exit(f"--before-restore-older-than {value}: give a number of days, 0 to 36500 (digits 0-9)", 2)
+    return float(value)

@@ -1,6 +1,8 @@
 """``start``, ``stop``, ``restart``, ``status``, ``logs``: the site's programs, on one host or a fleet's."""
 from __future__ import annotations
 
+import re
+
 from fabric import task
 from invoke import Exit
 
@@ -48,7 +50,7 @@ def status(c, limit=None, json=False):
 def logs(c, lines=None, follow=False, limit=None):
     """Show the last lines of each program's log (-f: follow them live until Ctrl-C)."""
     lines = "20" if lines is None else lines  # a string here: Invoke would refuse 'abc' with a traceback
-    if not str(lines).isdigit() or not 0 < int(lines) <= 100000:
+    if not re.fullmatch(r"[0-9]{1,6}", str(lines)) or not 0 < int(lines) <= 100000:  # isdigit() takes ²
         raise Exit(f"logs --lines takes a whole number from 1 to 100000, not {lines!r}", 2)
     from ..config import fleet as fleetconfig
     from ..pipeline import fleetops

@@ -6,6 +6,7 @@ site's ``[hooks]`` section, as a user would edit the hostconfig.
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def test_a_hook_that_is_not_one_shell_line_is_refused_at_load_time(tmp_path, sec
 def test_a_hook_on_the_host_runs_from_its_private_file_bounded_by_timeout(tmp_path):
     config = load(tmp_path, f"before_switch = echo ${{env:TOKEN}}\nhook_timeout = 30\n", {"TOKEN": SECRET})
     command = hooks.remote_command(config, "before_switch", "/srv/mysite/releases/r2")
-    assert command == "cd /srv/mysite/releases/r2 && timeout -k 10 30 sh /srv/mysite/.hooks/before_switch.sh"
+    assert command.startswith("cd /srv/mysite/releases/r2 && sh -c ")
+    assert command.endswith(" sh -k 10 30 sh /srv/mysite/.hooks/before_switch.sh")
+    assert shlex.split(command.split(" && ", 1)[1])[2] == hooks.GROUP_ENDS_WITH_IT
     assert SECRET not in command
 
 
@@ -70,7 +73,8 @@ def test_the_switch_job_gets_after_switch_in_its_plan_never_in_a_command(tmp_pat
     plan = switch.build_plan(config, "r2", "r1", "job", with_hooks=True)
     hook = plan["hooks"]["after_switch"]
     assert (hook["line"], hook["directory"]) == (f"check {SECRET}", "/srv/mysite/current")
-    assert SECRET not in hook["command"] and hook["command"].startswith("timeout -k 10 600 sh -c ")
+    assert SECRET not in hook["command"] and shlex.split(hook["command"])[4:] == ["-k", "10", "600", "sh", "-c",
+                                                                                    hooks.EVAL]
     assert plan["hooks"]["after_rollback"] is None
     assert switch.build_plan(config, "r2", "r1", "job")["hooks"] == {}  # a restart, a rollback: no hooks
 
@@ -185,6 +189,32 @@ def test_an_after_switch_hook_that_hangs_rolls_back_and_after_rollback_runs(site
     last = {e["hook"]: e for e in hook_events(site)[-2:]}
     assert last["after_switch"]["timed_out"] is True and last["after_rollback"]["exit"] == 0
     assert no_process_runs("sleep 62.25")
+
+
+def test_what_a_hook_leaves_running_ends_with_it_so_the_deploy_does_not_wait(site):
+    """A hook that starts a child holding its output (``cmd &``) and ends: the child ends with it, here
+    and on the host, and the deploy goes on (it waited for the child before: "hook ok in 90.1s")."""
+    site.change_code("# a change whose hooks leave children")
+    set_hooks(site, before_deploy="sleep 41.5 & echo started here", before_switch="sleep 42.5 & echo started there",
+              hook_timeout=30)
+    started = time.monotonic()
+    result = site.fab("deploy")
+    assert "started here" in result.stdout and "started there" in result.stdout
+    assert time.monotonic() - started < 40, result.stdout
+    events = {e["hook"]: e for e in hook_events(site)[-2:]}
+    assert events["before_deploy"]["seconds"] < 5 and events["before_switch"]["seconds"] < 5, events
+    assert no_process_runs("sleep 41.5") and no_process_runs("sleep 42.5")
+
+
+def test_a_hook_that_prints_megabytes_keeps_its_first_and_last_64_kb_in_the_job_log(site):
+    site.change_code("# a change whose smoke test talks a lot")
+    set_hooks(site, after_switch="echo first line; yes 'x' | head -c 3000000; echo; echo last line")
+    result = site.fab("deploy")
+    assert "first line" in result.stdout and "last line" in result.stdout
+    log = max((site.root / ".switch").glob("*.log"), key=lambda path: path.stat().st_mtime)
+    text = log.read_text()
+    assert log.stat().st_size < 200_000, log.stat().st_size
+    assert "first line" in text and "last line" in text and "bytes of output left out" in text
 
 
 def test_fab_rollback_runs_after_rollback_in_the_release_it_went_back_to(site):

@@ -24,6 +24,7 @@ ones serve, checks them, flips the front in one go and leaves the old set runnin
 ``keep_warm`` seconds, so that a rollback then is a flip back (a detached ``cool-down``
 stops it later, unless it serves again). A switch within one set is rolling.
 """
+import collections
 import csv
 import fcntl
 import hashlib
@@ -631,6 +632,32 @@ def log_event(event, **details):
         handle.write(redact(json.dumps(record, sort_keys=True)) + "\n")
 
 
+HOOK_OUTPUT_KEPT = 64 * 1024  # bytes of a hook's output the log keeps from its start, and from its end
+
+
+def capped_lines(stream):
+    """Print each line of ``stream`` to our log, redacted, the first and the last ``HOOK_OUTPUT_KEPT``
+    bytes of it; how many bytes in between were left out."""
+    printed, tail, tail_bytes, left_out = 0, collections.deque(), 0, 0
+    for line in stream:
+        line = redact(line.rstrip("\n"))
+        if printed < HOOK_OUTPUT_KEPT:
+            print(line, flush=True)
+            printed += len(line) + 1
+            continue
+        tail.append(line)
+        tail_bytes += len(line) + 1
+        while tail_bytes > HOOK_OUTPUT_KEPT:
+            dropped = tail.popleft()
+            tail_bytes -= len(dropped) + 1
+            left_out += len(dropped) + 1
+    if left_out:
+        print(f"[... {left_out} bytes of output left out ...]", flush=True)
+    for line in tail:
+        print(line, flush=True)
+    return left_out
+
+
 def run_hook(name):
     """Run the plan's hook ``name`` (its line reaches ``sh`` through the environment, bounded by
     ``timeout``), its output in our log as it comes; what came of it, or None when there is none."""
@@ -643,9 +670,11 @@ def run_hook(name):
         process = subprocess.Popen(hook["command"], shell=True, cwd=hook["directory"],
                                    env={**os.environ, "DEPLOY_HOOK": hook["line"]}, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-        for line in process.stdout:
-            print(redact(line.rstrip("\n")), flush=True)
+        kept = capped_lines(process.stdout)
         code = process.wait()
+        if kept:
+            say(f"{name} hook: {kept} bytes of its output left out of this log (the first and last "
+                f"{HOOK_OUTPUT_KEPT // 1024} kB are in it)")
     except OSError as error:  # its directory is gone
         say(f"{name} hook could not start: {error}")
         code = 127

@@ -55,9 +55,22 @@ class HookResult:
         return f"{self.name} hook failed (exit {self.exit})" if self.exit else f"{self.name} hook ok"
 
 
+# timeout runs the hook in a process group of its own (its pid); when the hook ends, what it left
+# running in that group (a `cmd &` holding the output open) ends with it, so the hook's pipe closes
+# (TERM or INT to this shell: passed on to the hook's group)
+GROUP_ENDS_WITH_IT = ('trap \'kill -TERM "-$t" 2>/dev/null\' TERM INT; timeout "$@" & t=$!; wait "$t"; code=$?; '
+                      'kill -KILL "-$t" 2>/dev/null; exit "$code"')
+
+
+def bounded_argv(timeout: int, *command: str) -> list[str]:
+    """``command`` stopped (TERM, then KILL) after ``timeout`` seconds with its children, and whatever
+    it left running when it ends: the hook's output ends when the hook does."""
+    return ["sh", "-c", GROUP_ENDS_WITH_IT, "sh", "-k", str(KILL_AFTER), str(timeout), *command]
+
+
 def bounded(timeout: int, *command: str) -> str:
-    """``command`` stopped (TERM, then KILL) after ``timeout`` seconds, with its children."""
-    return commands.join("timeout", "-k", str(KILL_AFTER), str(timeout), *command)
+    """``bounded_argv`` as one quoted command line."""
+    return commands.join(*bounded_argv(timeout, *command))
 
 
 def script_path(config: HostConfig, name: str) -> str:
@@ -91,7 +104,7 @@ def run_local(site: Site, name: str) -> HookResult | None:
     print(f"{name} hook: {config.redact(line)}", flush=True)
     started = time.monotonic()
     # its own process group (timeout's): stdin closed, so a hook never stops on the terminal
-    process = subprocess.Popen(["timeout", "-k", str(KILL_AFTER), str(config.hook_timeout), "sh", "-c", line],
+    process = subprocess.Popen(bounded_argv(config.hook_timeout, "sh", "-c", line),
                                cwd=config.buildout_dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, errors="replace")
     try:
@@ -100,7 +113,7 @@ def run_local(site: Site, name: str) -> HookResult | None:
             sys.stdout.flush()
         process.wait()
     except BaseException:
-        process.terminate()  # timeout passes TERM on to the hook's group
+        process.terminate()  # passed on to the hook's group
         process.wait()
         raise
     return _logged(site, HookResult(name, process.returncode, round(time.monotonic() - started, 1),

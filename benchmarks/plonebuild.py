@@ -66,6 +66,11 @@ def upgraded_addon(cache: Path) -> str:
     return version
 
 
+def steps(stdout: str) -> str:
+    """The deploy's steps with their seconds, as ``fab`` prints them (``✓ buildout 4.7s``)."""
+    return ", ".join(f"{name} {seconds}" for name, seconds in re.findall(r"✓ (.+?) ([\d.]+)s\s*$", stdout, re.M))
+
+
 def build_seconds(root: Path) -> float:
     """What the deploy recorded for buildout (the build step) in the current release."""
     return json.loads((root / "current" / ".deploy" / "built.json").read_text())["seconds"]
@@ -132,6 +137,8 @@ def main(baseline: str = BASELINE) -> None:
         table.add_row(label, step, f"{seconds:.1f}", f"{build:.1f}", f"{int(sent.group(1)):,}" if sent else "")
     console = Console(width=150)
     console.print(table)
+    for label, step, _, _, result in rows:
+        console.print(f"{label}, {step}: {steps(result.stdout)}")
     for index, step in enumerate(("first deploy", "add-on upgrade")):
         before, now = rows[index], rows[2 + index]
         console.print(f"{step}: push to serving now / before {now[2] / before[2]:.2f}; "

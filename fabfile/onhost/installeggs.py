@@ -30,11 +30,19 @@ import time
 
 eggs, version, dists, manifest = sys.argv[1:5]
 buildout = sys.argv[sys.argv.index("--") + 1:]
-if version == "-":
-    from zc.buildout.buildout import _buildout_default_options
-    version = _buildout_default_options["eggs-directory-version"].value
-eggs = os.path.join(eggs, version) if version else eggs
 WORK_PREFIX = ".installing-"
+
+
+def installs_like_this():
+    """Whether this venv's zc.buildout installs a wheel as this script does: ``pip install -t`` and
+    ``make_egg_after_pip_install`` (zc.buildout 5 and later); an older one is left to do it itself."""
+    try:
+        from zc.buildout import easy_install
+        from zc.buildout.buildout import _buildout_default_options
+    except ImportError:
+        return False
+    return (hasattr(easy_install, "make_egg_after_pip_install") and ".whl" not in easy_install.UNPACKERS
+            and "eggs-directory-version" in _buildout_default_options)
 
 
 def recorded_sums():
@@ -122,8 +130,8 @@ def in_parallel(jobs, processes):
     """``install`` each job in a child forked for it from this process, pip and buildout loaded once
     before (pip's own advice: one install per process), ``processes`` at a time; yields each result.
     The first error starts no more; a SIGTERM (the build stopped) stops the running ones at once."""
+    import zc.buildout.easy_install  # noqa: F401 -- first: setuptools sets up distutils before pip imports it
     import pip._internal.cli.main  # noqa: F401
-    import zc.buildout.easy_install  # noqa: F401
     running, waiting = {}, list(jobs)
 
     def stop(*_):
@@ -163,7 +171,15 @@ def in_parallel(jobs, processes):
 
 
 def main():
+    global eggs
     started = time.monotonic()
+    if not installs_like_this():
+        os.execv(buildout[0], buildout)
+    if version == "-":
+        from zc.buildout.buildout import _buildout_default_options
+        eggs = os.path.join(eggs, _buildout_default_options["eggs-directory-version"].value)
+    elif version:
+        eggs = os.path.join(eggs, version)
     with open(manifest) as handle:
         release = json.load(handle)
     sums = recorded_sums()

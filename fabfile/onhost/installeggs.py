@@ -7,15 +7,17 @@ subdirectory of EGGS_DIRECTORY that buildout 5 and later install into.
 
 Buildout installs every distribution its eggs directory lacks one after another, each by a
 ``pip install --no-deps -t`` of its own (a Python start per distribution). This does the same
-install with zc.buildout's own code, but with pip run inside a pool of one process per core:
-``pip install --no-deps -t TMP FILE``, then ``make_egg_after_pip_install``, then the egg moved
-into the eggs directory with one rename, as zc.buildout's ``_move_to_eggs_dir_and_compile`` does.
+install with zc.buildout's own code, each in a child forked from this process (pip and zc.buildout
+loaded once), one per core at a time: ``pip install --no-deps -t TMP FILE``, then
+``make_egg_after_pip_install``, then the egg moved into the eggs directory with one rename, as
+zc.buildout's ``_move_to_eggs_dir_and_compile`` does.
 Buildout then finds every egg installed and only resolves and writes scripts; this process
 becomes buildout (exec), so its pid file and its exit status stay buildout's.
 
 Only the release's own distributions (its manifest) that neither the eggs directory nor this
-venv (buildout's tools) holds are installed, and only from files in DISTS_DIRECTORY whose sha256 is the one the push recorded in
-its ``SHA256SUMS`` and the manifest's: any other stops the build before buildout starts. An egg
+venv (buildout's tools) holds are installed, and only from files in DISTS_DIRECTORY whose sha256 is
+the one the push recorded in its ``SHA256SUMS`` and the manifest's: any other stops the build
+before buildout starts. An egg
 is made in a hidden directory (buildout does not read dot-names) and appears whole or not at
 all: an interrupted install leaves no egg that a later build would trust.
 """

@@ -137,6 +137,7 @@ def bench(c):
     c.run(f"{sys.executable} -m benchmarks.switch", pty=False)
     c.run(f"{sys.executable} -m benchmarks.backup", pty=False)
     c.run(f"{sys.executable} -m benchmarks.sites", pty=False)
+    c.run(f"{sys.executable} -m benchmarks.plonebuild", pty=False)
     if os.geteuid() == 0:
         c.run(f"{sys.executable} -m benchmarks.bootstrap", pty=False)
         c.run(f"{sys.executable} -m benchmarks.fleet", pty=False)

@@ -11,7 +11,7 @@ from invoke import Exit, UnexpectedExit
 from ..build import bundle as bundles
 from ..front import certificates, haproxy as front
 from .. import commands, output
-from ..build import datadirs, dists, venv
+from ..build import datadirs, dists, hosteggs, venv
 from ..switch import hooks, job as switch
 from . import releases
 from ..buildout.profile import ProfileError
@@ -78,8 +78,8 @@ def build(site: Site, release_id: str, color: str = "blue") -> None:
     ))
     private = write_secrets(site)
     started = time.monotonic()
-    buildout = commands.with_pid_file(pid_file, site.path("venv", "bin", "buildout"), "-c",
-                                      profile, env=venv.pip_offline(site.config))
+    buildout = commands.with_pid_file(pid_file, *hosteggs.build_command(site.config, profile),
+                                      env=venv.pip_offline(site.config))
     try:
         site.run(commands.in_directory(release_dir, buildout))
     except UnexpectedExit as failure:

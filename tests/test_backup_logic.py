@@ -32,7 +32,7 @@ PLAIN = layout("/v", "/b", "repozo", "python3", quick=False, gzip=False)
      "/srv/site/current/bin/repozo -R -w -r /srv/site/backups/filestorage "
      "-o /srv/site/var/filestorage/Data.fs.restoring -D 2026-11-20-03"),
     (blob_copy_command("/d/blobs", "/b/2026-01-02-03-04-05", "/b/2026-01-01-00-00-00", rsync=True),
-     "rsync -a --delete --link-dest=/b/2026-01-01-00-00-00 /d/blobs/ /b/2026-01-02-03-04-05.partial/ "
+     "rsync -a --delete --exclude=/tmp/ --link-dest=/b/2026-01-01-00-00-00 /d/blobs/ /b/2026-01-02-03-04-05.partial/ "
      "&& mv -T /b/2026-01-02-03-04-05.partial /b/2026-01-02-03-04-05"),
     (blob_copy_command("/d/blobs", "/b/x", None, rsync=False),
      "rm -rf -- /b/x.partial && cp -a /d/blobs /b/x.partial && mv -T /b/x.partial /b/x"),

@@ -145,9 +145,10 @@ def test_a_deployed_site_has_no_drift_and_status_says_so(site):
     assert "nothing to deploy" in result.stdout and "repaired" not in result.stdout
 
 
-def test_a_foreign_process_on_the_zeo_port_stops_a_first_deploy_before_anything_changes(sandbox_host, tmp_path,
-                                                                                         foreign):
-    fresh = make_site(tmp_path, sandbox_host, front_extra(free_port(), free_port()))
+def test_a_foreign_process_on_the_zeo_port_stops_a_first_deploy_before_anything_changes(sandbox_host,
+                                                                                         tmp_path_factory, foreign):
+    # a short root: the front's admin socket under it must fit a unix socket's path (HAProxy: 97 bytes)
+    fresh = make_site(tmp_path_factory.mktemp("zp"), sandbox_host, front_extra(free_port(), free_port()))
     holder = foreign(fresh.ports["zeo"])
     result = fresh.fab("deploy", check=False)
     assert result.returncode == 1, result.stdout + result.stderr

@@ -309,7 +309,9 @@ def blob_copy_into(source: str, partial: str, previous: str | None, rsync: bool,
     """``blob_copy_command`` without the rename: the copy into ``partial``, for a caller that names it later."""
     if rsync:
         link = [f"--link-dest={previous}"] if previous else [f"--link-dest={source}"] if link_first else []
-        return commands.join("rsync", "-a", *options, "--delete", *link, f"{source}/", f"{partial}/")
+        # tmp/: where ZODB writes a blob before it moves it into place (a file there may vanish mid-copy)
+        return commands.join("rsync", "-a", *options, "--delete", "--exclude=/tmp/", *link, f"{source}/",
+                             f"{partial}/")
     return commands.and_then(commands.remove(partial), commands.join("cp", "-a", source, partial))
 
 

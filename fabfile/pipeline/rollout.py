@@ -169,14 +169,20 @@ def before_switch(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts],
 
 
 def after_switch(fleet: Fleet, sites: dict[str, Site], facts: dict[str, Facts], release_id: str) -> dict[str, str]:
-    """The backup a gone release could not take before the switch, tagged with the new one."""
+    """The backup a gone release could not take before the switch, tagged with the new one. The switch
+    stands when it fails (the data is untouched): a warning, not a failed deploy."""
     taken = {}
     for member in fleet.having("backup"):
         leaving = facts[member.name].current
         if leaving and not facts[member.name].release(leaving):  # and its repozo with it
             with fleets.on_host(fleet, member.name):
                 output.say(f"{leaving}, which current named, was gone: the backup is taken after the switch")
-                backup = backups.backup_before_switch(sites[member.name], release_id)
+                try:
+                    backup = backups.backup_before_switch(sites[member.name], release_id)
+                except Exit as failed:
+                    output.say(f"[yellow]warning: {release_id} serves, but the backup after the switch failed "
+                               f"({parallel.message(failed).partition(': ')[2]}): fab -H {fleet.name} backup takes one[/]")
+                    continue
             taken[member.name] = backup and backup.get("stamp")
     return taken
 

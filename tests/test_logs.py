@@ -185,8 +185,9 @@ def test_with_a_syslog_facility_supervisor_sends_every_program_line_to_the_liste
     assert conf.count("stdout_events_enabled = true") == 2 and "[eventlistener:syslog]" in conf
     assert "events = PROCESS_LOG" in conf and "local3 buildout-srv-site" in conf
     assert "eventlistener" not in supervisor.render_config(config(tmp_path, "[services]\nprograms = zeo web\n"))
-    with pytest.raises(ValueError, match=r"\[notify\] syslog = 'local9'"):
-        supervisor.render_config(config(tmp_path, "[services]\nprograms = web\n[notify]\nsyslog = local9\n"))
+    from fabfile.config.hostconfig import ConfigError
+    with pytest.raises(ConfigError, match=r"\[notify\] syslog: 'local9' is not a syslog facility"):  # at load
+        config(tmp_path, "[services]\nprograms = web\n[notify]\nsyslog = local9\n")
 
 
 def test_the_listener_logs_each_line_with_the_facility_and_answers_supervisor(tmp_path):

@@ -113,7 +113,7 @@ def test_new_site_on_an_existing_name_refuses_and_changes_nothing(place):
     (("wiki", "--modules", "nope"), "no profiles/modules/nope.cfg (there are: mailhost)"),
     (("wiki", "--modules", "mailhost"), "made for zope and plone sites, not plain"),
     (("wiki", "--kind", "zope", "--versions", "https://example.org/v.cfg"), "only a plone site extends"),
-    (("wiki", "--kind", "plone", "--versions", "/etc/passwd"), "an http:// or https:// URL"),
+    (("wiki", "--kind", "plone", "--versions", "/etc/passwd"), "one http:// or https:// URL"),
 ])
 def test_a_bad_request_says_what_is_wrong_and_writes_nothing(place, args, message):
     workdir, _ = place

@@ -53,7 +53,7 @@ def test_an_offsite_url_names_user_host_port_and_path(tmp_path):
     ("offsite = ssh://b@h.example/srv/../etc", "without '..'"),
     ("offsite = ssh://b@h.example/srv/co pies", "plain"),
     ("offsite = ssh://b@h.example/srv/$(reboot)", "plain"),
-    ("offsite = ssh://b@h.example/srv/c?x=1", "an absolute directory"),
+    ("offsite = ssh://b@h.example/srv/c?x=1", "has a query (?...) or a fragment"),
     ("offsite = ssh://b@h.example/srv/c\noffsite_identity = key", "[backup] offsite_identity: 'key' is not an absolute"),
     ("offsite = ssh://b@h.example/srv/c\noffsite_known_hosts = /a b", "[backup] offsite_known_hosts"),
     ("offsite_identity = /home/d/.ssh/k", "[backup] offsite_identity: set only with [backup] offsite"),
